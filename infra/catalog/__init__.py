@@ -1,0 +1,207 @@
+"""Versioned hardware, model and price facts, read by pure lookups.
+
+The YAML files beside this module are the one place each fact lives. `load_catalog()` reads
+them once; tests build small synthetic `Catalog`s directly.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Mapping
+
+import yaml
+
+from infra.errors import InputError
+
+CATALOG_DIR = Path(__file__).resolve().parent
+
+# One definition of a month for every $/month figure (365 days * 24 h / 12).
+HOURS_PER_MONTH = Decimal("730")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    key: str
+    hbm_gb: float
+    usable_hbm_mib: int
+    hbm_bandwidth_gb_per_s: float
+    dense_bf16_tflops: float
+    dense_fp8_tflops: float | None
+    interconnect: str
+    interconnect_gb_per_s: float
+
+    @property
+    def usable_hbm_bytes(self) -> int:
+        return self.usable_hbm_mib * 2**20
+
+    @property
+    def has_fp8(self) -> bool:
+        return self.dense_fp8_tflops is not None
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    name: str
+    gpu: str
+    gpu_count: int
+    vcpu: int
+    ram_gib: int
+    nvme_disks: int
+    nvme_gb_per_disk: int
+    network_gbps: int
+    efa_interfaces: int
+    family: str
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """A decoder-only transformer, in Hugging Face config.json terms."""
+
+    key: str
+    num_hidden_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    tie_word_embeddings: bool = False
+    hf_id: str = ""
+
+
+@dataclass(frozen=True)
+class Price:
+    usd_per_hour: Decimal
+    source: str
+    date: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    gpus: Mapping[str, Gpu]
+    instances: Mapping[str, InstanceType]
+    models: Mapping[str, ModelArch]
+    # region -> instance type -> on-demand price
+    instance_prices: Mapping[str, Mapping[str, Price]] = field(default_factory=dict)
+
+    def gpu(self, key: str, field_name: str = "gpu") -> Gpu:
+        try:
+            return self.gpus[key]
+        except KeyError:
+            raise InputError(field_name, key, f"known GPUs: {', '.join(sorted(self.gpus))}") from None
+
+    def instance(self, name: str, field_name: str = "instance_type") -> InstanceType:
+        try:
+            return self.instances[name]
+        except KeyError:
+            raise InputError(
+                field_name, name, f"known instance types: {', '.join(sorted(self.instances))}"
+            ) from None
+
+    def model(self, ref: str, field_name: str = "model") -> ModelArch:
+        """A catalog key, or a path to a Hugging Face config.json."""
+        if ref in self.models:
+            return self.models[ref]
+        if ref.endswith(".json") or "/" in ref or Path(ref).exists():
+            return model_from_hf_config(ref, field_name)
+        raise InputError(
+            field_name,
+            ref,
+            f"known models: {', '.join(sorted(self.models))}, or a path to a Hugging Face config.json",
+        )
+
+    def instance_price(self, region: str, instance_type: str) -> Price | None:
+        return self.instance_prices.get(region, {}).get(instance_type)
+
+
+_HF_REQUIRED = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+)
+
+
+def model_from_hf_config(path: str, field_name: str = "model") -> ModelArch:
+    """Read a Hugging Face `config.json` (its real field names) into a ModelArch."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(field_name, path, "a catalog model key or an existing config.json file")
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(field_name, path, f"a readable JSON config.json ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise InputError(field_name, path, "a JSON object with Hugging Face config fields")
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers nest the language model
+        cfg = {**cfg, **cfg["text_config"]}
+    missing = [k for k in _HF_REQUIRED if not isinstance(cfg.get(k), int) or cfg.get(k) <= 0]
+    if missing:
+        raise InputError(
+            f"{field_name}.{missing[0]}",
+            cfg.get(missing[0]),
+            f"a positive integer in {path} (required: {', '.join(_HF_REQUIRED)})",
+        )
+    heads = cfg["num_attention_heads"]
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    return ModelArch(
+        key=cfg.get("_name_or_path") or p.parent.name or p.stem,
+        num_hidden_layers=cfg["num_hidden_layers"],
+        hidden_size=cfg["hidden_size"],
+        num_attention_heads=heads,
+        num_key_value_heads=int(kv_heads),
+        head_dim=int(head_dim),
+        intermediate_size=cfg["intermediate_size"],
+        vocab_size=cfg["vocab_size"],
+        max_position_embeddings=int(cfg.get("max_position_embeddings") or 4096),
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        hf_id=str(cfg.get("_name_or_path", "")),
+    )
+
+
+def _read_yaml(name: str, directory: Path) -> dict:
+    with open(directory / name) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def _build(cls, key_field: str, key: str, row: dict):
+    names = cls.__dataclass_fields__
+    return cls(**{key_field: key}, **{k: v for k, v in row.items() if k in names})
+
+
+def load_catalog(directory: Path | str | None = None) -> Catalog:
+    if directory is None:
+        return _default_catalog()
+    return _load(Path(directory))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_catalog() -> Catalog:
+    return _load(CATALOG_DIR)
+
+
+def _load(directory: Path) -> Catalog:
+    gpus = {k: _build(Gpu, "key", k, v) for k, v in _read_yaml("gpus.yaml", directory).items()}
+    instances = {
+        k: _build(InstanceType, "name", k, v)
+        for k, v in _read_yaml("instances.yaml", directory).items()
+    }
+    models = {k: _build(ModelArch, "key", k, v) for k, v in _read_yaml("models.yaml", directory).items()}
+    prices_doc = _read_yaml("prices.yaml", directory) if (directory / "prices.yaml").exists() else {}
+    instance_prices = {
+        region: {
+            itype: Price(Decimal(str(row["usd_per_hour"])), row.get("source", ""), str(row.get("date", "")))
+            for itype, row in (rows or {}).items()
+        }
+        for region, rows in (prices_doc.get("instances") or {}).items()
+    }
+    for name, inst in instances.items():
+        if inst.gpu not in gpus:
+            raise ValueError(f"catalog: instance {name} names unknown GPU {inst.gpu}")
+    return Catalog(gpus=gpus, instances=instances, models=models, instance_prices=instance_prices)

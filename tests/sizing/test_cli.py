@@ -1,0 +1,162 @@
+"""`predict` and `size` as a user runs them: JSON contracts, exit codes, no tracebacks."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from infra.cli import main
+
+
+def run(*argv):
+    """Run the CLI in a subprocess, as a user would."""
+    p = subprocess.run([sys.executable, "-m", "infra", *argv], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+PREDICT = ["predict", "--model", "llama-3.3-70b", "--gpu", "H100-SXM-80GB", "--gpus", "2", "--tp", "2",
+           "--weights", "fp8", "--kv", "fp8", "--input-tokens", "1000", "--output-tokens", "1000"]
+
+
+def test_predict_json_contract():
+    code, out, err = run(*PREDICT, "--concurrency", "64", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    for key in ["output_tokens_per_s", "ttft_ms_mean", "ttft_ms_p95", "tpot_ms_mean", "tpot_ms_p95",
+                "kv_cache_tokens", "max_concurrency"]:
+        assert isinstance(d[key], (int, float)), key
+    assert d["ttft_ms_p95"] >= d["ttft_ms_mean"] > 0
+    assert d["output_tokens_per_s"] <= d["roofline_output_tokens_per_s"]
+
+
+def test_predict_max_load_matches_the_public_trtllm_row_within_25_percent(capsys):
+    # CSV row 7: TensorRT-LLM, Llama-3.3-70B FP8, 2 x H100, 1000/1000, 4,205 tok/s.
+    assert main([*PREDICT, "--max-load", "--engine", "trtllm", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["output_tokens_per_s"] == pytest.approx(4205, rel=0.25)
+
+
+def test_predict_more_gpus_means_more_replicas_and_throughput(capsys):
+    main([*PREDICT, "--concurrency", "128", "--json"])
+    one = json.loads(capsys.readouterr().out)
+    args = [a if a != "2" else "4" for a in PREDICT]  # --gpus 4 --tp 4 ... keep tp 2:
+    args = PREDICT.copy()
+    args[args.index("--gpus") + 1] = "8"
+    main([*args, "--concurrency", "128", "--json"])
+    four = json.loads(capsys.readouterr().out)
+    assert four["replicas"] == 4 and four["output_tokens_per_s"] > one["output_tokens_per_s"]
+
+
+def test_predict_human_table():
+    code, out, _ = run(*PREDICT, "--max-load")
+    assert code == 0 and "output tokens/s" in out and "TTFT mean / p95" in out
+
+
+def test_size_seed_json_contract():
+    code, out, err = run("size", "--workload", "examples/seed-004.yaml", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["instance_type"].startswith("p5") and d["precision"] == "fp8" and d["azs"] == 3
+    assert d["predicted"]["e2e_p95_ms"] <= 4000
+    assert isinstance(d["alternatives"], list) and d["alternatives"]
+
+
+def test_size_human_output_shows_slos_and_alternatives():
+    code, out, _ = run("size", "--workload", "examples/seed-004.yaml")
+    assert code == 0
+    assert "GPU nodes per AZ min / desired / max" in out and "Alternatives" in out and "4,000.0" in out
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--model", "llama-9"], "model: 'llama-9' is not allowed"),
+        (["--gpu", "B200"], "gpu: 'B200' is not allowed"),
+        (["--gpus", "-2"], "--gpus"),
+        (["--gpus", "3"], "--gpus: 3 is not allowed; a multiple of --tp 2"),
+        (["--tp", "3"], "--tp"),
+        (["--input-tokens", "0"], "--input-tokens"),
+        (["--model", "/nonexistent/config.json"], "model"),
+    ],
+)
+def test_predict_bad_input_exits_2_naming_the_field(args, needle):
+    argv = PREDICT.copy()
+    for i in range(0, len(args), 2):
+        argv[argv.index(args[i]) + 1] = args[i + 1]
+    code, out, err = run(*argv, "--concurrency", "8")
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_predict_model_that_does_not_fit_exits_2():
+    argv = PREDICT.copy()
+    argv[argv.index("--weights") + 1] = "bf16"
+    argv[argv.index("--gpus") + 1] = "1"
+    argv[argv.index("--tp") + 1] = "1"
+    code, _, err = run(*argv, "--concurrency", "8")
+    assert code == 2 and "--tp" in err and "fits" in err and "Traceback" not in err
+
+
+def test_predict_accepts_a_hugging_face_config(tmp_path, capsys):
+    cfg = {
+        "_name_or_path": "meta-llama/Llama-3.1-8B-Instruct", "num_hidden_layers": 32, "hidden_size": 4096,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    base = ["predict", "--gpu", "H100-SXM-80GB", "--gpus", "1", "--tp", "1", "--input-tokens", "500",
+            "--output-tokens", "200", "--concurrency", "16", "--json"]
+    assert main([*base, "--model", str(path)]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert main([*base, "--model", "llama-3.1-8b"]) == 0
+    from_catalog = json.loads(capsys.readouterr().out)
+    assert from_file["output_tokens_per_s"] == pytest.approx(from_catalog["output_tokens_per_s"])
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (("workload", "concurrent_requests", -5), "workload.concurrent_requests: -5 is not allowed"),
+        (("workload", "ttft_p95_ms", 0), "workload.ttft_p95_ms: 0 is not allowed"),
+        (("workload", "burst_factor", 0.5), "workload.burst_factor"),
+        (("model", "name", "gpt-9"), "model.name: 'gpt-9' is not allowed"),
+        (("fleet", "instance_types", ["p9.huge"]), "fleet.instance_types"),
+        (("fleet", "precisions", ["fp4"]), "fleet.precisions.0"),
+        (("fleet", "azs", 1), "survive_az_loss needs azs >= 2"),
+        (("workload", "colour", "blue"), "workload.colour: unknown key"),
+    ],
+)
+def test_size_bad_workload_exits_2_naming_the_field(seed_doc, write_workload, edit, needle):
+    section, field, value = edit
+    seed_doc[section][field] = value
+    code, out, err = run("size", "--workload", write_workload(seed_doc))
+    assert code == 2, out
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_size_missing_file_exits_2():
+    code, _, err = run("size", "--workload", "no/such.yaml")
+    assert code == 2 and "--workload: 'no/such.yaml' is not allowed" in err and "Traceback" not in err
+
+
+def test_size_infeasible_exits_2_with_best_achievable(seed_doc, write_workload):
+    seed_doc["workload"]["tpot_p95_ms"] = 2
+    code, _, err = run("size", "--workload", write_workload(seed_doc))
+    assert code == 2
+    assert "TPOT p95 2 ms is not achievable" in err and "best achievable" in err and "Traceback" not in err
+
+
+def test_size_missing_required_key_exits_2(seed_doc, write_workload):
+    del seed_doc["workload"]["ttft_p95_ms"]
+    code, _, err = run("size", "--workload", write_workload(seed_doc))
+    assert code == 2 and "workload.ttft_p95_ms: required key is missing" in err
+
+
+def test_size_yaml_that_is_not_a_mapping_exits_2(write_workload, tmp_path):
+    p = tmp_path / "list.yaml"
+    p.write_text("- a\n- b\n")
+    code, _, err = run("size", "--workload", str(p))
+    assert code == 2 and "expected a mapping" in err and "Traceback" not in err

@@ -1,0 +1,160 @@
+"""The SLO search: N+1 across AZs, whole instances, monotone in load and SLOs, cheapest wins."""
+import math
+
+import pytest
+import yaml
+
+from infra.errors import InfeasibleError, InputError
+from infra.sizing.load import steady_state
+from infra.sizing.search import size
+from tests.sizing.conftest import make_spec
+
+
+@pytest.fixture(scope="module")
+def seed_plan():
+    return size(make_spec())
+
+
+def test_seed_example_file_is_the_seed_brief(seed_doc):
+    doc = yaml.safe_load(open("examples/seed-004.yaml"))
+    assert doc == seed_doc
+
+
+def test_seed_plan_meets_every_slo_with_one_az_lost(seed_plan):
+    p = seed_plan
+    assert p.predicted.ttft_p95_ms <= 600 and p.predicted.tpot_p95_ms <= 40 and p.predicted.e2e_p95_ms <= 4000
+    # (azs - 1) AZs carry the whole load: concurrency and output rate.
+    surviving = p.replicas_per_az * (p.azs - 1)
+    assert surviving >= p.replicas_sustained
+    assert p.predicted.concurrency_per_replica == math.ceil(200 / surviving)
+    assert surviving * p.predicted.output_tokens_per_s_per_replica >= 5000
+
+
+def test_seed_plan_packs_whole_instances(seed_plan):
+    p = seed_plan
+    assert p.replicas_per_node == p.gpus_per_node // p.tensor_parallel
+    assert p.replicas_per_az % p.replicas_per_node == 0
+    assert p.nodes_per_az.min == p.replicas_per_az // p.replicas_per_node + p.warm_spares_per_az
+    assert p.nodes_per_az.min <= p.nodes_per_az.desired <= p.nodes_per_az.max
+    assert p.vllm.tensor_parallel_size == p.tensor_parallel
+    assert p.instance_type.startswith("p5")
+
+
+def test_seed_plan_cost_arithmetic(seed_plan):
+    p = seed_plan
+    assert p.cost.usd_per_hour_baseline == pytest.approx(p.cost.usd_per_node_hour * p.nodes_per_az.desired * p.azs)
+    assert p.cost.usd_per_hour_max == pytest.approx(p.cost.usd_per_node_hour * p.nodes_per_az.max * p.azs)
+    per_million = p.cost.usd_per_hour_baseline / (5000 * 3600 / 1e6)
+    assert p.cost.usd_per_million_output_tokens == pytest.approx(per_million, rel=1e-4)
+
+
+def test_seed_plan_burst_capacity_absorbs_the_burst(seed_plan):
+    p = seed_plan
+    assert p.replicas_max == (p.nodes_per_az.max - p.warm_spares_per_az) * p.replicas_per_node * p.azs
+    # At the burst every replica stays within the per-replica concurrency the SLOs allow.
+    per_replica = math.ceil(800 / p.replicas_max)
+    assert per_replica <= p.max_concurrency_per_replica
+
+
+def test_seed_plan_keda_threshold_and_admission(seed_plan):
+    p = seed_plan
+    assert p.keda_queue_threshold >= 1
+    assert p.admission_limit_per_replica >= p.max_concurrency_per_replica + p.keda_queue_threshold
+
+
+def test_chosen_plan_is_cheapest_feasible_alternative(seed_plan):
+    feasible = [a for a in seed_plan.alternatives if a.feasible]
+    assert feasible, "the seed has other feasible shapes"
+    assert all(a.usd_per_hour_baseline >= seed_plan.cost.usd_per_hour_baseline for a in feasible)
+    assert all(a.why for a in seed_plan.alternatives)
+    assert any("breaks end-to-end p95" in a.why for a in seed_plan.alternatives)
+
+
+@pytest.mark.parametrize("users", [50, 100, 200, 400, 800, 1600])
+def test_more_users_never_needs_fewer_gpus(users):
+    smaller = size(make_spec(workload__concurrent_requests=users, workload__output_tokens_per_s=None))
+    larger = size(make_spec(workload__concurrent_requests=users * 2, workload__output_tokens_per_s=None))
+    assert larger.gpus_baseline >= smaller.gpus_baseline
+    assert larger.cost.usd_per_hour_baseline >= smaller.cost.usd_per_hour_baseline
+
+
+@pytest.mark.parametrize(
+    "field, loose, tight",
+    [("workload__ttft_p95_ms", 2000, 120), ("workload__tpot_p95_ms", 60, 18), ("workload__e2e_p95_ms", 8000, 3500)],
+)
+def test_a_tighter_slo_never_costs_less(field, loose, tight):
+    a = size(make_spec(**{field: loose}))
+    b = size(make_spec(**{field: tight}))
+    assert b.cost.usd_per_hour_baseline >= a.cost.usd_per_hour_baseline
+
+
+def test_two_azs_need_more_per_az_capacity_than_three():
+    three = size(make_spec(fleet__warm_spares_per_az=0))
+    two = size(make_spec(fleet__azs=2, fleet__warm_spares_per_az=0))
+    # With 2 AZs the surviving AZ alone carries everything.
+    assert two.replicas_per_az >= two.replicas_sustained
+    assert two.replicas_per_az >= three.replicas_per_az
+
+
+def test_without_az_loss_the_fleet_is_smaller():
+    n1 = size(make_spec())
+    flat = size(make_spec(workload__availability_pct=99.0, fleet__survive_az_loss=False))
+    assert flat.gpus_baseline <= n1.gpus_baseline
+
+
+def test_price_override_is_used_and_enables_p5e():
+    p = size(make_spec(fleet__instance_types=["p5e.48xlarge"], fleet__price_usd_per_gpu_hour="3.00"))
+    assert p.instance_type == "p5e.48xlarge"
+    assert p.cost.usd_per_gpu_hour == pytest.approx(3.0)
+    assert "override" in p.cost.price_source
+
+
+def test_unpriced_instance_without_override_fails_clearly():
+    with pytest.raises(InfeasibleError, match="price_usd_per_gpu_hour"):
+        size(make_spec(fleet__instance_types=["p5e.48xlarge"]))
+
+
+def test_infeasible_tpot_names_the_slo_and_best_achievable():
+    with pytest.raises(InfeasibleError) as exc:
+        size(make_spec(workload__tpot_p95_ms=2))
+    msg = str(exc.value)
+    assert msg.startswith("TPOT p95 2 ms is not achievable for llama-3.3-70b (fp8); best achievable")
+    assert "TP=8" in msg
+
+
+def test_infeasible_ttft_names_the_best_value_and_where():
+    with pytest.raises(InfeasibleError, match=r"TTFT p95 5 ms is not achievable .* best achievable [\d.]+ ms on p5"):
+        size(make_spec(workload__ttft_p95_ms=5))
+
+
+def test_context_longer_than_max_model_len_is_rejected():
+    with pytest.raises(InputError, match="model.max_model_len"):
+        size(make_spec(workload__input_tokens=9000))
+
+
+def test_plan_predictions_are_reproducible_from_the_model(seed_plan):
+    from infra.catalog import load_catalog
+    from infra.sizing.perf import ReplicaModel, engine_params
+
+    cat = load_catalog()
+    inst = cat.instance(seed_plan.instance_type)
+    e = engine_params("vllm")
+    rm = ReplicaModel(cat.model("llama-3.3-70b"), cat.gpu(inst.gpu), seed_plan.tensor_parallel, "fp8", "fp8", e,
+                      gpu_memory_utilization=0.9, max_num_seqs=seed_plan.vllm.max_num_seqs,
+                      max_num_batched_tokens=seed_plan.vllm.max_num_batched_tokens)
+    r = steady_state(rm, 500, 200, concurrency=seed_plan.predicted.concurrency_per_replica,
+                     request_overhead_ms=e.request_overhead_ms)
+    assert seed_plan.predicted.e2e_p95_ms == pytest.approx(r.e2e_ms_p95, abs=0.1)
+
+
+def test_plan_json_has_the_contract_keys(seed_plan):
+    d = seed_plan.to_dict()
+    for key in ["instance_type", "gpu", "tensor_parallel", "precision", "azs", "replicas_sustained",
+                "replicas_per_az", "replicas_per_node", "nodes_per_az", "warm_spares_per_az", "replicas_max",
+                "keda_queue_threshold", "vllm", "predicted", "cost", "alternatives"]:
+        assert key in d
+    assert set(d["nodes_per_az"]) == {"min", "desired", "max"}
+    assert {"max_num_seqs", "max_num_batched_tokens", "max_model_len", "gpu_memory_utilization",
+            "kv_cache_dtype", "quantization"} <= set(d["vllm"])
+    assert {"ttft_p95_ms", "tpot_p95_ms", "e2e_p95_ms", "output_tokens_per_s_per_replica"} <= set(d["predicted"])
+    assert {"usd_per_hour_baseline", "usd_per_hour_max", "usd_per_million_output_tokens"} <= set(d["cost"])
