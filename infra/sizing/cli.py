@@ -205,6 +205,8 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
             right=[1, 2, 3],
         ),
     ]
+    if plan.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in plan.notes]
     if plan.alternatives:
         lines += [
             "",

@@ -101,6 +101,7 @@ class FleetPlan:
     predicted_all_azs: Predicted  # at sustained load, all AZs up
     cost: PlanCost
     alternatives: tuple[Alternative, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(default_factory=tuple)  # caveats an SRE should read
 
     @property
     def replicas_baseline(self) -> int:
@@ -113,6 +114,7 @@ class FleetPlan:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["alternatives"] = [asdict(a) for a in self.alternatives]
+        out["notes"] = list(self.notes)
         out["replicas_baseline"] = self.replicas_baseline
         out["gpus_baseline"] = self.gpus_baseline
         return out

@@ -162,11 +162,11 @@ def evaluate(c: Candidate, spec: SizingSpec, catalog: Catalog) -> Evaluation:
     good, at = _max_good_concurrency(c, w, cap)
     if good == 0:
         return Evaluation(c, False, at_best=at, broken=_worst_slo(at, w))
-    replicas = math.ceil(w.concurrent_requests / good)
-    if w.output_tokens_per_s:
-        replicas = max(replicas, math.ceil(w.output_tokens_per_s / at.output_tokens_per_s))
+    replicas = _replicas_for(w.concurrent_requests, good, w.output_tokens_per_s, at.output_tokens_per_s)
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     nodes_per_az = math.ceil(replicas / (serving_azs * c.replicas_per_node))
+    if nodes_per_az > f.max_nodes_per_az:
+        return Evaluation(c, False, good, at, ("nodes", f.max_nodes_per_az, nodes_per_az), replicas, nodes_per_az)
     node_price, note = _node_price(spec, c.instance, catalog)
     e = Evaluation(c, True, good, at, None, replicas, nodes_per_az, node_price, None, note)
     if node_price is None:
@@ -182,6 +182,7 @@ class Shape:
     burst: int
     warm: int
     replicas_max: int
+    burst_capped: bool  # fleet.max_nodes_per_az stops the burst short of the declared factor
 
     @property
     def baseline(self) -> int:
@@ -205,7 +206,11 @@ def _shape(e: Evaluation, spec: SizingSpec) -> Shape:
         warm = f.warm_spares_per_az
     else:
         warm = math.ceil((burst - e.nodes_per_az) * WARM_SPARE_SHARE)
-    return Shape(serving=e.nodes_per_az, burst=burst, warm=warm, replicas_max=burst * rpn * f.azs)
+    warm = min(warm, max(0, f.max_nodes_per_az - e.nodes_per_az))
+    capped = burst + warm > f.max_nodes_per_az
+    if capped:
+        burst = max(e.nodes_per_az, f.max_nodes_per_az - warm)
+    return Shape(e.nodes_per_az, burst, warm, burst * rpn * f.azs, capped)
 
 
 def _rank_key(e: Evaluation, spec: SizingSpec) -> tuple:
@@ -276,6 +281,8 @@ def _alternatives(chosen: Evaluation, evals: list[Evaluation], spec: SizingSpec,
             why = e.price_note
         elif e.broken and e.broken[0] == "memory":
             why = "does not fit: weights + activations leave no KV cache at this context"
+        elif e.broken and e.broken[0] == "nodes":
+            why = f"needs {e.broken[2]} nodes per AZ > fleet.max_nodes_per_az {e.broken[1]}"
         else:
             key, target, best = e.broken
             why = f"breaks {SLO_LABELS[key]}: {best:,.1f} ms at 1 request per replica > {target:,.0f} ms"
@@ -295,7 +302,14 @@ def _alternatives(chosen: Evaluation, evals: list[Evaluation], spec: SizingSpec,
 
 def _infeasible_message(spec: SizingSpec, evals: list[Evaluation], arch: ModelArch) -> str:
     w = spec.workload
-    fitting = [e for e in evals if e.broken and e.broken[0] != "memory" and e.at_best is not None]
+    too_big = [e for e in evals if e.broken and e.broken[0] == "nodes"]
+    if too_big:
+        e = min(too_big, key=lambda e: e.broken[2])
+        return (
+            f"fleet.max_nodes_per_az: {spec.fleet.max_nodes_per_az} is too low; the smallest fleet meeting every SLO "
+            f"needs {e.broken[2]} x {e.cand.instance.name} per AZ (TP={e.cand.tp})"
+        )
+    fitting = [e for e in evals if e.broken and e.broken[0] in SLO_LABELS and e.at_best is not None]
     if not fitting:
         return (
             f"{arch.key} does not fit with a usable KV cache on any of {', '.join(spec.fleet.instance_types)} "
@@ -340,6 +354,12 @@ def size(spec: SizingSpec, catalog: Catalog | None = None) -> FleetPlan:
         raise InputError(
             "model.max_model_len", ms.max_model_len, f"at most {arch.max_position_embeddings} for {arch.key}",
         )
+    if w.availability_pct >= 99.9 and not f.survive_az_loss:
+        # 99.9 % allows 43 minutes of downtime a month; an AZ outage lasts hours.
+        raise InputError(
+            "fleet.survive_az_loss", False,
+            f"true when workload.availability_pct is {w.availability_pct} (>= 99.9): a lost AZ would exhaust the error budget",
+        )
     engine = engine_params(f.engine)
     evals = [evaluate(c, spec, catalog) for c in candidates(spec, arch, catalog, engine)]
     feasible = [e for e in evals if e.feasible and e.usd_per_hour is not None]
@@ -359,6 +379,17 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
     replicas_per_az = e.nodes_per_az * rpn
     sh = _shape(e, spec)
     nodes = NodeCounts(min=sh.baseline, desired=sh.baseline, max=sh.max)
+    notes = []
+    if sh.burst_capped:
+        notes.append(
+            f"fleet.max_nodes_per_az {f.max_nodes_per_az} caps the burst at {sh.replicas_max} replicas; "
+            f"a {w.burst_factor:g}x burst needs more: expect queueing (TTFT) beyond that"
+        )
+    if sh.warm and f.warm_spares_per_az is None:
+        notes.append(
+            f"{sh.warm} warm spare node(s) per AZ hold {WARM_SPARE_SHARE:.0%} of the burst's extra nodes "
+            "while the rest cold-start; set fleet.warm_spares_per_az to override"
+        )
 
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     predicted_lost = _predicted(c, w, replicas_per_az * serving_azs)
@@ -433,4 +464,5 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
             usd_per_million_output_tokens=float(round(per_million, 4)),
         ),
         alternatives=_alternatives(e, evals, spec),
+        notes=tuple(notes),
     )

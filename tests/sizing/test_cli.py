@@ -14,6 +14,21 @@ def run(*argv):
     return p.returncode, p.stdout, p.stderr
 
 
+@pytest.fixture
+def call(capsys):
+    """Run the CLI in process (fast); argparse's own errors exit through SystemExit."""
+
+    def _call(*argv):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _call
+
+
 PREDICT = ["predict", "--model", "llama-3.3-70b", "--gpu", "H100-SXM-80GB", "--gpus", "2", "--tp", "2",
            "--weights", "fp8", "--kv", "fp8", "--input-tokens", "1000", "--output-tokens", "1000"]
 
@@ -39,7 +54,6 @@ def test_predict_max_load_matches_the_public_trtllm_row_within_25_percent(capsys
 def test_predict_more_gpus_means_more_replicas_and_throughput(capsys):
     main([*PREDICT, "--concurrency", "128", "--json"])
     one = json.loads(capsys.readouterr().out)
-    args = [a if a != "2" else "4" for a in PREDICT]  # --gpus 4 --tp 4 ... keep tp 2:
     args = PREDICT.copy()
     args[args.index("--gpus") + 1] = "8"
     main([*args, "--concurrency", "128", "--json"])
@@ -47,8 +61,8 @@ def test_predict_more_gpus_means_more_replicas_and_throughput(capsys):
     assert four["replicas"] == 4 and four["output_tokens_per_s"] > one["output_tokens_per_s"]
 
 
-def test_predict_human_table():
-    code, out, _ = run(*PREDICT, "--max-load")
+def test_predict_human_table(call):
+    code, out, _ = call(*PREDICT, "--max-load")
     assert code == 0 and "output tokens/s" in out and "TTFT mean / p95" in out
 
 
@@ -61,8 +75,8 @@ def test_size_seed_json_contract():
     assert isinstance(d["alternatives"], list) and d["alternatives"]
 
 
-def test_size_human_output_shows_slos_and_alternatives():
-    code, out, _ = run("size", "--workload", "examples/seed-004.yaml")
+def test_size_human_output_shows_slos_and_alternatives(call):
+    code, out, _ = call("size", "--workload", "examples/seed-004.yaml")
     assert code == 0
     assert "GPU nodes per AZ min / desired / max" in out and "Alternatives" in out and "4,000.0" in out
 
@@ -79,22 +93,22 @@ def test_size_human_output_shows_slos_and_alternatives():
         (["--model", "/nonexistent/config.json"], "model"),
     ],
 )
-def test_predict_bad_input_exits_2_naming_the_field(args, needle):
+def test_predict_bad_input_exits_2_naming_the_field(call, args, needle):
     argv = PREDICT.copy()
     for i in range(0, len(args), 2):
         argv[argv.index(args[i]) + 1] = args[i + 1]
-    code, out, err = run(*argv, "--concurrency", "8")
+    code, out, err = call(*argv, "--concurrency", "8")
     assert code == 2
     assert needle in err
     assert "Traceback" not in err
 
 
-def test_predict_model_that_does_not_fit_exits_2():
+def test_predict_model_that_does_not_fit_exits_2(call):
     argv = PREDICT.copy()
     argv[argv.index("--weights") + 1] = "bf16"
     argv[argv.index("--gpus") + 1] = "1"
     argv[argv.index("--tp") + 1] = "1"
-    code, _, err = run(*argv, "--concurrency", "8")
+    code, _, err = call(*argv, "--concurrency", "8")
     assert code == 2 and "--tp" in err and "fits" in err and "Traceback" not in err
 
 
@@ -128,10 +142,10 @@ def test_predict_accepts_a_hugging_face_config(tmp_path, capsys):
         (("workload", "colour", "blue"), "workload.colour: unknown key"),
     ],
 )
-def test_size_bad_workload_exits_2_naming_the_field(seed_doc, write_workload, edit, needle):
+def test_size_bad_workload_exits_2_naming_the_field(call, seed_doc, write_workload, edit, needle):
     section, field, value = edit
     seed_doc[section][field] = value
-    code, out, err = run("size", "--workload", write_workload(seed_doc))
+    code, out, err = call("size", "--workload", write_workload(seed_doc))
     assert code == 2, out
     assert needle in err
     assert "Traceback" not in err
@@ -142,21 +156,21 @@ def test_size_missing_file_exits_2():
     assert code == 2 and "--workload: 'no/such.yaml' is not allowed" in err and "Traceback" not in err
 
 
-def test_size_infeasible_exits_2_with_best_achievable(seed_doc, write_workload):
+def test_size_infeasible_exits_2_with_best_achievable(call, seed_doc, write_workload):
     seed_doc["workload"]["tpot_p95_ms"] = 2
-    code, _, err = run("size", "--workload", write_workload(seed_doc))
+    code, _, err = call("size", "--workload", write_workload(seed_doc))
     assert code == 2
     assert "TPOT p95 2 ms is not achievable" in err and "best achievable" in err and "Traceback" not in err
 
 
-def test_size_missing_required_key_exits_2(seed_doc, write_workload):
+def test_size_missing_required_key_exits_2(call, seed_doc, write_workload):
     del seed_doc["workload"]["ttft_p95_ms"]
-    code, _, err = run("size", "--workload", write_workload(seed_doc))
+    code, _, err = call("size", "--workload", write_workload(seed_doc))
     assert code == 2 and "workload.ttft_p95_ms: required key is missing" in err
 
 
-def test_size_yaml_that_is_not_a_mapping_exits_2(write_workload, tmp_path):
+def test_size_yaml_that_is_not_a_mapping_exits_2(call, tmp_path):
     p = tmp_path / "list.yaml"
     p.write_text("- a\n- b\n")
-    code, _, err = run("size", "--workload", str(p))
+    code, _, err = call("size", "--workload", str(p))
     assert code == 2 and "expected a mapping" in err and "Traceback" not in err

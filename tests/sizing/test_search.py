@@ -158,3 +158,25 @@ def test_plan_json_has_the_contract_keys(seed_plan):
             "kv_cache_dtype", "quantization"} <= set(d["vllm"])
     assert {"ttft_p95_ms", "tpot_p95_ms", "e2e_p95_ms", "output_tokens_per_s_per_replica"} <= set(d["predicted"])
     assert {"usd_per_hour_baseline", "usd_per_hour_max", "usd_per_million_output_tokens"} <= set(d["cost"])
+
+
+def test_max_nodes_per_az_caps_the_search_and_names_the_key():
+    with pytest.raises(InfeasibleError, match="fleet.max_nodes_per_az: 1 is too low"):
+        size(make_spec(workload__concurrent_requests=2000, workload__output_tokens_per_s=None,
+                       fleet__max_nodes_per_az=1))
+
+
+def test_max_nodes_per_az_caps_the_burst_with_a_note():
+    p = size(make_spec(workload__burst_factor=20, fleet__max_nodes_per_az=4))
+    assert p.nodes_per_az.max <= 4
+    assert any("caps the burst" in n for n in p.notes)
+
+
+def test_high_availability_requires_surviving_an_az_loss():
+    with pytest.raises(InputError, match="fleet.survive_az_loss"):
+        size(make_spec(fleet__survive_az_loss=False))
+
+
+def test_explicit_warm_spares_are_used():
+    p = size(make_spec(fleet__warm_spares_per_az=0))
+    assert p.warm_spares_per_az == 0 and p.nodes_per_az.min == p.replicas_per_az // p.replicas_per_node

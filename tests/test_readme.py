@@ -1,0 +1,54 @@
+"""The README's promises stay true: two set-up commands, CI runs the test one, quoted numbers match."""
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path("README.md").read_text()
+
+
+def first_code_block() -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands():
+    lines = first_code_block()
+    assert len(lines) == 2
+    assert "pip install -r requirements.txt" in lines[0] and "python -m infra" in lines[0]
+    assert "pip install -r requirements-dev.txt" in lines[1] and lines[1].endswith("pytest -q")
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = Path(".ci/run").read_text()
+    assert "pip install -q -r requirements-dev.txt && pytest -q" in ci
+
+
+@pytest.fixture(scope="module")
+def seed_plan():
+    from infra.config import load_sizing_spec
+    from infra.sizing.search import size
+
+    return size(load_sizing_spec("examples/seed-004.yaml"))
+
+
+def test_readme_seed_table_matches_the_plan(seed_plan):
+    p = seed_plan
+    section = README.split("## Seed 004", 1)[1].split("\n## ", 1)[0]
+    assert f"${p.cost.usd_per_hour_baseline:,.2f}" in section
+    assert f"${p.cost.usd_per_million_output_tokens:,.2f} on-demand" in section
+    assert f"| {p.gpus_baseline} |" in section
+    assert f"TP={p.tensor_parallel}" in section
+    assert f"{p.nodes_per_az.desired} per AZ" in section
+    assert f"${p.gpus_baseline * 2}" in section  # at the seed's $2/GPU-hour
+
+
+def test_readme_calibration_numbers_match_the_model():
+    from infra.catalog import load_catalog
+    from infra.sizing import calibrate
+    from infra.sizing.perf import load_engines
+
+    rows, _ = calibrate.read_measurements()
+    s = calibrate.summarise(calibrate.evaluate(rows, dict(load_engines()), load_catalog()))
+    assert f"median |error| {s['median_abs_error_throughput']:.1%}".replace("%", " %") in README
+    assert f"most optimistic row {s['max_optimism_throughput']:+.1%}".replace("%", " %") in README
