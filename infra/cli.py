@@ -16,6 +16,11 @@ from infra.errors import EXIT_CODES, UserError
 # One line per command module; each defines register(subparsers).
 COMMAND_MODULES = (
     "infra.sizing.cli",
+    "infra.weights.cli",
+    "infra.plan_cli",
+    "infra.cost.cli",
+    "infra.rollout.cli",
+    "infra.preflight.cli",
 )
 
 

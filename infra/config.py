@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.catalog import SAFE_LOADER
 from infra.errors import InputError, UserError
 
 Precision = Literal["bf16", "fp8", "int8", "int4"]
@@ -126,7 +127,8 @@ def read_yaml_file(path: str | Path, field_name: str) -> Any:
     if not p.is_file():
         raise InputError(field_name, str(path), "a path to an existing YAML file")
     try:
-        return yaml.safe_load(p.read_text())
+        # libyaml's safe loader when available (same YAML, ~10x faster than the pure-Python one)
+        return yaml.load(p.read_text(), Loader=SAFE_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(field_name, str(path), f"a readable YAML file ({exc.__class__.__name__})") from None
 
@@ -324,8 +326,9 @@ class GpuNodesConfig(_Strict):
         description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand.",
     )
     warm_pool_state: Literal["RUNNING", "STOPPED"] = Field(
-        default="RUNNING",
-        description="State of warm-pool spares: RUNNING keeps the NVMe weight cache; STOPPED loses it.",
+        default="STOPPED",
+        description="Node warm pool (burst headroom): STOPPED costs EBS only and refills NVMe on start; "
+        "RUNNING bills the instance price.",
     )
     max_unavailable: int = Field(default=1, ge=1, le=100, description="GPU nodes replaced at once in a rolling update.")
     ami_release_version: str | None = Field(
@@ -440,6 +443,12 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _key(part: Any) -> str:
+    """A key as shown in a message: plain when it is a simple name, quoted otherwise."""
+    text = str(part)
+    return text if text and text.isprintable() and " " not in text else repr(text)
+
+
 def _stack_errors(exc: ValidationError) -> list[str]:
     """One line per problem, keys named as `llm-fleet:section.field`."""
     import difflib
@@ -447,13 +456,9 @@ def _stack_errors(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        if loc and loc[0] in STACK_SECTIONS:
-            path = f"{NAMESPACE}{loc[0]}" + "".join(f".{p}" for p in loc[1:])
-        else:
-            path = f"{NAMESPACE}{'.'.join(str(p) for p in loc)}" if loc else PROJECT
+        path = f"{NAMESPACE}{'.'.join(_key(p) for p in loc)}" if loc else PROJECT
         value = err.get("input")
-        shown = "{...}" if isinstance(value, dict) else ("[...]" if isinstance(value, list) else value)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ").replace("\n", " ")
         if err["type"] == "extra_forbidden":
             owner = _model_at(StackConfig, loc[:-1])
             known = sorted(owner.model_fields) if owner else []
@@ -464,8 +469,10 @@ def _stack_errors(exc: ValidationError) -> list[str]:
             lines.append(f"{path}: unknown key{extra}")
         elif err["type"] == "missing":
             lines.append(f"{path}: required key is missing")
+        elif isinstance(value, (dict, list)) and err["type"] not in ("list_type", "dict_type", "model_type"):
+            lines.append(f"{path}: {msg}")  # a rule about the whole mapping or list
         else:
-            lines.append(f"{path}: {shown!r} is not allowed; {msg}")
+            lines.append(f"{path}: {value!r} is not allowed; {msg}")
     return lines
 
 
@@ -488,19 +495,23 @@ def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig
         value = entries[key]
         if not isinstance(key, str) or ":" not in key:
             hint = f"; did you mean '{NAMESPACE}{key}'?" if str(key) in STACK_SECTIONS else ""
-            problems.append(f"{key}: config keys must be namespaced ('{NAMESPACE}<key>' or 'aws:<key>'){hint}")
+            problems.append(
+                f"{_key(key)}: config keys must be namespaced ('{NAMESPACE}<key>' or 'aws:<key>'){hint}"
+            )
             continue
         namespace, _, name = key.partition(":")
         if namespace not in ALLOWED_NAMESPACES:
             problems.append(
-                f"{key}: namespace {namespace!r} is not allowed; use '{NAMESPACE}<key>' or 'aws:<key>'"
+                f"{_key(key)}: namespace {namespace!r} is not allowed; use '{NAMESPACE}<key>' or 'aws:<key>'"
             )
             continue
         if isinstance(value, dict) and set(value) == {"secure"}:
-            problems.append(f"{key}: is an encrypted secret; no llm-fleet key holds a secret, set it in plain text")
+            problems.append(
+                f"{_key(key)}: is an encrypted secret; no llm-fleet key holds a secret, set it in plain text"
+            )
             continue
         if namespace == PROJECT:
-            sections[name] = value
+            sections[name.removeprefix("config:")] = value  # old engines send `llm-fleet:config:<key>`
         elif key == "aws:region":
             region = value
     if region is None:
@@ -590,8 +601,9 @@ def project_config_defaults(project_dir: Path) -> dict[str, Any]:
     return out
 
 
-def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackConfig:
-    """The CLI's loader: `Pulumi.<stack>.yaml` (its `config:` mapping) over Pulumi.yaml defaults."""
+def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
+    `config:` mapping (full keys to values). Not validated yet."""
     import re
 
     if not isinstance(stack, str) or not re.match(r"^[A-Za-z0-9_.-]{1,100}$", stack):
@@ -609,8 +621,12 @@ def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackC
         config = {}
     if not isinstance(config, dict):
         raise UserError(f"{path.name}: config: expected a mapping of keys to values, got {type(config).__name__}")
-    entries = {**project_config_defaults(project_dir), **config}
-    return parse_stack_config(entries, source=path.name)
+    return {**project_config_defaults(project_dir), **config}
+
+
+def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackConfig:
+    """The CLI's loader: `Pulumi.<stack>.yaml` (its `config:` mapping) over Pulumi.yaml defaults."""
+    return parse_stack_config(stack_file_entries(stack, project_dir), source=f"Pulumi.{stack}.yaml")
 
 
 def stack_config_from_pulumi() -> StackConfig:

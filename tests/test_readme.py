@@ -15,7 +15,7 @@ def first_code_block() -> list[str]:
 def test_readme_opens_with_exactly_two_commands():
     lines = first_code_block()
     assert len(lines) == 2
-    assert "pip install -r requirements.txt" in lines[0] and "python -m infra" in lines[0]
+    assert "pip install -r requirements.txt" in lines[0] and lines[0].endswith("python -m infra plan --stack prod")
     assert "pip install -r requirements-dev.txt" in lines[1] and lines[1].endswith("pytest -q")
 
 
@@ -52,3 +52,49 @@ def test_readme_calibration_numbers_match_the_model():
     s = calibrate.summarise(calibrate.evaluate(rows, dict(load_engines()), load_catalog()))
     assert f"median |error| {s['median_abs_error_throughput']:.1%}".replace("%", " %") in README
     assert f"most optimistic row {s['max_optimism_throughput']:+.1%}".replace("%", " %") in README
+
+
+# -- generated blocks: the config keys and the policy rules, from the code ---------------------
+
+
+def config_keys_block() -> str:
+    from pydantic import BaseModel
+
+    from infra.config import StackConfig
+
+    lines = []
+    for name, field in StackConfig.model_fields.items():
+        ann = field.annotation
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        keys = ", ".join(f"`{k}`" for k in sub.model_fields) if sub else "a mapping"
+        need = "required" if field.is_required() else "optional"
+        lines.append(f"- `llm-fleet:{name}` ({need}): {field.description} Keys: {keys}.")
+    lines.append("- `aws:region` (required): must equal `fleet.region`.")
+    return "\n".join(lines)
+
+
+def policy_rules_block() -> str:
+    from policies import MIRRORS, POLICIES
+
+    rows = ["| rule | checks | mirrors |", "|---|---|---|"]
+    for p in POLICIES:
+        rows.append(f"| `{p.name}` | {p.description} | {MIRRORS[p.name]} |")
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("name, build", [("config-keys", config_keys_block), ("policy-rules", policy_rules_block)])
+def test_generated_readme_blocks_are_current(name, build):
+    import os
+
+    global README
+    begin = f"<!-- BEGIN {name} (generated: UPDATE_GOLDEN=1 pytest tests/test_readme.py) -->"
+    end = f"<!-- END {name} -->"
+    assert begin in README and end in README, f"README lacks the {name} markers"
+    head, rest = README.split(begin, 1)
+    current, tail = rest.split(end, 1)
+    generated = f"\n{build()}\n"
+    if os.environ.get("UPDATE_GOLDEN") == "1" and current != generated:
+        README = head + begin + generated + end + tail
+        Path("README.md").write_text(README)
+        current = generated
+    assert current == generated, f"README's {name} block is stale: rerun with UPDATE_GOLDEN=1"

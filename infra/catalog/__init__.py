@@ -165,9 +165,13 @@ def model_from_hf_config(path: str, field_name: str = "model") -> ModelArch:
     )
 
 
+# libyaml's loader when PyYAML has it: the catalog is read on every CLI start.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(name: str, directory: Path) -> dict:
     with open(directory / name) as fh:
-        return yaml.safe_load(fh) or {}
+        return yaml.load(fh, Loader=SAFE_LOADER) or {}
 
 
 def _build(cls, key_field: str, key: str, row: dict):

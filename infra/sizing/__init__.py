@@ -2,3 +2,7 @@
 
 Imports neither pulumi nor boto3 (tests enforce it).
 """
+
+from infra.sizing.search import size  # noqa: E402  (the library's entry point)
+
+__all__ = ["size"]

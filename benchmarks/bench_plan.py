@@ -1,0 +1,93 @@
+"""Wall time of the offline plan of `prod`, as a user runs it.
+
+    python benchmarks/bench_plan.py [--repeat N] [--json]
+
+Measures `python -m infra plan --stack prod --json FILE` end to end in a fresh process
+(interpreter start, imports of pulumi and the generated pulumi_aws modules, sizing, the program
+under mocks, rendering), N times, and one in-process rerun (what tests pay per extra run once
+everything is imported). Target: under 5 s wall on the project's 2-core machines. Other work on
+the machine inflates the wall times; the minimum is the least disturbed run, and the process's
+CPU time (user + system) is what the run costs when it has a core to itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TARGET_S = 5.0
+
+
+def cold_run(out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `python -m infra plan` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "infra", "plan", "--stack", "prod", "--json", str(out)],
+        cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+    )
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def warm_rerun() -> float:
+    from infra.preview import plan_stack
+
+    plan_stack("prod")  # imports
+    t0 = time.perf_counter()
+    plan_stack("prod")
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "plan.json"
+        cold_run(out)  # compile bytecode once, as after a fresh clone's first run
+        runs = [cold_run(out) for _ in range(args.repeat)]
+        times = [w for w, _ in runs]
+        cpu = [c for _, c in runs]
+        resources = len(json.loads(out.read_text())["resources"])
+    warm = warm_rerun()
+    result = {
+        "wall_s_min": round(min(times), 2),
+        "wall_s_median": round(statistics.median(times), 2),
+        "wall_s_max": round(max(times), 2),
+        "cpu_s_median": round(statistics.median(cpu), 2),
+        "in_process_rerun_s": round(warm, 2),
+        "resources": resources,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "target_s": TARGET_S,
+        "meets_target": statistics.median(times) < TARGET_S,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"prod offline plan: median {result['wall_s_median']} s, min {result['wall_s_min']} s, "
+            f"max {result['wall_s_max']} s over {args.repeat} runs, CPU {result['cpu_s_median']} s "
+            f"(target < {TARGET_S:.0f} s: "
+            f"{'met' if result['meets_target'] else 'MISSED'}); in-process rerun {result['in_process_rerun_s']} s; "
+            f"{resources} resources; load average {result['load_avg_1m']} on {result['cpus']} CPUs"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

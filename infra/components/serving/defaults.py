@@ -1,0 +1,116 @@
+"""Serving tunables that the stack config does not (yet) carry, each with its unit and why.
+
+Everything the fleet plan knows (TP, GPUs per pod, replicas, thresholds, admission limits) is
+NOT here: builders read it from the plan. What is here are operational choices (probe timings,
+drain windows, autoscaler pacing) and the assumptions behind the time-to-serve estimates in
+docs/serving.md. Candidates for config fields are listed in docs/serving.md ("Config fields
+wanted"). Pure: no pulumi import.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServingDefaults:
+    # --- namespaces and release names ---------------------------------------------------------
+    gpu_namespace: str = "gpu-system"
+    keda_namespace: str = "keda"
+    gateway_namespace: str = "envoy-gateway-system"
+    monitoring_namespace: str = "monitoring"
+    autoscaler_namespace: str = "kube-system"
+    vllm_release: str = "vllm"
+    monitoring_release: str = "kps"
+    autoscaler_service_account: str = "cluster-autoscaler"
+
+    # --- vLLM pod -----------------------------------------------------------------------------
+    # The chart's container/service ports (servingEngineSpec.containerPort / servicePort).
+    vllm_container_port: int = 8000
+    vllm_service_port: int = 80
+    # Share of a node's vCPU and RAM per GPU handed to the vLLM pod (requests = limits, so the
+    # pod is Guaranteed QoS); the rest is for kubelet, the CNI, the hydrator and exporters.
+    host_share_fraction: float = 0.75
+    # /dev/shm for NCCL between TP ranks (a memory-backed emptyDir; counts against the limit).
+    shm_size_gib: int = 32
+
+    # --- model load time (sizes the startup probe; the weights are already on NVMe) ----------
+    # Reading safetensors from the instance-store RAID0 into HBM across the TP ranks.
+    nvme_load_gib_per_s: float = 2.0
+    # After the weights are in HBM: KV-cache profiling, CUDA graph capture, torch.compile.
+    engine_init_s: int = 150
+    # The startup probe allows this multiple of the expected load time before a restart.
+    startup_safety_factor: float = 2.0
+    startup_probe_period_s: int = 10
+    probe_timeout_s: int = 5  # /health answers from the API process; 1 s (the default) is tight under load
+    readiness_period_s: int = 5
+    readiness_failure_threshold: int = 3
+    liveness_period_s: int = 10
+    liveness_failure_threshold: int = 6
+
+    # --- drain --------------------------------------------------------------------------------
+    # preStop sleep: time for Envoy Gateway to drop the pod from its endpoints before SIGTERM.
+    endpoint_propagation_s: int = 10
+    # vLLM --shutdown-timeout: in-flight requests get this long to finish after SIGTERM.
+    drain_min_s: int = 30
+    drain_e2e_multiple: float = 3.0  # ... or this multiple of the end-to-end p95, if longer
+    termination_margin_s: int = 15  # grace period = preStop + drain + margin
+
+    # --- ingress ------------------------------------------------------------------------------
+    tenant_claim: str = "sub"  # JWT claim naming the tenant (per-tenant rate limit key)
+    tenant_header: str = "x-llm-fleet-tenant"  # set from the claim by the JWT filter
+    envoy_replicas_min: int = 2
+    # Modern TLS on the NLB listener (CKV_AWS_103): TLS 1.3 with 1.2 fallback.
+    nlb_tls_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    connect_timeout_s: int = 5
+    connect_retries: int = 2
+    # Envoy's connection-pool queue, as a share of the per-proxy admission limit: enough for
+    # connection set-up, too small to be a queue.
+    pending_share: float = 0.05
+    pending_min: int = 16
+    client_request_received_timeout_s: int = 30  # whole request body received (slow clients)
+    client_idle_timeout_s: int = 900
+
+    # --- autoscaling --------------------------------------------------------------------------
+    keda_polling_interval_s: int = 15
+    keda_cooldown_s: int = 300
+    keda_fallback_failure_threshold: int = 3
+    scale_up_period_s: int = 60
+    # A replica takes minutes to come back (docs/serving.md), so scale-down waits and is slow.
+    scale_down_stabilization_s: int = 900
+    scale_down_period_s: int = 300
+    ca_scan_interval: str = "10s"
+    ca_scale_down_unneeded_time: str = "15m"
+    ca_scale_down_delay_after_add: str = "15m"
+    ca_max_node_provision_time: str = "25m"  # p5 launches are slow; the default 15m gives up early
+    # Pods below this priority neither trigger scale-up nor block scale-down (the autoscaler's
+    # default, stated so that the placeholder priority can be checked against it).
+    ca_expendable_pods_priority_cutoff: int = -10
+
+    # --- warm pool ----------------------------------------------------------------------------
+    # Above the autoscaler's expendable cutoff (placeholders must trigger scale-up) and below
+    # every serving pod (they must be preempted).
+    placeholder_priority: int = -1
+    serving_priority: int = 1000
+
+    # --- observability ------------------------------------------------------------------------
+    scrape_interval: str = "15s"
+    latency_rate_window: str = "5m"
+    latency_alert_for: str = "10m"
+    queue_alert_for: str = "15m"
+    kv_cache_alert_ratio: float = 0.90
+    kv_cache_alert_for: str = "10m"
+    node_not_ready_for: str = "5m"
+    metrics_absent_for: str = "10m"
+    prometheus_retention: str = "15d"
+
+    # --- time-to-serve assumptions (docs/serving.md) ------------------------------------------
+    ec2_launch_s: int = 90  # RunInstances to running, p5.48xlarge, capacity available
+    ami_boot_s: int = 120  # firmware, kernel, NVIDIA driver and fabric manager on 8 GPUs
+    nodeadm_raid0_s: int = 30  # mdadm RAID0 over the 8 NVMe disks + mkfs + mount
+    kubelet_join_s: int = 30  # kubelet registers, VPC CNI ready, node Ready
+    device_plugin_s: int = 30  # device-plugin pods pulled, started, nvidia.com/gpu advertised
+    s3_hydration_gib_per_s: float = 1.0  # hydrator, 16 streams through the S3 gateway endpoint
+    vllm_image_pull_s: int = 90  # ~10 GB engine image on a node that never ran it
+    warm_pool_in_service_s: int = 15  # Warmed:Running -> InService
+    preemption_s: int = 5  # placeholder evicted (grace 0) and the vLLM pod bound
+    scale_signal_s: int = 30  # KEDA poll + HPA sync before a replica is asked for

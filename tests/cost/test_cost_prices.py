@@ -1,0 +1,91 @@
+"""The price book: coverage of the catalog and regions, provenance on every row, round trip."""
+from decimal import Decimal
+
+import pytest
+import yaml
+
+from infra.catalog import load_catalog
+from infra.catalog.prices import (
+    PRICES_PATH,
+    REQUIRED_REGIONS,
+    SERVICE_KEYS,
+    load_price_book,
+    parse_price_document,
+    render_price_document,
+)
+from infra.errors import InputError
+
+BOOK = load_price_book()
+CATALOG = load_catalog()
+
+
+@pytest.mark.parametrize("region", REQUIRED_REGIONS)
+def test_every_catalog_instance_is_priced_or_explained_in_every_required_region(region):
+    for itype in CATALOG.instances:
+        row = BOOK.instance(region, itype)
+        assert row is not None or BOOK.why_unpriced(region, itype), f"{itype} in {region}: no price and no reason"
+        if row is not None:
+            assert row.usd > 0
+
+
+@pytest.mark.parametrize("region", REQUIRED_REGIONS)
+def test_every_service_price_exists_in_every_required_region(region):
+    for key in SERVICE_KEYS:
+        row = BOOK.service(region, key)
+        assert row is not None and row.usd > 0, f"{key} in {region}"
+
+
+def test_every_row_names_source_and_date_and_estimates_say_how():
+    for section in ("instances", "general_instances", "services"):
+        for region, rows in getattr(BOOK, section).items():
+            for key, row in rows.items():
+                assert row.source and row.date, (section, region, key)
+                assert isinstance(row.usd, Decimal)
+                if not row.confirmed:
+                    assert row.basis, f"unconfirmed {section}.{region}.{key} must say how it was derived"
+
+
+def test_the_us_east_1_gpu_prices_are_the_confirmed_karpenter_figures():
+    expected = {"p5.48xlarge": "55.04", "p5.4xlarge": "6.88", "p5en.48xlarge": "63.296", "p4d.24xlarge": "21.957642",
+                "g6e.12xlarge": "10.49264", "g6e.48xlarge": "30.13118"}
+    for itype, usd in expected.items():
+        row = BOOK.instance("us-east-1", itype)
+        assert row.usd == Decimal(usd) and row.confirmed and "karpenter" in row.source
+    assert "capacity blocks" in BOOK.why_unpriced("us-east-1", "p5e.48xlarge")
+
+
+def test_the_catalog_api_reads_the_same_prices():
+    for region in REQUIRED_REGIONS:
+        for itype in CATALOG.instances:
+            price = CATALOG.instance_price(region, itype)
+            row = BOOK.instances.get(region, {}).get(itype)
+            assert (price is None) == (row is None)
+            if price is not None:
+                assert price.usd_per_hour == row.usd and price.source == row.source
+
+
+def test_the_file_is_exactly_what_the_writer_renders():
+    # A refresh rewrites the whole file; a hand edit that the writer would not produce would
+    # show up as noise in the next refresh's diff.
+    assert PRICES_PATH.read_text() == render_price_document(BOOK)
+    assert parse_price_document(yaml.safe_load(render_price_document(BOOK))) == BOOK
+
+
+@pytest.mark.parametrize("doc,field", [
+    ({"instances": {"us-east-1": {"p5.48xlarge": {"usd_per_hour": "abc", "source": "s", "date": "d"}}}}, "usd_per_hour"),
+    ({"instances": {"us-east-1": {"p5.48xlarge": {"usd_per_hour": "-1", "source": "s", "date": "d"}}}}, "usd_per_hour"),
+    ({"instances": {"us-east-1": {"p5.48xlarge": {"usd_per_hour": "1", "date": "d"}}}}, "source"),
+    ({"services": {"us-east-1": {"nat_usd": {"usd": "1", "source": "s", "date": "d"}}}}, "nat_usd"),
+    ({"services": {"us-east-1": {"kms_key_usd_per_month": {"usd": "1", "source": "s", "date": "d", "confirmed": "yes"}}}},
+     "confirmed"),
+    ({"spot": {}}, "spot"),
+])
+def test_bad_rows_name_the_field(doc, field):
+    with pytest.raises(InputError) as exc:
+        parse_price_document(doc)
+    assert field in str(exc.value)
+
+
+def test_require_service_says_how_to_fix_a_missing_region():
+    with pytest.raises(InputError, match="prices refresh"):
+        BOOK.require_service("sa-east-1", "nat_gateway_usd_per_hour")

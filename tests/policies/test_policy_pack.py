@@ -1,0 +1,183 @@
+"""The pack as a whole: importable without the server, offline evaluation, config, docs."""
+import ast
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from infra.cost import fixtures as F
+from policies import MIRRORS, POLICIES, evaluate, has_mandatory, pack_config, render_violations, verdict_dict
+from policies.offline import policy_config
+
+ROOT = Path(__file__).resolve().parents[2]
+PACK = ROOT / "policies"
+
+
+def test_names_are_unique_kebab_case_and_the_pack_loads_without_a_server():
+    names = [p.name for p in POLICIES]
+    assert len(names) == len(set(names))
+    assert all(n == n.lower() and " " not in n and "_" not in n for n in names)
+    assert {"gpu-spend-cap", "gpu-spend-cap-stack", "gpu-instance-allowlist", "gpu-node-group-max-size",
+            "required-tags"} <= set(names)
+    assert all(p.enforcement_level.value == "mandatory" for p in POLICIES)
+
+
+def test_main_builds_the_pack_from_the_importable_list_and_nothing_else():
+    tree = ast.parse((PACK / "__main__.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "PolicyPack"]
+    assert len(calls) == 1
+    kwargs = {k.arg: k.value for k in calls[0].keywords}
+    assert getattr(kwargs["policies"], "id", "") == "POLICIES"
+    assert "from policies import POLICIES" in (PACK / "__main__.py").read_text()
+
+
+def test_pulumi_policy_yaml_and_requirements():
+    meta = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
+    assert meta["runtime"]["name"] == "python" and meta["description"] and meta["version"]
+    reqs = (PACK / "requirements.txt").read_text()
+    assert "pulumi-policy" in reqs and "PyYAML" in reqs
+
+
+def test_the_secure_fixture_stack_has_no_violations():
+    doc = F.plan_document()
+    cfg = pack_config(monthly_budget_usd=800000, region="us-east-1", allowed_instance_types=["p5.48xlarge"])
+    assert evaluate(doc["resources"], cfg, plan=doc["plan"], region="us-east-1") == []
+
+
+def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation():
+    doc = F.plan_document()  # worst case: 3 AZs x (4 + 1) p5.48xlarge = $602,688/month of GPUs
+    violations = evaluate(doc["resources"], pack_config(monthly_budget_usd=500000, region="us-east-1"), plan=doc["plan"])
+    assert has_mandatory(violations)
+    assert {v.policy_name for v in violations} == {"gpu-spend-cap-stack"}
+    violations = evaluate(doc["resources"], pack_config(monthly_budget_usd=200000, region="us-east-1"), plan=doc["plan"])
+    assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
+    text = render_violations(violations)
+    assert "MANDATORY gpu-spend-cap " in text and "gpu-us-east-1a" in text
+    verdict = verdict_dict(violations, monthly_budget_usd=200000)
+    assert verdict["passed"] is False and verdict["mandatory"] == 4 and verdict["monthly_budget_usd"] == "200000"
+    json.dumps(verdict)
+
+
+def test_enforcement_levels_come_from_the_config():
+    doc = F.plan_document()
+    low = pack_config(monthly_budget_usd=200000, region="us-east-1")
+    low["gpu-spend-cap"]["enforcementLevel"] = "advisory"
+    low["gpu-spend-cap-stack"] = "disabled"
+    violations = evaluate(doc["resources"], low, plan=doc["plan"])
+    assert {(v.policy_name, v.enforcement) for v in violations} == {("gpu-spend-cap", "advisory")}
+    assert not has_mandatory(violations)
+    assert evaluate(doc["resources"], {**pack_config(monthly_budget_usd=1, region="us-east-1"), "all": "disabled"}) == []
+
+
+def test_offline_conveniences_region_from_the_document_and_stack_config_fallback():
+    doc = F.plan_document()
+    only_resource_section = {"gpu-spend-cap": {"monthly_budget_usd": 200000}}
+    violations = evaluate(doc["resources"], only_resource_section, plan=doc["plan"], region="us-east-1")
+    assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
+    cfg, level = policy_config(next(p for p in POLICIES if p.name == "gpu-spend-cap-stack"), only_resource_section)
+    assert cfg["monthly_budget_usd"] == 200000 and cfg["scale_events_per_month"] == 30 and level == "mandatory"
+
+
+def test_unknown_values_of_a_preview_do_not_raise_violations():
+    resources = F.stack_resources()
+    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    for r in resources:
+        if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate":
+            r["inputs"]["metadataOptions"]["httpTokens"] = unknown
+        if r["type"] == "aws:iam/rolePolicy:RolePolicy":
+            r["inputs"]["policy"] = unknown
+        if r["type"].startswith("aws:s3/bucket") and r["type"] != "aws:s3/bucket:Bucket":
+            r["inputs"]["bucket"] = unknown
+    preview = F.preview_document(resources)
+    from infra.cost import normalise
+
+    d = normalise(preview)
+    assert evaluate(d.resources, pack_config(monthly_budget_usd=800000, region="us-east-1"), region=d.region) == []
+
+
+def test_config_prod_json_agrees_with_the_stack_config_and_validates_against_the_schemas():
+    cfg = json.loads((PACK / "config.prod.json").read_text())
+    stack = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    budget = stack["llm-fleet:budget"]["monthly_usd"]
+    assert cfg["gpu-spend-cap"]["monthly_budget_usd"] == budget == cfg["gpu-spend-cap-stack"]["monthly_budget_usd"]
+    assert cfg["gpu-spend-cap"]["region"] == stack["aws:region"]
+    assert set(cfg["gpu-instance-allowlist"]["allowed_instance_types"]) >= set(stack["llm-fleet:fleet"]["instance_types"])
+    by_name = {p.name: p for p in POLICIES}
+    for name, section in cfg.items():
+        schema = by_name[name].config_schema
+        assert schema is not None, name
+        full = {"type": "object", "properties": schema.properties, "required": schema.required or []}
+        jsonschema.Draft7Validator.check_schema(full)
+        jsonschema.validate(section, full)
+
+
+def test_readme_and_docs_list_every_rule_with_the_check_it_mirrors():
+    readme = (PACK / "README.md").read_text()
+    docs = (ROOT / "docs" / "cost-and-policy.md").read_text()
+    assert set(MIRRORS) == {p.name for p in POLICIES}
+    for name, ids in MIRRORS.items():
+        assert f"`{name}`" in readme, name
+        assert f"`{name}`" in docs, name
+        first_id = ids.split(",")[0].split(" (")[0]
+        assert first_id in readme, (name, first_id)
+
+
+@pytest.mark.parametrize("bad", [{"gpu-spend-cap": "sometimes"}, {"gpu-spend-cap": 3}])
+def test_bad_enforcement_levels_are_user_errors(bad):
+    from infra.errors import InputError
+
+    with pytest.raises(InputError):
+        evaluate(F.stack_resources(), bad)
+
+
+def test_the_pack_starts_its_analyzer_server_when_run_as_pulumi_runs_it():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-u", "__main__.py"], cwd=PACK, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stdout.readline().strip()  # PolicyPack prints the port it listens on
+        assert line.isdigit(), (line, proc.stderr.read() if proc.poll() is not None else "")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_config_for_stack_takes_budget_and_region_from_the_stack_config(tmp_path):
+    from policies import config_for_stack
+
+    cfg = config_for_stack("prod")
+    budget = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["llm-fleet:budget"]["monthly_usd"]
+    assert cfg["gpu-spend-cap"]["monthly_budget_usd"] == budget and cfg["gpu-spend-cap-stack"]["region"] == "us-east-1"
+    assert cfg["required-tags"]["required_tags"] == ["environment", "cost-center", "owner"]  # from config.prod.json
+    import shutil
+
+    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    stack = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    stack["config"]["llm-fleet:budget"]["monthly_usd"] = 1234
+    stack["config"]["llm-fleet:fleet"]["price_usd_per_gpu_hour"] = 4.916
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
+    cfg = config_for_stack("prod", tmp_path)
+    assert cfg["gpu-spend-cap"]["monthly_budget_usd"] == 1234
+    assert cfg["gpu-spend-cap-stack"]["usd_per_gpu_hour"] == 4.916
+
+
+def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call():
+    from policies import check_plan
+
+    doc = F.plan_document()
+    ok = check_plan(doc, pack_config(monthly_budget_usd=800000, region="us-east-1"))
+    assert ok.exit_code == 0 and ok.violations == ()
+    low = check_plan(doc, pack_config(monthly_budget_usd=200000, region="us-east-1"))
+    assert low.exit_code == 3
+    sections = low.sections()
+    assert sections["cost"]["scenarios"]["worst"]["gpu_nodes"] == 15
+    assert sections["policy"]["passed"] is False and sections["policy"]["monthly_budget_usd"] == "200000"
+    text = low.render()
+    assert "Cost of stack prod" in text and "MANDATORY gpu-spend-cap" in text
+    # The spend cap's price override reaches the cost report too.
+    cheap = check_plan(doc, pack_config(monthly_budget_usd=800000, region="us-east-1", usd_per_gpu_hour=1))
+    assert cheap.report.gpu_month("expected") < ok.report.gpu_month("expected")

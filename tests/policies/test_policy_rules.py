@@ -1,0 +1,232 @@
+"""Every rule fails on a fabricated bad resource and passes on a good one (pulumi-policy-aws style)."""
+import base64
+import copy
+import json
+
+import pytest
+from pulumi_policy import (
+    PolicyCustomTimeouts,
+    PolicyProviderResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+
+from pulumi_policy.proxy import unknown_checking_proxy
+
+from infra.cost import fixtures as F
+from policies import POLICIES
+from policies.offline import evaluate
+
+BY_NAME = {p.name: p for p in POLICIES}
+OPTS = PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], None)
+TAGS = dict(F.TAGS)
+NG = "aws:eks/nodeGroup:NodeGroup"
+LT = "aws:ec2/launchTemplate:LaunchTemplate"
+SPEND = {"monthly_budget_usd": 250000, "region": "us-east-1"}
+
+
+def doc(statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def gpu_group(max_size=4, types=("p5.48xlarge",), pool=1, pool_state="STOPPED"):
+    """A GPU group of (2+pool)/(2+pool)/max_size nodes in service, `pool` of them warm spares."""
+    props = F.gpu_node_group_inputs(types[0], "us-east-1a", {"min": 2 + pool, "desired": 2 + pool, "max": max_size},
+                                    pool, pool_state)
+    props["instanceTypes"] = list(types)
+    return props
+
+
+def lt(**meta):
+    props = F.launch_template_inputs(200)
+    props["metadataOptions"].update(meta)
+    return props
+
+
+def irsa(sub_op="StringEquals", sub="system:serviceaccount:llm:hydrator", aud=True):
+    cond = {sub_op: {"oidc.eks.us-east-1.amazonaws.com/id/ABC:sub": sub}}
+    if aud:
+        cond.setdefault("StringEquals", {})["oidc.eks.us-east-1.amazonaws.com/id/ABC:aud"] = "sts.amazonaws.com"
+    return {"assumeRolePolicy": doc([{
+        "Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity", "Condition": cond,
+        "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"}}])}
+
+
+# (policy, resource type, failing props, passing props, config)
+RESOURCE_CASES = [
+    ("gpu-spend-cap", NG, gpu_group(max_size=7), gpu_group(max_size=4), SPEND),  # 7 x 40,179.20 > 250k; 4 x fits
+    ("gpu-spend-cap", NG, gpu_group(types=("p5e.48xlarge",)), gpu_group(types=("p5e.48xlarge",)),  # unpriced...
+     SPEND),  # ...fails; the passing case below sets a capacity-block override
+    ("gpu-instance-allowlist", NG, gpu_group(types=("p4d.24xlarge",)), gpu_group(), {"allowed_instance_types": ["p5.48xlarge"]}),
+    ("gpu-instance-allowlist", LT, {**lt(), "instanceType": "p6-b200.48xlarge"}, {**lt(), "instanceType": "m7i.xlarge"}, {}),
+    ("gpu-node-group-max-size", NG, gpu_group(max_size=40), gpu_group(max_size=32), {}),
+    ("required-tags", "aws:s3/bucket:Bucket", {"tags": {"environment": "prod", "owner": ""}}, {"tags": TAGS}, {}),
+    ("s3-bucket-encryption", "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+     {"bucket": "b", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]},
+     {"bucket": "b", "rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]}, {}),
+    ("s3-bucket-versioning", "aws:s3/bucketVersioning:BucketVersioning",
+     {"bucket": "b", "versioningConfiguration": {"status": "Suspended"}},
+     {"bucket": "b", "versioningConfiguration": {"status": "Enabled"}}, {}),
+    ("s3-public-access-block", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+     {"bucket": "b", "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True, "restrictPublicBuckets": False},
+     {"bucket": "b", "blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True, "restrictPublicBuckets": True},
+     {}),
+    ("s3-tls-only", "aws:s3/bucketPolicy:BucketPolicy",
+     {"bucket": "b", "policy": doc([{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:GetObject",
+                                     "Resource": "arn:aws:s3:::b/*"}])},
+     {"bucket": "b", "policy": doc([{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": ["arn:aws:s3:::b/*"],
+                                     "Condition": {"Bool": {"aws:SecureTransport": "false"}}}])}, {}),
+    ("eks-endpoint-private", "aws:eks/cluster:Cluster",
+     {"vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": True}},
+     {"vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}}, {}),
+    ("eks-endpoint-private", "aws:eks/cluster:Cluster",
+     {"vpcConfig": {"endpointPublicAccess": False}},
+     {"vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": False}}, {}),
+    ("eks-secrets-encryption", "aws:eks/cluster:Cluster", {"encryptionConfig": {"resources": ["secrets"]}},
+     {"encryptionConfig": {"provider": {"keyArn": "arn:aws:kms:k"}, "resources": ["secrets"]}}, {}),
+    ("eks-control-plane-logging", "aws:eks/cluster:Cluster", {"enabledClusterLogTypes": ["api", "audit"]},
+     {"enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"]}, {}),
+    ("launch-template-imdsv2", LT, lt(httpTokens="optional"), lt(), {}),
+    ("launch-template-hop-limit", LT, lt(httpPutResponseHopLimit=2), lt(), {}),
+    ("launch-template-hop-limit", LT, {"metadataOptions": {"httpTokens": "required"}}, lt(httpPutResponseHopLimit=1.0), {}),
+    ("launch-template-encrypted-volumes", LT,
+     {**lt(), "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 200, "encrypted": "false"}}]}, lt(), {}),
+    ("launch-template-no-public-ip", LT, {**lt(), "networkInterfaces": [{"associatePublicIpAddress": "true"}]}, lt(), {}),
+    ("launch-template-no-user-data-secrets", LT,
+     {**lt(), "userData": base64.b64encode(b"#!/bin/sh\nexport AWS_ACCESS_KEY_ID=AKIAABCDEFGHIJKLMNOP\n").decode()},
+     {**lt(), "userData": base64.b64encode(b"apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\n").decode()}, {}),
+    ("security-group-no-world-ingress", "aws:ec2/securityGroup:SecurityGroup",
+     {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]},
+     {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["10.0.0.0/8"]}]}, {}),
+    ("security-group-no-world-ingress", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+     {"ipProtocol": "-1", "cidrIpv6": "::/0"},
+     {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443, "cidrIpv4": "0.0.0.0/0"}, {}),
+    ("iam-no-wildcard-action", "aws:iam/policy:Policy",
+     {"policy": doc([{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:s3:::b"}])},
+     {"policy": doc([{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::b/*"}])}, {}),
+    ("iam-no-admin-access", "aws:iam/role:Role",
+     {"inlinePolicies": [{"name": "admin", "policy": doc([{"Effect": "Allow", "Action": "*", "Resource": "*"}])}]},
+     {"inlinePolicies": [{"name": "read", "policy": doc([{"Effect": "Allow", "Action": "s3:GetObject",
+                                                          "Resource": "arn:aws:s3:::b/*"}])}]}, {}),
+    ("iam-no-wildcard-resource", "aws:iam/rolePolicy:RolePolicy",
+     {"policy": doc([{"Effect": "Allow", "Action": ["s3:GetObject", "ec2:DescribeInstances"], "Resource": "*"}])},
+     {"policy": doc([{"Effect": "Allow", "Action": ["ec2:DescribeInstances", "ecr:GetAuthorizationToken"], "Resource": "*"}])},
+     {}),
+    ("iam-trust-pinned", "aws:iam/role:Role", irsa(sub_op="StringLike", sub="system:serviceaccount:llm:*"), irsa(), {}),
+    ("iam-trust-pinned", "aws:iam/role:Role", irsa(aud=False), irsa(), {}),
+    ("iam-trust-pinned", "aws:iam/role:Role",
+     {"assumeRolePolicy": doc([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"]}])},
+     {"assumeRolePolicy": doc([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                                "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}])}, {}),
+    ("kms-key-rotation", "aws:kms/key:Key", {"enableKeyRotation": False}, {"enableKeyRotation": True}, {}),
+]
+# The unpriced-p5e case passes once a capacity-block price is configured.
+PASS_CONFIG = {1: {**SPEND, "usd_per_gpu_hour": 4.916}}
+
+
+def run_resource(policy_name, rtype, props, config, provider=None, proxied=False):
+    policy = BY_NAME[policy_name]
+    assert isinstance(policy, ResourceValidationPolicy)
+    messages = []
+    props = copy.deepcopy(props)
+    if proxied:  # what the engine hands a rule: read-only Mapping/Sequence proxies
+        props = unknown_checking_proxy(props)
+    args = ResourceValidationArgs(rtype, props, f"urn:pulumi:prod::llm-fleet::{rtype}::r", "r", OPTS,
+                                  provider, config)
+    policy.validate(args, lambda message, urn=None: messages.append(message))
+    return messages
+
+
+@pytest.mark.parametrize("i,case", list(enumerate(RESOURCE_CASES)), ids=[f"{c[0]}-{i}" for i, c in enumerate(RESOURCE_CASES)])
+@pytest.mark.parametrize("proxied", [False, True], ids=["plain", "engine-proxy"])
+def test_resource_rule_fails_then_passes(i, case, proxied):
+    name, rtype, bad, good, config = case
+    failures = run_resource(name, rtype, bad, config, proxied=proxied)
+    assert failures, f"{name} should reject {bad}"
+    assert all(" must " in m for m in failures), failures
+    assert run_resource(name, rtype, good, PASS_CONFIG.get(i, config), proxied=proxied) == []
+
+
+def test_an_unknown_value_in_the_engine_is_left_to_the_engine():
+    from pulumi_policy.proxy import UnknownValueError
+
+    props = lt()
+    props["metadataOptions"]["httpTokens"] = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+    with pytest.raises(UnknownValueError):  # the engine turns this into an advisory note
+        run_resource("launch-template-imdsv2", LT, props, {}, proxied=True)
+    assert run_resource("launch-template-imdsv2", LT, props, {}) == []  # offline: cannot tell, pass
+
+
+def test_required_tags_count_the_provider_default_tags():
+    provider = PolicyProviderResource("pulumi:providers:aws", {"defaultTags": {"tags": TAGS}}, "urn:p", "default")
+    assert run_resource("required-tags", "aws:kms/key:Key", {"enableKeyRotation": True}, {}, provider) == []
+    assert run_resource("required-tags", "aws:kms/key:Key", {"enableKeyRotation": True}, {})
+
+
+def test_spend_cap_fails_closed_without_budget_or_region():
+    messages = run_resource("gpu-spend-cap", NG, gpu_group(), {})
+    assert any("monthly_budget_usd" in m for m in messages) and any("region" in m for m in messages)
+
+
+def test_spend_cap_message_shows_the_arithmetic():
+    [message] = run_resource("gpu-spend-cap", NG, gpu_group(max_size=6, pool_state="RUNNING"), SPEND)
+    assert ("(maxSize 6 + RUNNING warm pool 1) x p5.48xlarge at $55.04/h x 730 h = $281,254.40/month "
+            "> budget $250,000.00/month") in message
+
+
+def test_spend_cap_bills_a_stopped_warm_pool_no_instance_hours():
+    # 6 x $55.04 x 730 h = $241,075.20 fits $250,000; the stopped spare only costs EBS.
+    assert run_resource("gpu-spend-cap", NG, gpu_group(max_size=6), SPEND) == []
+
+
+def test_rules_ignore_resources_they_do_not_govern():
+    for policy in POLICIES:
+        if isinstance(policy, ResourceValidationPolicy):
+            assert run_resource(policy.name, "aws:ec2/vpc:Vpc", {"cidrBlock": "10.0.0.0/16", "tags": TAGS}, SPEND) == []
+
+
+STACK_CASES = {
+    "gpu-spend-cap-stack": ({"monthly_budget_usd": 500000, "region": "us-east-1"}, {"monthly_budget_usd": 800000, "region": "us-east-1"}),
+    "s3-bucket-controls": None,
+}
+
+
+def stack_violations(policy_name, resources, config):
+    return [v.message for v in evaluate(resources, {policy_name: config}, policies=[BY_NAME[policy_name]])]
+
+
+def test_stack_spend_cap_fails_over_budget_and_passes_under():
+    resources = F.stack_resources()
+    bad, good = STACK_CASES["gpu-spend-cap-stack"]
+    [message] = stack_violations("gpu-spend-cap-stack", resources, bad)
+    assert "must keep its worst case within the monthly budget" in message and "15 GPU nodes" in message
+    assert stack_violations("gpu-spend-cap-stack", resources, good) == []
+
+
+def test_stack_spend_cap_sees_stack_validation_args_like_the_engine_sends():
+    from pulumi_policy import PolicyResource
+
+    resources = [PolicyResource(r["type"], r["inputs"], r["urn"], r["name"], OPTS, None, None, [], {})
+                 for r in F.stack_resources()]
+    messages = []
+    BY_NAME["gpu-spend-cap-stack"].validate(
+        StackValidationArgs(resources, {"monthly_budget_usd": 100, "region": "us-east-1"}),
+        lambda m, urn=None: messages.append(m))
+    assert len(messages) == 1
+
+
+def test_s3_bucket_controls_fail_without_companions_and_pass_with_them():
+    resources = F.stack_resources()
+    assert stack_violations("s3-bucket-controls", resources, {}) == []
+    lonely = [r for r in resources if not r["type"].startswith("aws:s3/bucket") or r["type"] == "aws:s3/bucket:Bucket"]
+    [message] = stack_violations("s3-bucket-controls", lonely, {})
+    assert "must have encryption, versioning, public access block, TLS-only policy" in message
+
+
+def test_every_policy_has_a_failing_and_a_passing_test():
+    covered = {c[0] for c in RESOURCE_CASES} | set(STACK_CASES)
+    assert covered == set(BY_NAME), f"untested rules: {set(BY_NAME) - covered}"

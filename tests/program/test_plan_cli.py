@@ -1,0 +1,167 @@
+"""`python -m infra plan`: output, JSON document, atomic writes, and a run from a fresh copy."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from infra.cli import main
+from infra.config import load_stack_config
+from infra.plan_cli import short_type, write_json_atomic
+from infra.preview import PROJECT_DIR, normalize, region_azs
+
+PLAN_SCHEMA = {
+    "type": "object",
+    "required": ["stack", "region", "plan", "resources", "cost", "policy"],
+    "additionalProperties": False,
+    "properties": {
+        "cost": {"type": "object"},
+        "policy": {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]},
+        "stack": {"type": "string"},
+        "region": {"type": "string"},
+        "plan": {"type": "object", "required": ["instance_type", "nodes_per_az", "warm_spares_per_az", "cost"]},
+        "resources": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["urn", "type", "name", "parent", "inputs"],
+                "additionalProperties": False,
+                "properties": {
+                    "urn": {"type": "string", "pattern": "^urn:pulumi:"},
+                    "type": {"type": "string"},
+                    "name": {"type": "string"},
+                    "parent": {"type": ["string", "null"]},
+                    "inputs": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+
+
+def _size(stack: str = "prod"):
+    from infra.sizing import size
+
+    return size(load_stack_config(stack, PROJECT_DIR).sizing_spec())
+
+
+def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
+    import infra.preview
+
+    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, PLAN_SCHEMA)
+    assert doc["stack"] == "prod" and doc["region"] == "us-east-1"
+    assert doc["plan"] == json.loads(json.dumps(_size().to_dict()))  # the plan as `size` issues it
+    types = {r["type"] for r in doc["resources"]}
+    assert "aws:eks/cluster:Cluster" in types and "llm-fleet:gpu:GpuNodeGroup" in types
+    # inputs as the engine sees them: camelCase keys, integral numbers as ints
+    ng = next(r for r in doc["resources"] if r["name"] == "gpu-us-east-1a" and r["type"].startswith("aws:"))
+    assert isinstance(ng["inputs"]["scalingConfig"]["maxSize"], int)
+    assert "scaling_config" not in ng["inputs"]
+
+
+def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
+    import infra.preview
+
+    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    target = tmp_path / "plan.json"
+    assert main(["plan", "--json", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert "instance type     p5.48xlarge" in out
+    assert "GPU nodes per AZ  min" in out and "warm spare" in out
+    assert "aws:eks:NodeGroup" in out and "us-east-1c" in out
+    assert "kubeconfig              [secret]" in out
+    assert json.loads(target.read_text())["stack"] == "prod"
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temp file left behind
+
+
+def test_json_into_missing_directory_is_a_usage_error(prod_run, capsys, monkeypatch, tmp_path):
+    import infra.preview
+
+    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--json", str(tmp_path / "nope" / "plan.json")]) == 2
+    assert "--json" in capsys.readouterr().err
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "plan.json"
+    target.write_text('{"old": true}')
+    with pytest.raises(TypeError):
+        write_json_atomic(target, {"bad": object.__new__(type("X", (), {"__str__": None}))})
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+@pytest.mark.parametrize(
+    "token, short",
+    [("aws:ec2/vpc:Vpc", "aws:ec2:Vpc"), ("llm-fleet:gpu:GpuNodeGroup", "llm-fleet:gpu:GpuNodeGroup"),
+     ("aws:s3/bucketPolicy:BucketPolicy", "aws:s3:BucketPolicy")],
+)
+def test_short_type(token, short):
+    assert short_type(token) == short
+
+
+def test_normalize_and_region_azs():
+    assert normalize({"b": 2.0, "a": [1.5, {"c": 3.0}]}) == {"a": [1.5, {"c": 3}], "b": 2}
+    assert list(normalize({"b": 1, "a": 2})) == ["a", "b"]
+    assert region_azs("us-east-1")[0] == ("us-east-1a", "use1-az1")
+    assert [n for n, _ in region_azs("ap-northeast-1")] == ["ap-northeast-1a", "ap-northeast-1c", "ap-northeast-1d"]
+    assert region_azs("eu-central-1")[2][1] == "euc1-az3"
+
+
+def test_fresh_copy_of_the_repository_plans_prod(tmp_path):
+    """What a fresh clone has (tracked and unignored files, no caches) runs `plan` end to end."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    clone = tmp_path / "clone"
+    for rel in listed:
+        src = PROJECT_DIR / rel
+        if src.is_file() and "__pycache__" not in rel:
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, clone / rel)
+    out = tmp_path / "prod.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "infra", "plan", "--stack", "prod", "--json", str(out)],
+        cwd=clone, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "llm-fleet plan: stack prod in us-east-1" in proc.stdout
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, PLAN_SCHEMA)
+    assert len(doc["resources"]) > 50
+
+
+LEAN_CHECK = r"""
+import importlib, sys
+from infra.preview import _LeanPackage, use_lean_aws_imports
+use_lean_aws_imports()
+import pulumi_aws as aws
+ec2 = sys.modules["pulumi_aws.ec2"]
+assert isinstance(ec2, _LeanPackage) and aws.ec2 is ec2
+assert aws.ec2.LaunchTemplate is importlib.import_module("pulumi_aws.ec2.launch_template").LaunchTemplate
+assert aws.ec2.get_instance_type_offerings.__module__ == "pulumi_aws.ec2.get_instance_type_offerings"
+assert callable(aws.ec2.get_instance_type_offerings)
+assert not ec2.__dict__.get("_lean_full_load")
+from pulumi_aws.ec2 import LaunchTemplateMetadataOptionsArgs  # lives in _inputs: falls back to the real __init__
+assert ec2.__dict__.get("_lean_full_load")
+assert aws.ec2.Vpc is importlib.import_module("pulumi_aws.ec2.vpc").Vpc
+assert "Instance" in dir(aws.ec2)
+print("ok")
+"""
+
+
+def test_lean_aws_imports_resolve_to_the_real_classes():
+    proc = subprocess.run([sys.executable, "-c", LEAN_CHECK], cwd=PROJECT_DIR, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"

@@ -1,0 +1,104 @@
+"""`rollout --dry-run`: golden output (fake evaluator) and one run over the real program.
+
+Regenerate the golden file with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/rollout/test_dryrun.py`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytest
+
+from infra.cli import main
+from infra.rollout.dryrun import dry_run, render_text
+from infra.rollout.spec import load_rollout_plan
+from infra.rollout.state import LocalStateStore
+from rollout_support import REPO
+
+GOLDEN = Path(__file__).parent / "golden" / "dry_run_prod.txt"
+PLAN_PATH = "stacks/prod.yaml"
+
+
+class FakeEvaluator:
+    """Fixed numbers, so the golden file tests the rendering and the gate logic only."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, Any] = {}
+
+    def plan(self, stack, spec, cfg) -> Mapping[str, Any]:
+        self.specs[stack] = spec
+        return {
+            "stack": stack, "region": cfg.region,
+            "plan": {"instance_type": "p5.48xlarge", "gpus_per_node": 8, "azs": 3,
+                     "nodes_per_az": {"min": 3, "desired": 3, "max": 5}, "warm_spares_per_az": 1,
+                     "gpus_baseline": 72, "replicas_baseline": 6, "replicas_max": 12},
+            "resources": [{"urn": f"urn:{i}", "type": "aws:ec2/vpc:Vpc"} for i in range(77)],
+        }
+
+    def cost(self, document, scenario) -> Decimal:
+        return Decimal("603567.56")
+
+    def policy(self, stack, document, cfg):
+        if stack == "prod":
+            return ([{"policy": "gpu-spend-cap-stack", "enforcement": "mandatory", "urn": "",
+                      "message": "the stack must keep its worst case within the monthly budget"}], True, "fake pack")
+        return ([{"policy": "kms-key-rotation", "enforcement": "advisory", "urn": "u", "message": "rotate"}],
+                True, "fake pack")
+
+
+def _report(tmp_path: Path, approve=()):
+    store = LocalStateStore(tmp_path / "state", "prod")
+    store.write_deployed("prod-us-west-2", {"config": "x", "cost": {"worst": "590000.00"}})
+    evaluator = FakeEvaluator()
+    report = dry_run(load_rollout_plan(REPO / PLAN_PATH), PLAN_PATH, REPO, evaluator, store, approve)
+    return report, evaluator
+
+
+def test_dry_run_golden(tmp_path):
+    report, _ = _report(tmp_path)
+    text = render_text(report)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "dry-run output changed; regenerate with UPDATE_GOLDEN=1 if intended"
+
+
+def test_dry_run_verdicts_and_exit_code(tmp_path):
+    report, evaluator = _report(tmp_path)
+    west, prod = report.stacks
+    assert west.cost.status == "pass" and west.cost.data["delta"] == "13567.56"
+    assert prod.cost.status == "fail" and prod.cost.data["new_stack"] is True
+    assert prod.policy.status == "fail" and west.policy.status == "pass"
+    assert report.exit_code == 3  # a mandatory policy would fail
+    doc = report.to_dict()
+    assert doc["would_stop"] == [{"stack": "prod", "gates": ["policy", "cost"]}]
+    assert [w["name"] for w in doc["waves"]] == ["canary", "main"]
+    # Sizing got the regional spec (40 % + 60 % absorbed = the whole declared load here).
+    assert evaluator.specs["prod-us-west-2"].workload.concurrent_requests == 200
+
+
+def test_approval_turns_a_cost_failure_into_approved(tmp_path):
+    report, _ = _report(tmp_path, approve=("prod",))
+    assert report.stacks[1].cost.status == "approved"
+    assert report.stacks[1].stops == ["policy"]
+
+
+def test_dry_run_over_the_real_program_json(tmp_path, capsys):
+    """End to end: the real program under mocks, the real cost model and policy pack."""
+    code = main(["rollout", PLAN_PATH.replace("stacks/", str(REPO / "stacks") + "/"), "--dry-run", "--json",
+                 "--state-dir", str(tmp_path), "--project-dir", str(REPO)])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == doc["exit_code"]
+    stacks = [s for w in doc["waves"] for s in w["stacks"]]
+    assert [s["stack"] for s in stacks] == ["prod-us-west-2", "prod"]
+    for s in stacks:
+        assert s["error"] is None
+        assert s["plan"]["instance_type"].startswith("p5")
+        assert s["resources"] > 10
+        assert Decimal(s["gates"]["cost"]["data"]["after"]) > 0
+        assert s["gates"]["policy"]["status"] in ("pass", "fail", "not-evaluated")
+        assert s["sized_load"]["concurrent_requests"] == 200
+    assert not list(tmp_path.rglob("journal.json"))  # a dry run writes no journal

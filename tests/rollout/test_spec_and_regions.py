@@ -1,0 +1,200 @@
+"""The rollout plan model, the region-share sizing, and the environment's stack files."""
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra.config import SizingSpec, load_stack_config
+from infra.errors import UserError
+from infra.rollout import regions
+from infra.rollout.environment import check_environment, environment_problems
+from infra.rollout.regions import RegionShare, regional_sizing_spec, regional_spec, sizing_share_pct
+from infra.rollout.spec import load_rollout_plan, parse_rollout_plan
+from rollout_support import REPO, plan_doc
+
+PROD_PLAN = REPO / "stacks" / "prod.yaml"
+
+SPEC = SizingSpec.model_validate({
+    "workload": {"concurrent_requests": 200, "burst_factor": 4, "input_tokens": 500, "output_tokens": 200,
+                 "ttft_p95_ms": 600, "tpot_p95_ms": 40, "e2e_p95_ms": 4000, "output_tokens_per_s": 5000},
+    "model": {"name": "llama-3.3-70b"},
+    "fleet": {"region": "us-east-1", "azs": 3},
+})
+
+
+# --- the plan model ----------------------------------------------------------------------
+
+
+def test_prod_plan_loads_and_lists_both_region_stacks():
+    plan = load_rollout_plan(PROD_PLAN)
+    assert [r.stack for r in plan.regions] == ["prod-us-west-2", "prod"]
+    assert len(plan.waves[0].stacks) == 1  # canary first
+    assert plan.gates.health is not None and plan.gates.health.queries
+    assert sum(r.traffic_share_pct for r in plan.regions) == 100
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"gates__cost__max_monthly_increse_usd": 5}, "gates.cost.max_monthly_increse_usd: unknown key"),
+        ({"waves__0__bake_minuts": 5}, "waves.0.bake_minuts: unknown key"),
+        ({"regions__0__traffic_share_pct": 50}, "shares total 110 is not allowed; they must add up to 100"),
+        ({"regions__1__stack": "west"}, "regions.1.stack: 'west' is not allowed; each stack is listed once"),
+        ({"waves__0__stacks": ["west", "east"]}, "the first wave is the canary and holds exactly one stack"),
+        ({"waves__1__stacks": ["east", "nope"]}, "waves.1.stacks.1: 'nope' is not allowed; waves list region stacks"),
+        ({"waves__1__stacks": ["east", "west"]}, "waves.1.stacks.1: 'west' is not allowed; it is already in wave 'canary'"),
+        ({"waves__1__stacks": ["east"]}, "region stacks ['east2'] are in no wave"),
+        ({"waves__0__bake_minutes": -1}, "waves.0.bake_minutes: -1 is not allowed"),
+        ({"regions__0__region": "mars-1"}, "regions.0.region: 'mars-1' is not allowed"),
+        ({"gates__health__queries": [{"name": "x", "query": "up"}]}, "set max_value, min_value or both"),
+        ({"gates__health__prometheus_url": None}, "queries need prometheus_url"),
+        ({"gates__health__http": [{"name": "h", "url": "https://x/{zone}"}]}, "placeholder {zone} is unknown"),
+        ({"on_failure__rollback": "everything"}, "on_failure.rollback: 'everything' is not allowed"),
+    ],
+)
+def test_plan_errors_name_the_key_path(change, message):
+    with pytest.raises(UserError) as info:
+        parse_rollout_plan(plan_doc(**change), source="stacks/x.yaml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("stacks/x.yaml: ")
+
+
+def test_missing_gates_is_reported():
+    doc = plan_doc()
+    del doc["gates"]
+    with pytest.raises(UserError, match="gates: required key is missing"):
+        parse_rollout_plan(doc)
+
+
+def test_absorbing_needs_two_regions():
+    doc = plan_doc(regions=[{"stack": "west", "region": "us-west-2", "traffic_share_pct": 100,
+                             "absorb_region_failure": True}],
+                   waves=[{"name": "canary", "stacks": ["west"], "bake_minutes": 1}])
+    with pytest.raises(UserError, match="absorb_region_failure: true is not allowed; it needs at least two regions"):
+        parse_rollout_plan(doc)
+
+
+# --- region shares ------------------------------------------------------------------------
+
+
+def _shares(*pcts, absorb=False):
+    return tuple(RegionShare(stack=f"s{i}", region=f"us-east-{i + 1}", traffic_share_pct=Decimal(p),
+                             absorb_region_failure=absorb) for i, p in enumerate(pcts))
+
+
+def test_share_scales_load_and_keeps_the_request_shape():
+    east, west = _shares(60, 40)
+    spec = regional_spec(SPEC, west, (east, west))
+    assert spec.workload.concurrent_requests == 80
+    assert spec.workload.output_tokens_per_s == 2000
+    for same in ("input_tokens", "output_tokens", "ttft_p95_ms", "tpot_p95_ms", "burst_factor", "e2e_p95_ms"):
+        assert getattr(spec.workload, same) == getattr(SPEC.workload, same)
+    assert spec.model == SPEC.model and spec.fleet == SPEC.fleet
+
+
+def test_absorbing_a_failure_adds_the_largest_other_share():
+    a, b, c = _shares(40, 30, 30, absorb=True)
+    assert sizing_share_pct(a, (a, b, c)) == 70
+    assert sizing_share_pct(b, (a, b, c)) == 70
+    assert regional_spec(SPEC, b, (a, b, c)).workload.concurrent_requests == 140
+    east, west = _shares(60, 40, absorb=True)
+    assert sizing_share_pct(east, (east, west)) == sizing_share_pct(west, (east, west)) == 100
+
+
+def test_rounding_never_loses_a_request():
+    (one, two, three) = _shares(Decimal("33.33"), Decimal("33.33"), Decimal("33.34"))
+    total = sum(regional_spec(SPEC, s, (one, two, three)).workload.concurrent_requests for s in (one, two, three))
+    assert total >= SPEC.workload.concurrent_requests
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    concurrent=st.integers(min_value=1, max_value=100_000),
+    share=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100"), places=2),
+    other=st.decimals(min_value=Decimal("0"), max_value=Decimal("100"), places=2),
+    absorb=st.booleans(),
+)
+def test_regional_load_is_between_the_share_and_the_whole(concurrent, share, other, absorb):
+    spec = SPEC.model_copy(update={"workload": SPEC.workload.model_copy(update={"concurrent_requests": concurrent})})
+    mine = RegionShare(stack="a", region="us-east-1", traffic_share_pct=share, absorb_region_failure=absorb)
+    regions_ = (mine,) + ((RegionShare(stack="b", region="us-west-2", traffic_share_pct=other),) if other > 0 else ())
+    got = regional_spec(spec, mine, regions_).workload.concurrent_requests
+    assert got >= max(1, math.ceil(concurrent * share / 100))
+    assert got <= concurrent
+    if absorb and other > 0:
+        assert got >= min(concurrent, math.ceil(concurrent * min(share + other, Decimal(100)) / 100))
+
+
+def test_program_hook_reads_the_share_from_the_rollout_plan():
+    cfg = load_stack_config("prod-us-west-2", REPO)
+    spec = regional_sizing_spec(cfg.sizing_spec(), "prod-us-west-2", REPO)
+    assert spec.workload.concurrent_requests == cfg.workload.concurrent_requests  # 40 % + 60 % absorbed = 100 %
+    assert regional_sizing_spec(SPEC, "a-dev-stack", REPO) is SPEC  # listed nowhere: whole workload
+    with regions.share_applied_by_caller():
+        assert regional_sizing_spec(SPEC, "prod", REPO) is SPEC
+
+
+def test_hook_scales_a_stack_without_absorb(tmp_path):
+    (tmp_path / "stacks").mkdir()
+    doc = yaml.safe_load(PROD_PLAN.read_text())
+    for r in doc["regions"]:
+        r["absorb_region_failure"] = False
+    (tmp_path / "stacks" / "prod.yaml").write_text(yaml.safe_dump(doc))
+    spec = regional_sizing_spec(SPEC, "prod", tmp_path)
+    assert spec.workload.concurrent_requests == 120 and spec.workload.output_tokens_per_s == 3000
+
+
+def test_a_stack_in_two_environments_is_refused(tmp_path):
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(PROD_PLAN, tmp_path / "stacks" / "prod.yaml")
+    shutil.copy(PROD_PLAN, tmp_path / "stacks" / "prod-copy.yaml")
+    with pytest.raises(UserError, match="listed as a region by more than one rollout plan"):
+        regional_sizing_spec(SPEC, "prod", tmp_path)
+
+
+# --- the environment's stack files ----------------------------------------------------------
+
+
+def test_prod_stacks_declare_identical_workload_and_model_blocks():
+    plan = load_rollout_plan(PROD_PLAN)
+    docs = {r.stack: yaml.safe_load((REPO / f"Pulumi.{r.stack}.yaml").read_text())["config"] for r in plan.regions}
+    for key in ("llm-fleet:workload", "llm-fleet:model"):
+        blocks = [d[key] for d in docs.values()]
+        assert all(b == blocks[0] for b in blocks), key
+    for r in plan.regions:
+        assert docs[r.stack]["aws:region"] == r.region
+    assert environment_problems(plan, REPO) == []
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.prod-us-west-2.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    return tmp_path
+
+
+def test_a_drifted_workload_block_is_refused(tmp_path):
+    project = _project_copy(tmp_path)
+    path = project / "Pulumi.prod-us-west-2.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["config"]["llm-fleet:workload"]["concurrent_requests"] = 80  # someone "pre-scaled" it
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UserError, match="llm-fleet:workload: Pulumi.prod.yaml differs from Pulumi.prod-us-west-2.yaml"):
+        check_environment(load_rollout_plan(PROD_PLAN), project)
+
+
+def test_a_region_mismatch_is_refused(tmp_path):
+    project = _project_copy(tmp_path)
+    plan = load_rollout_plan(PROD_PLAN)
+    doc = copy.deepcopy(plan.model_dump(mode="json"))
+    doc["regions"][0]["region"] = "us-east-2"
+    problems = environment_problems(parse_rollout_plan(doc), project)
+    assert any("has region 'us-east-2' in the plan but Pulumi.prod-us-west-2.yaml deploys to 'us-west-2'" in p
+               for p in problems)

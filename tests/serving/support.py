@@ -1,0 +1,62 @@
+"""Shared by the serving tests: the prod stack's config and plan, a contrasting variant, and a
+mock run of the Serving component (fixtures in conftest.py)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from infra.components.serving.spec import ServingSpec
+from infra.config import StackConfig, load_stack_config
+from infra.sizing.search import size
+
+PROJECT = Path(__file__).resolve().parents[2]
+BUCKET = "llm-fleet-prod-weights-123456789012-us-east-1"
+ACCOUNT = "123456789012"
+CLUSTER = "llm-fleet-prod"
+CLUSTER_ARN = f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/{CLUSTER}"
+TAGS = {"environment": "prod", "cost-center": "ml-platform", "owner": "sre-llm@example.com", "llm-fleet:stack": "prod"}
+
+
+def prod_config() -> StackConfig:
+    return load_stack_config("prod", PROJECT)
+
+
+def variant_config() -> StackConfig:
+    """Llama 3.1 8B in BF16: TP=1, eight replicas per node, no warm spares, TLS at Envoy."""
+    doc = copy.deepcopy(prod_config().model_dump(mode="json"))
+    doc["model"].update(name="llama-3.1-8b", served_name="llama-3.1-8b-instruct")
+    doc["fleet"]["precisions"] = ["bf16"]
+    doc["workload"].update(concurrent_requests=100, burst_factor=2.0, output_tokens_per_s=None)
+    doc["ingress"].update(tls_certificate_arn=None, tls_secret_name="llm-example-com-tls",
+                          rate_limit_requests_per_minute=120, allowed_source_cidrs=["203.0.113.0/24"])
+    return StackConfig.model_validate(doc)
+
+
+def make_spec(cfg: StackConfig) -> ServingSpec:
+    return ServingSpec(plan=size(cfg.sizing_spec()), config=cfg, weights_bucket=BUCKET)
+
+
+_SPECS: dict[str, ServingSpec] = {}
+
+
+def spec_for(name: str) -> ServingSpec:
+    if name not in _SPECS:
+        _SPECS[name] = make_spec(prod_config() if name == "prod" else variant_config())
+    return _SPECS[name]
+
+
+def run_serving(spec: ServingSpec):
+    """Register Serving for `spec` under the offline plan's mocks (see mockrun.py)."""
+    from infra.components.common import AwsContext
+    from infra.components.serving import Serving, ServingArgs, kubernetes_provider
+    from . import mockrun
+
+    def build():
+        provider = kubernetes_provider("k8s", "apiVersion: v1\nkind: Config\n")
+        return Serving("serving", ServingArgs(
+            plan=spec.plan, config=spec.config, aws=AwsContext(ACCOUNT, spec.config.region),
+            k8s_provider=provider, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
+            weights_bucket_name=spec.weights_bucket, tags=TAGS,
+        ))
+
+    return mockrun.run(build, region=spec.config.region)

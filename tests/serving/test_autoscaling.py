@@ -1,0 +1,114 @@
+"""KEDA follows the plan; the Cluster Autoscaler is configured for per-AZ GPU groups and least privilege."""
+from __future__ import annotations
+
+import json
+import math
+
+from infra.catalog.charts import image
+from infra.components.common import AwsContext
+from infra.components.serving import autoscaling, metrics, vllm, warm_pool
+from infra.components.serving.spec import ServingSpec
+
+from .support import ACCOUNT, CLUSTER, CLUSTER_ARN
+
+
+def test_scaled_object_matches_plan_and_chart(any_spec: ServingSpec):
+    so = autoscaling.scaled_object(any_spec)
+    spec, plan = so["spec"], any_spec.plan
+    values = vllm.vllm_stack_values(any_spec)
+    (model,) = values["servingEngineSpec"]["modelSpec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                      "name": f"vllm-{model['name']}-deployment-vllm"}
+    assert spec["minReplicaCount"] == model["replicaCount"] == plan.replicas_baseline
+    assert spec["maxReplicaCount"] == plan.replicas_max
+    assert so["metadata"]["namespace"] == any_spec.namespace
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
+    md = trigger["metadata"]
+    assert md["query"] == f'sum(vllm:num_requests_waiting{{model_name="{plan.served_name}"}})'
+    assert md["query"] == metrics.queue_depth(plan.served_name)
+    assert md["threshold"] == str(plan.keda_queue_threshold)
+    assert md["serverAddress"] == "http://prometheus-operated.monitoring.svc:9090"
+    assert md["ignoreNullValues"] == "false"
+    assert "metricName" not in md  # removed in KEDA 2.12
+    assert all(isinstance(v, str) for v in md.values())  # trigger metadata is map[string]string
+
+
+def test_fallback_never_scales_down_on_missing_metrics(any_spec: ServingSpec):
+    fb = autoscaling.scaled_object(any_spec)["spec"]["fallback"]
+    assert fb == {"failureThreshold": any_spec.defaults.keda_fallback_failure_threshold,
+                  "replicas": any_spec.plan.replicas_baseline, "behavior": "currentReplicasIfHigher"}
+
+
+def test_hpa_behaviour_is_paced_for_gpu_start_times(any_spec: ServingSpec):
+    spec = autoscaling.scaled_object(any_spec)["spec"]
+    beh = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    up, down = beh["scaleUp"], beh["scaleDown"]
+    assert up["stabilizationWindowSeconds"] == 0 and up["selectPolicy"] == "Max"
+    assert {"type": "Pods", "value": max(1, any_spec.placeholders), "periodSeconds": 60} in up["policies"]
+    # Scale-down waits longer than a cold node takes to serve, one replica at a time.
+    cold_s = warm_pool.total_s(warm_pool.time_to_serve(any_spec)["cold"])
+    assert down["stabilizationWindowSeconds"] >= cold_s
+    assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": any_spec.defaults.scale_down_period_s}]
+    assert spec["initialCooldownPeriod"] == math.ceil(vllm.expected_load_s(any_spec))
+
+
+def test_cluster_autoscaler_values(prod_spec: ServingSpec):
+    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    args = values["extraArgs"]
+    assert args["balance-similar-node-groups"] is True and args["expander"] == "least-waste"
+    assert values["autoDiscovery"] == {"clusterName": CLUSTER}
+    assert values["awsRegion"] == prod_spec.config.region
+    assert values["image"]["tag"] == image("cluster-autoscaler").tag_for_kubernetes(prod_spec.config.cluster.kubernetes_version)
+    assert values["image"]["tag"].startswith("v" + prod_spec.config.cluster.kubernetes_version + ".")
+    assert args["balancing-ignore-label_1"] == "llm-fleet/az"
+    # Placeholders must be able to trigger scale-ups.
+    assert warm_pool.placeholder_priority_class(prod_spec)["value"] > args["expendable-pods-priority-cutoff"]
+    assert values["rbac"]["serviceAccount"]["name"] == prod_spec.defaults.autoscaler_service_account
+
+
+def test_autoscaler_policy_is_scoped():
+    ctx = AwsContext(ACCOUNT, "us-east-1")
+    doc = json.loads(autoscaling.autoscaler_policy(ctx, CLUSTER))
+    actions = [a for s in doc["Statement"] for a in s["Action"]]
+    assert not any("*" in a for a in actions)
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    write = by_sid["ScaleThisClustersGroups"]
+    assert write["Action"] == ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert write["Condition"] == {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{CLUSTER}": "owned"}}
+    assert write["Resource"].startswith(f"arn:aws:autoscaling:us-east-1:{ACCOUNT}:autoScalingGroup:")
+    assert by_sid["DescribeThisClustersNodegroups"]["Resource"] == f"arn:aws:eks:us-east-1:{ACCOUNT}:nodegroup/{CLUSTER}/*/*"
+    # Only describe calls (which have no resource-level permissions) use "*".
+    star = [s for s in doc["Statement"] if s["Resource"] == "*"]
+    assert all(a.split(":")[1].startswith("Describe") for s in star for a in s["Action"])
+
+
+def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
+    rels = serving_run.releases()
+    assert rels["keda"].inputs["version"] == "2.20.2"
+    ca = rels["cluster-autoscaler"]
+    assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    so = serving_run.custom("ScaledObject")
+    assert so.inputs["spec"] == autoscaling.scaled_object(prod_spec)["spec"]
+    assert serving_run.depends_on(so, rels["keda"])  # the chart installs the CRD
+    assoc = serving_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "-ca")
+    assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "cluster-autoscaler")
+    assert assoc.inputs["clusterName"] == CLUSTER
+    role = serving_run.one("aws:iam/role:Role", "-ca-role")
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert trust["Condition"]["ArnEquals"]["aws:SourceArn"] == CLUSTER_ARN
+    assert serving_run.depends_on(ca, assoc)
+    policy = serving_run.one("aws:iam/rolePolicy:RolePolicy", "-ca-policy")
+    assert json.loads(policy.inputs["policy"]) == json.loads(autoscaling.autoscaler_policy(AwsContext(ACCOUNT, "us-east-1"), CLUSTER))
+
+
+def test_project_policy_pack_accepts_the_serving_resources(serving_run):
+    """The CrossGuard rules (policies/) run offline over what Serving registers."""
+    from policies import POLICIES
+    from policies.offline import config_for_stack, evaluate
+    from pulumi_policy import ResourceValidationPolicy
+
+    rules = [p for p in POLICIES if isinstance(p, ResourceValidationPolicy)]
+    violations = evaluate([r.to_dict() for r in serving_run.resources], config_for_stack("prod"), policies=rules)
+    assert violations == []

@@ -1,0 +1,99 @@
+"""Alerts carry the declared SLOs; scrapes find vLLM and DCGM; the dashboard ships with the repo."""
+from __future__ import annotations
+
+import json
+import re
+
+from infra.components.serving import metrics, observability
+from infra.components.serving.gpu_plumbing import dcgm_exporter_values
+from infra.components.serving.spec import ServingSpec
+
+from .support import prod_config
+
+
+def _rules(spec: ServingSpec) -> dict[str, dict]:
+    return {r["alert"]: r for r in observability.alert_rules(spec)}
+
+
+def test_latency_alerts_use_the_declared_slos_in_seconds(any_spec: ServingSpec):
+    rules, w, name = _rules(any_spec), any_spec.config.workload, any_spec.served_name
+    assert rules["VllmTtftP95AboveSlo"]["expr"] == (
+        f'histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{{model_name="{name}"}}[5m]))) '
+        f"> {w.ttft_p95_ms / 1000:g}")
+    assert rules["VllmTpotP95AboveSlo"]["expr"] == (
+        f'histogram_quantile(0.95, sum by (le) (rate(vllm:inter_token_latency_seconds_bucket{{model_name="{name}"}}[5m]))) '
+        f"> {w.tpot_p95_ms / 1000:g}")
+
+
+def test_prod_thresholds_are_the_seed_slos():
+    spec_cfg = prod_config()
+    assert spec_cfg.workload.ttft_p95_ms == 600 and spec_cfg.workload.tpot_p95_ms == 40
+    from .support import spec_for
+
+    rules = _rules(spec_for("prod"))
+    assert rules["VllmTtftP95AboveSlo"]["expr"].endswith("> 0.6")
+    assert rules["VllmTpotP95AboveSlo"]["expr"].endswith("> 0.04")
+
+
+def test_queue_kv_xid_and_node_alerts(any_spec: ServingSpec):
+    rules, name = _rules(any_spec), any_spec.served_name
+    sel = f'{{model_name="{name}"}}'
+    assert rules["VllmQueueSustained"]["expr"] == (
+        f"sum(vllm:num_requests_waiting{sel}) / clamp_min(count(vllm:num_requests_waiting{sel}), 1) "
+        f"> {any_spec.plan.keda_queue_threshold}")
+    assert rules["VllmQueueSustained"]["for"] == "15m"
+    assert rules["VllmKvCacheNearlyFull"]["expr"] == f"max by (pod) (vllm:kv_cache_usage_perc{sel}) > 0.9"
+    assert rules["GpuXidError"]["expr"] == "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0"
+    assert rules["GpuNodeNotReady"]["expr"] == (
+        '(kube_node_status_condition{condition="Ready",status="true"} == 0) '
+        'and on (node) kube_node_labels{label_llm_fleet_role="gpu"}')
+    assert all(r["labels"]["model_name"] == name for r in rules.values())
+
+
+def test_node_role_label_is_exported_by_kube_state_metrics(prod_spec: ServingSpec):
+    values = observability.kube_prometheus_stack_values(prod_spec)
+    assert values["kube-state-metrics"]["metricLabelsAllowlist"] == ["nodes=[llm-fleet/role]"]
+    assert metrics.ksm_label("llm-fleet/role") == "label_llm_fleet_role"
+    prom = values["prometheus"]["prometheusSpec"]
+    assert prom["podMonitorSelectorNilUsesHelmValues"] is False
+    assert prom["ruleSelectorNilUsesHelmValues"] is False
+    assert values["grafana"]["adminPassword"] is None  # no well-known default password
+    sidecar = values["grafana"]["sidecar"]["dashboards"]
+    assert (sidecar["label"], sidecar["labelValue"]) == (observability.DASHBOARD_LABEL, "1")
+
+
+def test_scrape_targets(prod_spec: ServingSpec):
+    pm = observability.vllm_pod_monitor(prod_spec)["spec"]
+    assert pm["selector"]["matchLabels"] == prod_spec.vllm_pod_labels
+    assert pm["podMetricsEndpoints"] == [{"port": "container-port", "path": "/metrics", "interval": "15s"}]
+    sm = observability.dcgm_service_monitor(prod_spec)
+    assert sm["metadata"]["namespace"] == prod_spec.defaults.gpu_namespace
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert dcgm_exporter_values(prod_spec)["serviceMonitor"] == {"enabled": False}  # ours instead
+
+
+def test_shipped_dashboard_is_the_generated_one():
+    assert observability.DASHBOARD_FILE.read_text() == observability.render_dashboard(), (
+        "regenerate: python -c 'from infra.components.serving.observability import write_dashboard as w; w()'")
+
+
+def test_dashboard_uses_only_known_metrics():
+    doc = json.loads(observability.DASHBOARD_FILE.read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    exprs += [v["query"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    names = {m for e in exprs for m in re.findall(r"\b(vllm:[a-z_]+|DCGM_FI_[A-Z_]+|kube_[a-z_]+)", e)}
+    names = {n.removesuffix("_bucket") for n in names}
+    assert names and names <= metrics.ALL_METRICS, names - metrics.ALL_METRICS
+    assert {metrics.VLLM_TTFT, metrics.VLLM_ITL, metrics.VLLM_REQUESTS_WAITING, metrics.VLLM_KV_CACHE_USAGE} <= names
+
+
+def test_registered_observability(serving_run, prod_spec: ServingSpec):
+    rel = serving_run.releases()["kps"]
+    assert rel.inputs["chart"] == "kube-prometheus-stack" and rel.inputs["allowNullValues"] is True
+    cm = serving_run.one("kubernetes:core/v1:ConfigMap", "-dashboard")
+    assert cm.inputs["metadata"]["labels"][observability.DASHBOARD_LABEL] == "1"
+    assert json.loads(cm.inputs["data"]["vllm.json"]) == observability.vllm_dashboard()
+    rules = serving_run.custom("PrometheusRule")
+    assert [r["alert"] for r in rules.inputs["spec"]["groups"][0]["rules"]] == list(_rules(prod_spec))
+    for kind in ("PodMonitor", "ServiceMonitor", "PrometheusRule"):
+        assert serving_run.depends_on(serving_run.custom(kind), rel)

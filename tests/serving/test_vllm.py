@@ -1,0 +1,185 @@
+"""vLLM values, probes, drain, spread and PDB follow the fleet plan and the config."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra.catalog.charts import chart, image
+from infra.components.gpu_node_group import GPU_TAINT
+from infra.components.serving import vllm
+from infra.components.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
+from infra.weights.k8s import CONTAINER_MODELS_DIR, MODELS_VOLUME
+
+
+def _model(values: dict) -> dict:
+    (model,) = values["servingEngineSpec"]["modelSpec"]
+    return model
+
+
+def _flag(args: list[str], flag: str) -> str:
+    assert args.count(flag) == 1, f"{flag} appears {args.count(flag)} times in {args}"
+    return args[args.index(flag) + 1]
+
+
+def test_engine_settings_are_the_plans(any_spec: ServingSpec):
+    plan, v = any_spec.plan, any_spec.plan.vllm
+    model = _model(vllm.vllm_stack_values(any_spec))
+    cfg = model["vllmConfig"]
+    assert cfg["tensorParallelSize"] == v.tensor_parallel_size == plan.tensor_parallel
+    assert cfg["maxNumSeqs"] == v.max_num_seqs
+    assert cfg["maxModelLen"] == v.max_model_len
+    assert cfg["gpuMemoryUtilization"] == v.gpu_memory_utilization
+    assert cfg["enablePrefixCaching"] is v.enable_prefix_caching
+    assert cfg["enableChunkedPrefill"] is v.enable_chunked_prefill
+    args = cfg["extraArgs"]
+    assert _flag(args, "--max-num-batched-tokens") == str(v.max_num_batched_tokens)
+    assert _flag(args, "--kv-cache-dtype") == v.kv_cache_dtype
+    assert _flag(args, "--served-model-name") == plan.served_name
+    if v.quantization:
+        assert _flag(args, "--quantization") == v.quantization
+    else:
+        assert "--quantization" not in args
+    # GPUs requested = TP; replicas start at the plan's baseline.
+    assert model["requestGPU"] == plan.tensor_parallel
+    assert model["replicaCount"] == plan.replicas_per_az * plan.azs
+
+
+def test_model_is_read_from_the_node_local_nvme_copy(any_spec: ServingSpec):
+    model = _model(vllm.vllm_stack_values(any_spec))
+    cfg = any_spec.config
+    host = {v["name"]: v for v in model["extraVolumes"]}[MODELS_VOLUME]["hostPath"]["path"]
+    assert host == f"{cfg.weights.nvme_mount_path}/models"
+    assert model["modelURL"] == f"{CONTAINER_MODELS_DIR}/{any_spec.plan.model}/{cfg.weights.revision}"
+    (mount,) = model["extraVolumeMounts"]
+    assert mount == {"name": MODELS_VOLUME, "mountPath": CONTAINER_MODELS_DIR, "readOnly": True}
+    init = model["initContainer"]
+    assert init["args"][0] == "wait" and _flag(init["args"], "--dest") == model["modelURL"]
+    assert init["image"] == cfg.weights.hydrator_image
+    assert {e["name"]: e["value"] for e in model["env"]}["HF_HUB_OFFLINE"] == "1"
+
+
+def test_pinned_image_and_runtime_class(any_spec: ServingSpec):
+    values = vllm.vllm_stack_values(any_spec)
+    model = _model(values)
+    img = image("vllm")
+    assert (model["repository"], model["tag"]) == (img.repository, img.tag)
+    assert img.tag not in ("latest", "") and img.tag.startswith("v")
+    # No RuntimeClass: the chart's default "nvidia" exists only with the GPU Operator.
+    assert values["servingEngineSpec"]["runtimeClassName"] == ""
+    assert values["routerSpec"] == {"enableRouter": False}
+
+
+def test_gpu_placement_uses_the_node_groups_taint_and_label(any_spec: ServingSpec):
+    values = vllm.vllm_stack_values(any_spec)
+    (tol,) = values["servingEngineSpec"]["tolerations"]
+    assert (tol["key"], tol["value"], tol["effect"]) == (GPU_TAINT["key"], GPU_TAINT["value"], "NoSchedule")
+    (term,) = _model(values)["nodeSelectorTerms"]
+    assert {e["key"]: e["values"] for e in term["matchExpressions"]} == {k: [v] for k, v in GPU_NODE_SELECTOR.items()}
+
+
+def test_resources_are_proportional_to_the_gpus(any_spec: ServingSpec):
+    model = _model(vllm.vllm_stack_values(any_spec))
+    inst, tp = any_spec.instance, any_spec.plan.tensor_parallel
+    share = any_spec.defaults.host_share_fraction * tp / inst.gpu_count
+    assert model["requestCPU"] == int(inst.vcpu * share) and model["limitCPU"] == str(model["requestCPU"])
+    assert model["requestMemory"] == model["limitMemory"] == f"{int(inst.ram_gib * share)}Gi"
+    # Guaranteed QoS and room left on the node for daemons.
+    assert model["requestCPU"] < inst.vcpu * tp / inst.gpu_count
+
+
+def test_probes_size_the_startup_for_the_model_load(any_spec: ServingSpec):
+    p = vllm.probes(any_spec)
+    d = any_spec.defaults
+    load_s = any_spec.weights_gib / d.nvme_load_gib_per_s + d.engine_init_s
+    startup = p["startupProbe"]
+    budget_s = startup["periodSeconds"] * startup["failureThreshold"]
+    assert load_s * d.startup_safety_factor <= budget_s < load_s * d.startup_safety_factor + startup["periodSeconds"]
+    for name in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert p[name]["httpGet"] == {"path": "/health", "port": d.vllm_container_port}
+    # Liveness tolerates a busy engine longer than readiness does.
+    assert (p["livenessProbe"]["periodSeconds"] * p["livenessProbe"]["failureThreshold"]
+            > p["readinessProbe"]["periodSeconds"] * p["readinessProbe"]["failureThreshold"])
+    assert vllm.vllm_stack_values(any_spec)["servingEngineSpec"]["startupProbe"] == startup
+
+
+def test_drain_sequence_fits_in_the_grace_period(any_spec: ServingSpec):
+    patch = vllm.deployment_patch(any_spec)
+    pod = patch["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    pre_stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain_s = int(_flag(_model(vllm.vllm_stack_values(any_spec))["vllmConfig"]["extraArgs"], "--shutdown-timeout"))
+    assert container["name"] == vllm.CONTAINER_NAME
+    assert drain_s == vllm.drain_timeout_s(any_spec) >= any_spec.defaults.drain_min_s
+    assert drain_s >= math.ceil(any_spec.e2e_p95_s)  # a request admitted at SIGTERM can finish
+    assert pod["terminationGracePeriodSeconds"] > pre_stop_s + drain_s
+
+
+def test_zone_spread_and_patch_target(any_spec: ServingSpec):
+    patch = vllm.deployment_patch(any_spec)
+    assert patch["metadata"]["name"] == any_spec.deployment_name
+    assert patch["metadata"]["name"] == f"vllm-{_model(vllm.vllm_stack_values(any_spec))['name']}-deployment-vllm"
+    (spread,) = patch["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["maxSkew"] == 1 and spread["topologyKey"] == ZONE_KEY
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["minDomains"] == any_spec.plan.azs
+    assert spread["labelSelector"]["matchLabels"] == any_spec.vllm_pod_labels
+
+
+def test_pdb_covers_the_engine_pods(any_spec: ServingSpec):
+    pdb = vllm.pod_disruption_budget(any_spec)
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == {"model": any_spec.model_key, "helm-release-name": "vllm"}
+    assert pdb["metadata"]["namespace"] == any_spec.namespace == any_spec.config.weights.hydrator_namespace
+
+
+def test_rolling_update_surges_onto_the_warm_pool(any_spec: ServingSpec):
+    strategy = vllm.vllm_stack_values(any_spec)["servingEngineSpec"]["strategy"]
+    assert strategy["rollingUpdate"] == {"maxSurge": max(1, any_spec.placeholders), "maxUnavailable": 0}
+
+
+def test_registered_release_carries_the_values(serving_run, prod_spec):
+    rel = serving_run.releases()["vllm"]
+    ref = chart("vllm-stack")
+    assert (rel.inputs["chart"], rel.inputs["version"]) == (ref.chart, ref.version)
+    assert rel.inputs["repositoryOpts"]["repo"] == ref.repository
+    assert rel.inputs["namespace"] == prod_spec.namespace
+    assert rel.inputs["values"] == vllm.vllm_stack_values(prod_spec)
+    assert rel.inputs["skipAwait"] is True
+    patch = serving_run.one("kubernetes:apps/v1:DeploymentPatch")
+    assert patch.inputs["spec"] == vllm.deployment_patch(prod_spec)["spec"]
+    assert serving_run.depends_on(patch, rel)  # the patch targets what the release rendered
+
+
+@settings(max_examples=40, deadline=None)
+@given(tp=st.sampled_from([1, 2, 4, 8]), replicas_per_az=st.integers(1, 6), extra=st.integers(0, 12),
+       spares=st.integers(0, 3), threshold=st.integers(1, 64), seqs=st.integers(8, 512))
+def test_any_plan_maps_consistently(prod_spec, tp, replicas_per_az, extra, spares, threshold, seqs):
+    """For any plan shape: GPUs per pod = TP, replicas and thresholds pass through unchanged."""
+    plan = prod_spec.plan
+    new = dataclasses.replace(
+        plan, tensor_parallel=tp, replicas_per_az=replicas_per_az,
+        replicas_max=replicas_per_az * plan.azs + extra, warm_spares_per_az=spares, keda_queue_threshold=threshold,
+        vllm=dataclasses.replace(plan.vllm, tensor_parallel_size=tp, max_num_seqs=seqs),
+    )
+    spec = ServingSpec(plan=new, config=prod_spec.config, weights_bucket=prod_spec.weights_bucket)
+    model = _model(vllm.vllm_stack_values(spec))
+    assert model["requestGPU"] == model["vllmConfig"]["tensorParallelSize"] == tp
+    assert model["vllmConfig"]["maxNumSeqs"] == seqs
+    assert model["replicaCount"] == replicas_per_az * plan.azs
+
+    from infra.components.serving import autoscaling, warm_pool
+
+    so = autoscaling.scaled_object(spec)["spec"]
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (model["replicaCount"], new.replicas_max)
+    assert so["triggers"][0]["metadata"]["threshold"] == str(threshold)
+    assert warm_pool.placeholder_deployment(spec)["spec"]["replicas"] == spares * plan.azs
+
+
+def test_tp_larger_than_a_node_is_refused(prod_spec):
+    plan = dataclasses.replace(prod_spec.plan, tensor_parallel=16,
+                               vllm=dataclasses.replace(prod_spec.plan.vllm, tensor_parallel_size=16))
+    with pytest.raises(Exception, match="at most the 8 GPUs"):
+        ServingSpec(plan=plan, config=prod_spec.config, weights_bucket=prod_spec.weights_bucket)
