@@ -6,37 +6,11 @@ import json
 import math
 import sys
 
+from infra.argtypes import fraction, positive_float, positive_int
 from infra.catalog import load_catalog
 from infra.config import load_sizing_spec
 from infra.errors import InputError
 from infra.tables import table
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; a positive integer is allowed") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; a positive integer is allowed")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; a positive number is allowed") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; a positive finite number is allowed")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value > 0.98:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; a fraction in (0, 0.98] is allowed")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,20 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="catalog key (llama-3.3-70b, ...) or path to a HF config.json")
     p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, L40S-48GB")
-    p.add_argument("--gpus", type=_positive_int, required=True, help="GPUs in total (replicas = gpus / tp)")
-    p.add_argument("--tp", type=_positive_int, required=True, help="tensor-parallel degree per replica")
+    p.add_argument("--gpus", type=positive_int, required=True, help="GPUs in total (replicas = gpus / tp)")
+    p.add_argument("--tp", type=positive_int, required=True, help="tensor-parallel degree per replica")
     p.add_argument("--weights", choices=["bf16", "fp8", "int8", "int4"], default="bf16", help="weight precision")
     p.add_argument("--kv", choices=["auto", "fp8"], default="auto", help="KV-cache dtype (auto = bf16)")
-    p.add_argument("--input-tokens", type=_positive_int, required=True, help="prompt tokens per request")
-    p.add_argument("--output-tokens", type=_positive_int, required=True, help="generated tokens per request")
+    p.add_argument("--input-tokens", type=positive_int, required=True, help="prompt tokens per request")
+    p.add_argument("--output-tokens", type=positive_int, required=True, help="generated tokens per request")
     load = p.add_mutually_exclusive_group(required=True)
-    load.add_argument("--concurrency", type=_positive_int, help="requests in flight (closed loop), all replicas")
-    load.add_argument("--rate", type=_positive_float, help="arrivals per second (open loop, Poisson), all replicas")
+    load.add_argument("--concurrency", type=positive_int, help="requests in flight (closed loop), all replicas")
+    load.add_argument("--rate", type=positive_float, help="arrivals per second (open loop, Poisson), all replicas")
     load.add_argument("--max-load", action="store_true", help="offline max throughput (queue never empty)")
     p.add_argument("--engine", choices=["vllm", "trtllm"], default="vllm")
-    p.add_argument("--gpu-memory-utilization", type=_fraction, default=None)
-    p.add_argument("--max-num-seqs", type=_positive_int, default=None)
-    p.add_argument("--max-num-batched-tokens", type=_positive_int, default=None)
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=None)
+    p.add_argument("--max-num-seqs", type=positive_int, default=None)
+    p.add_argument("--max-num-batched-tokens", type=positive_int, default=None)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_predict)
 

@@ -12,31 +12,12 @@ import sys
 from typing import Any, Callable
 
 from infra.errors import InputError, UserError
+from infra.argtypes import positive_int, seconds
 from infra.weights.errors import WEIGHTS_EXIT_CODES
 from infra.weights.layout import BUCKET_ENV, validate_model_name, validate_revision
 from infra.weights.progress import ProgressBar
 
 MIB = 1024 * 1024
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 1 or more")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"{text} is not allowed; use 0 or more")
-    return value
 
 
 def _common(p: argparse.ArgumentParser, *, s3: bool = True) -> None:
@@ -65,9 +46,9 @@ def register(subparsers: Any) -> None:
                         epilog=epilog, formatter_class=fmt)
     up.add_argument("dir", metavar="DIR", help="local directory holding the model files")
     _common(up)
-    up.add_argument("--concurrency", type=_positive_int, default=8,
+    up.add_argument("--concurrency", type=positive_int, default=8,
                     help="parallel part uploads (default 8)")
-    up.add_argument("--part-size-mib", type=_positive_int, default=64,
+    up.add_argument("--part-size-mib", type=positive_int, default=64,
                     help="multipart threshold and part size, at least 5 (default 64)")
     up.add_argument("--source", default=None,
                     help="provenance recorded in the manifest (default: local:<DIR>)")
@@ -80,18 +61,18 @@ def register(subparsers: Any) -> None:
     _common(ve)
     ve.add_argument("--deep", action="store_true",
                     help="download and hash every object (default: HEAD size + recorded sha256)")
-    ve.add_argument("--concurrency", type=_positive_int, default=8, help="parallel checks (default 8)")
+    ve.add_argument("--concurrency", type=positive_int, default=8, help="parallel checks (default 8)")
     ve.set_defaults(func=_verify)
 
     hy = sub.add_parser("hydrate", help="download a model to local disk, verified and resumable",
                         epilog=epilog, formatter_class=fmt)
     _common(hy)
     hy.add_argument("--dest", required=True, help="destination directory (one per model revision)")
-    hy.add_argument("--concurrency", type=_positive_int, default=8,
+    hy.add_argument("--concurrency", type=positive_int, default=8,
                     help="parallel GET streams (default 8)")
-    hy.add_argument("--part-size-mib", type=_positive_int, default=64,
+    hy.add_argument("--part-size-mib", type=positive_int, default=64,
                     help="files larger than this are fetched as ranged parts of this size (default 64)")
-    hy.add_argument("--lock-timeout-s", type=_seconds, default=3600.0,
+    hy.add_argument("--lock-timeout-s", type=seconds, default=3600.0,
                     help="how long to wait for another hydration of --dest (default 3600)")
     hy.add_argument("--no-wait", action="store_true",
                     help="fail at once (exit 7) if another hydration holds --dest")
@@ -103,8 +84,8 @@ def register(subparsers: Any) -> None:
                         epilog=epilog, formatter_class=fmt)
     _common(wa, s3=False)
     wa.add_argument("--dest", required=True, help="directory the hydrator writes")
-    wa.add_argument("--timeout-s", type=_seconds, default=3600.0, help="give up after (default 3600)")
-    wa.add_argument("--poll-interval-s", type=_seconds, default=2.0, help="(default 2)")
+    wa.add_argument("--timeout-s", type=seconds, default=3600.0, help="give up after (default 3600)")
+    wa.add_argument("--poll-interval-s", type=seconds, default=2.0, help="(default 2)")
     wa.set_defaults(func=_wait)
 
 

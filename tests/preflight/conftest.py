@@ -1,34 +1,19 @@
 """moto in server mode on loopback, and a region with the weights bucket, key and manifest."""
 from __future__ import annotations
 
-import logging
-import os
 
 import boto3
 import pytest
+
+from tests.moto_support import moto_server
 
 from preflight_support import BUCKET, MANIFEST, REGION
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    dummy = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-             "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {key: os.environ.get(key) for key in dummy}
-    os.environ.update(dummy)  # never real credentials: everything goes to moto on loopback
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -5,37 +5,19 @@ each test gets its own bucket, so tests do not see each other's objects.
 """
 from __future__ import annotations
 
-import logging
-import os
 import shutil
 import uuid
 
 import pytest
+
+from tests.moto_support import moto_server
 from weights_support import MODEL, REV, UPLOAD_PART_SIZE_BYTES, Interrupted, RequestLog, write_fake_model
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> str:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def s3_endpoint():
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -57,4 +57,4 @@ def test_the_files_the_dockerfile_copies_are_enough_to_run_the_hydrator(tmp_path
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("error: no hydration marker")
     assert sorted(p.name for p in (app / "infra").iterdir()) == [
-        "__init__.py", "cli.py", "errors.py", "weights"]
+        "__init__.py", "argtypes.py", "cli.py", "errors.py", "weights"]
