@@ -612,9 +612,24 @@ def _hourly(component: str, az: str, name: str, detail: str, row: PriceRow, qty:
     return LineItem(component, az, name, f"{detail} @ {_money(row.usd)}/h", (amount,) * 3, row.source, row.confirmed)
 
 
+def _envoy_services(doc: R.Document) -> list[dict]:
+    """The Service each EnvoyProxy makes Envoy Gateway create (type LoadBalancer unless set)."""
+    out = []
+    for proxy in doc.of_type(R.ENVOY_PROXY):
+        spec = proxy["inputs"].get("spec") if isinstance(proxy["inputs"].get("spec"), Mapping) else {}
+        k8s = ((spec.get("provider") or {}).get("kubernetes") or {}) if isinstance(spec.get("provider"), Mapping) else {}
+        es = k8s.get("envoyService") if isinstance(k8s.get("envoyService"), Mapping) else {}
+        out.append({
+            "name": proxy["name"],
+            "inputs": {"spec": {"type": es.get("type", "LoadBalancer")},
+                       "metadata": {"annotations": es.get("annotations") or {}}},
+        })
+    return out
+
+
 def _load_balancers(ctx: _Ctx, doc: R.Document, gpu_nodes: list[int]) -> list[LineItem]:
     nlbs: list[dict] = []
-    for svc in doc.of_type(R.K8S_SERVICE):
+    for svc in [*doc.of_type(R.K8S_SERVICE), *_envoy_services(doc)]:
         kind = _is_nlb_service(svc)
         if kind:
             nlbs.append(svc)

@@ -43,6 +43,8 @@ BUCKET = "aws:s3/bucket:Bucket"
 BUCKET_V2 = "aws:s3/bucketV2:BucketV2"
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 K8S_SERVICE = "kubernetes:core/v1:Service"
+# Envoy Gateway provisions its data-plane Service (the NLB) from this resource, not from a Service we create.
+ENVOY_PROXY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
 
 
 def is_unknown(value: Any) -> bool:

@@ -70,7 +70,16 @@ def independent_month(doc, scenario):
             gb = Decimal(str(doc["plan"]["weights_gib_per_gpu"])) * doc["plan"]["tensor_parallel"]
             total += svc("s3_standard_usd_per_gb_month") * gb
         elif t == "kubernetes:core/v1:Service" and (i.get("spec") or {}).get("type") == "LoadBalancer":
-            pytest.fail("the graph now has an NLB Service: extend the independent arithmetic")
+            pytest.fail("the graph now has its own NLB Service: extend the independent arithmetic")
+        elif t == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy":
+            # Envoy Gateway's NLB: hourly + NLCUs (streamed bytes at 256 B/token, 1 GB per NLCU-hour,
+            # scaled with the GPU fleet at the burst) + one public IPv4 per AZ.
+            plan = doc["plan"]
+            nlcu = Decimal(str(plan["load"]["output_tokens_per_s"])) * 3600 * 256 / Decimal(10**9)
+            if scenario == "worst":
+                nlcu *= Decimal(plan["nodes_per_az"]["max"]) / Decimal(plan["nodes_per_az"]["desired"])
+            total += (svc("nlb_usd_per_hour") + svc("nlb_lcu_usd_per_hour") * nlcu) * H
+            total += svc("public_ipv4_usd_per_hour") * plan["azs"] * H
     assert any(r["type"] == "aws:ec2/vpcEndpoint:VpcEndpoint" for r in resources)  # hydration is free
     return total
 
@@ -152,3 +161,13 @@ def test_prod_plan_passes_its_policies_within_budget(tmp_path, capsys):
     assert doc["policy"]["passed"] is True and doc["policy"]["violations"] == []
     assert {"cost", "policy", "plan", "resources"} <= set(doc)
     assert "policy: no violations" in capsys.readouterr().out
+
+
+def test_readme_quotes_the_prod_cost(prod):
+    from infra.cost.model import cents
+
+    report = cost_of_plan(prod)
+    readme = (ROOT / "README.md").read_text()
+    assert f"${cents(report.total_month('expected')):,} a\nmonth expected" in readme or \
+        f"${cents(report.total_month('expected')):,} a month expected" in readme
+    assert f"${cents(report.total_month('worst')):,} worst case" in readme
