@@ -288,7 +288,8 @@ class FleetMocks:
         if token == "aws:index/getRegion:getRegion":
             return {"id": self.region, "name": self.region, "region": self.region,
                     "endpoint": f"ec2.{self.region}.{self.dns_suffix}", "description": self.region}, []
-        raise NotImplementedError(f"offline plan: no mock answer for invoke {token}; add one to infra/preview.py")
+        # The program called a data source the mocks do not answer: a bug in this file, loudly.
+        raise LookupError(f"offline plan: no mock answer for invoke {token}; add one to infra/preview.py")
 
 
 def _as_pulumi_mocks(mocks: FleetMocks) -> Any:
