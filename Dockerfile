@@ -20,7 +20,7 @@ RUN pip install -r /tmp/requirements-hydrator.txt && rm /tmp/requirements-hydrat
 
 # Only the modules the weights CLI imports; the rest of infra/ (sizing, cost, components)
 # would need pulumi and is not shipped to GPU nodes.
-COPY infra/__init__.py infra/errors.py infra/cli.py infra/argtypes.py /app/infra/
+COPY infra/__init__.py infra/errors.py infra/cli.py infra/argtypes.py infra/files.py infra/node_labels.py /app/infra/
 COPY infra/weights/ /app/infra/weights/
 # Byte-code compiled at build time: the containers run with a read-only root filesystem.
 RUN python -m compileall -q /app/infra

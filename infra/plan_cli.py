@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from infra.errors import InputError
+from infra.files import atomic_write
 
 REGIONAL = "regional"
 
@@ -71,19 +70,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Write to a temp file in the same directory, then rename over the target."""
+    """Serialise first, then write atomically: a document that cannot be written leaves no file."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise InputError("--json", str(path), "a file in an existing directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def _fmt_usd(x: float) -> str:

@@ -401,6 +401,7 @@ class ResourceRecord:
     # Resource options the engine would see (not part of the JSON document).
     ignore_changes: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
+    provider: str | None = None  # "<provider urn>::<id>" for custom resources bound to a provider
 
     def to_dict(self) -> dict[str, Any]:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -553,6 +554,7 @@ def _run_isolated(body: Callable[[], Mapping[str, Any] | None], entries: dict[st
                     custom=bool(request.custom),
                     ignore_changes=tuple(request.ignoreChanges),
                     depends_on=tuple(sorted(request.dependencies)),
+                    provider=request.provider or None,
                 )
                 with records_lock:
                     records.append(record)

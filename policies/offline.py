@@ -13,7 +13,6 @@ document's region, and the stack spend cap sees the fleet plan (weights size, de
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -34,6 +33,7 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 
 from infra.errors import InputError
+from infra.files import read_json_file
 from policies._support import config_with_defaults
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -202,13 +202,7 @@ def config_path(stack: str, directory: Path | str | None = None) -> Path:
 
 
 def load_pack_config(path: Path | str) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("policy config", str(path), "a path to a policy pack config JSON (policies/config.<stack>.json)")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("policy config", str(path), f"a readable JSON object ({exc.__class__.__name__})") from None
+    data = read_json_file(path, "policy config", "policy pack config JSON (policies/config.<stack>.json)")
     if not isinstance(data, dict):
         raise InputError("policy config", str(path), "a JSON object keyed by policy name")
     return data

@@ -98,3 +98,20 @@ def test_generated_readme_blocks_are_current(name, build):
         Path("README.md").write_text(README)
         current = generated
     assert current == generated, f"README's {name} block is stale: rerun with UPDATE_GOLDEN=1"
+
+
+def test_readme_time_to_serve_and_warm_pool_cost_match_the_model():
+    from infra.components.serving import warm_pool
+    from tests.serving.support import spec_for
+
+    spec = spec_for("prod")
+    section = README.split("### Warm pool and time to serve", 1)[1].split("\n## ", 1)[0]
+    paths = warm_pool.time_to_serve(spec)
+    rows = {"cold": "cold node", "warm_node": "warm node (STOPPED pool)",
+            "warm_reused": "warm node (RUNNING pool, reused)", "placeholder": "placeholder"}
+    for path, label in rows.items():
+        minutes = f"{warm_pool.total_s(paths[path]) / 60:.1f} min"
+        assert f"| {label} | {minutes} |" in section, (label, minutes)
+    cost = warm_pool.warm_pool_cost(spec)
+    assert f"${cost['usd_per_month_placeholders']:,}" in section
+    assert f"${cost['usd_per_month_stopped_pool']:,}" in section

@@ -6,7 +6,6 @@ them once; tests build small synthetic `Catalog`s directly.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Mapping
 import yaml
 
 from infra.errors import InputError
+from infra.files import read_json_file, yaml_loader
 
 CATALOG_DIR = Path(__file__).resolve().parent
 
@@ -130,12 +130,7 @@ _HF_REQUIRED = (
 def model_from_hf_config(path: str, field_name: str = "model") -> ModelArch:
     """Read a Hugging Face `config.json` (its real field names) into a ModelArch."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(field_name, path, "a catalog model key or an existing config.json file")
-    try:
-        cfg = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(field_name, path, f"a readable JSON config.json ({exc})") from None
+    cfg = read_json_file(p, field_name, "Hugging Face config.json (or a catalog model key)")
     if not isinstance(cfg, dict):
         raise InputError(field_name, path, "a JSON object with Hugging Face config fields")
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers nest the language model
@@ -165,13 +160,9 @@ def model_from_hf_config(path: str, field_name: str = "model") -> ModelArch:
     )
 
 
-# libyaml's loader when PyYAML has it: the catalog is read on every CLI start.
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _read_yaml(name: str, directory: Path) -> dict:
     with open(directory / name) as fh:
-        return yaml.load(fh, Loader=SAFE_LOADER) or {}
+        return yaml.load(fh, Loader=yaml_loader()) or {}
 
 
 def _build(cls, key_field: str, key: str, row: dict):

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any, Mapping
 import yaml
 
 from infra.errors import InputError
+from infra.files import atomic_write, read_yaml_file
 
 PRICES_PATH = Path(__file__).resolve().parent / "prices.yaml"
 
@@ -191,14 +190,7 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
 
 
 def read_price_book(path: Path | str) -> PriceBook:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("prices", str(path), "a path to an existing prices YAML file")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError("prices", str(path), f"a readable YAML file ({exc.__class__.__name__})") from None
-    return parse_price_document(doc, p.name)
+    return parse_price_document(read_yaml_file(path, "prices"), Path(path).name)
 
 
 def load_price_book(path: Path | str | None = None) -> PriceBook:
@@ -280,28 +272,11 @@ def render_price_document(book: PriceBook) -> str:
 
 
 def write_price_document(path: Path | str, book: PriceBook) -> None:
-    """Write atomically: a temporary file in the same directory, fsync, then rename.
-
-    The text is re-parsed before the rename, so a file that would not load never replaces a
-    good one; on any error the old file is left untouched and the temporary file removed.
-    """
+    """Write atomically (infra.files.atomic_write). The text is re-parsed first, so a file
+    that would not load never replaces a good one."""
     target = Path(path)
     text = render_price_document(book)
     parse_price_document(yaml.safe_load(text), target.name)  # round-trip check
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(target, text)
     if target.resolve() == PRICES_PATH:
         _default_price_book.cache_clear()

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.components.common import AwsContext, assume_role_policy, merge_tags
+from infra.node_labels import SYSTEM_NODE_LABELS
 
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 # Managed add-ons that every node needs (networking, DNS, kube-proxy, workload identity).
@@ -239,7 +240,7 @@ class Cluster(pulumi.ComponentResource):
                 "max_size": args.system_node_count + 1,
             },
             launch_template={"id": system_lt.id, "version": system_lt.latest_version.apply(str)},
-            labels={"llm-fleet/role": "system"},
+            labels=dict(SYSTEM_NODE_LABELS),
             update_config={"max_unavailable": 1},
             tags=tags,
             opts=pulumi.ResourceOptions(

@@ -29,8 +29,9 @@ import pulumi_aws as aws
 
 from infra.components.cluster import encrypted_root_volume, imdsv2_metadata_options
 from infra.components.common import merge_tags
+from infra.node_labels import AZ_LABEL, GPU_NODE_LABELS, GPU_RESOURCE, GPU_TAINT_VALUE
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
+GPU_TAINT = {"key": GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}
 AMI_TYPE = "AL2023_x86_64_NVIDIA"
 MIME_BOUNDARY = "==LLMFLEET=="
 
@@ -171,8 +172,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
         self.launch_template = aws.ec2.LaunchTemplate(f"{name}-lt", **lt_args, opts=child)
 
         labels = {
-            "llm-fleet/role": "gpu",
-            "llm-fleet/az": args.az,
+            **GPU_NODE_LABELS,
+            AZ_LABEL: args.az,
             "llm-fleet/gpu": args.gpu,
             "llm-fleet/capacity-type": args.capacity_type,
             "nvidia.com/gpu.present": "true",

@@ -17,7 +17,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from infra.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, load_price_book, write_price_document
 from infra.cost.diff import PolicyVerdict, diff_reports
@@ -25,6 +24,7 @@ from infra.cost.model import Assumptions, CostReport, cost_of_document
 from infra.cost.render import render_diff, render_report_json, render_report_markdown, render_report_table
 from infra.cost.resources import Document, as_decimal, load_documents
 from infra.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
+from infra.files import read_yaml_file
 
 SPEND_CAP = "gpu-spend-cap"
 
@@ -142,13 +142,7 @@ def cmd_prices_refresh(args: argparse.Namespace, client: Any = None) -> int:
 def read_mapping(path: str | None, field: str) -> dict:
     if not path:
         return {}
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(field, path, "a path to an existing YAML or JSON file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(field, path, f"a readable YAML/JSON file ({exc.__class__.__name__})") from None
+    data = read_yaml_file(path, field)  # YAML reads JSON too
     if data is None:
         return {}
     if not isinstance(data, dict):

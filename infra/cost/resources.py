@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from infra.errors import InputError
+from infra.files import read_json_file
 
 # What `pulumi preview --json` prints for a value not known until apply (pkg/display/json.go)
 # and for a secret.
@@ -234,14 +235,7 @@ def normalise(doc: Any, path: str = "") -> Document:
 
 
 def load_document(path: str | Path) -> Document:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("file", str(path), "a path to an existing plan JSON or preview JSON file")
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("file", str(path), f"a readable JSON document ({exc.__class__.__name__})") from None
-    return normalise(doc, str(path))
+    return normalise(read_json_file(path, "file", "plan JSON or preview JSON file"), str(path))
 
 
 def load_documents(path: str | Path) -> dict[str, Document]:

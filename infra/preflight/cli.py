@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
+from infra.files import read_json_file
 from infra.rollout.interfaces import CheckReport
 
 MARKS = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}
@@ -51,11 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _read_outputs(path: str | None) -> dict[str, Any]:
     if path is None:
         return {}
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("--outputs", path, f"a readable JSON file of stack outputs ({exc.__class__.__name__})") from None
+    doc = read_json_file(path, "--outputs", "JSON file of stack outputs (`pulumi stack output --json`)")
     if not isinstance(doc, dict):
         raise InputError("--outputs", path, "a JSON object (`pulumi stack output --json`)")
     return doc

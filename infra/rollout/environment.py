@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from infra.config import load_stack_config, read_yaml_file
+from infra.config import load_stack_config
+from infra.files import read_yaml_file
 from infra.errors import UserError
 from infra.rollout.spec import RolloutPlan
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.config import read_yaml_file
+from infra.files import read_yaml_file
 from infra.errors import UserError
 from infra.rollout.regions import REGION_RE, RegionShare
 

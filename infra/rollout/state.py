@@ -20,11 +20,11 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
 from infra.errors import UserError
+from infra.files import atomic_write
 from infra.rollout.errors import RolloutLockedError
 
 _STACK_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -67,20 +67,6 @@ def _check_stack(stack: str) -> str:
     return stack
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -110,17 +96,17 @@ class LocalStateStore:
 
     def write_journal(self, doc: Mapping[str, Any]) -> None:
         # Compact (C encoder): the journal is rewritten after every step.
-        write_atomic(self.journal_path, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
+        atomic_write(self.journal_path, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
 
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
-        write_atomic(self.root / "history" / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.root / "history" / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
         self.journal_path.unlink(missing_ok=True)
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return _read_json(self.root / "deployed" / f"{_check_stack(stack)}.json", "deployed record")
 
     def write_deployed(self, stack: str, doc: Mapping[str, Any]) -> None:
-        write_atomic(self.root / "deployed" / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.root / "deployed" / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     @contextlib.contextmanager
     def lock(self, holder: Mapping[str, Any]) -> Iterator[None]:

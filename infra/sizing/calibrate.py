@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from infra.catalog import CATALOG_DIR, Catalog, load_catalog
+from infra.files import atomic_write
 from infra.sizing import load as load_model
 from infra.sizing.perf import ENGINES_FILE, EngineParams, ReplicaModel, load_engines
 
@@ -284,9 +285,7 @@ def write_engines(engines: dict[str, EngineParams], path: Path = ENGINES_FILE) -
         row = {k: getattr(e, k) for k in EngineParams.__dataclass_fields__ if k != "name"}
         row["fitted"] = list(FITTED[name])
         doc["engines"][name] = row
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(_ENGINE_HEADER + yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, _ENGINE_HEADER + yaml.safe_dump(doc, sort_keys=False))
 
 
 def render_report(results: list[RowResult], excluded: list[Excluded], engines: dict[str, EngineParams]) -> str:

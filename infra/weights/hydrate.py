@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from infra.errors import InputError, PreflightError
+from infra.files import fsync_dir
 from infra.weights.errors import IntegrityError, LockedError, NotFoundError
 from infra.weights.layout import MARKER_NAME, Manifest, ManifestFile, object_key, safe_join
-from infra.weights.localfs import CHUNK_BYTES, FILE_MODE, atomic_write_bytes, fsync_dir, sha256_file
+from infra.weights.localfs import CHUNK_BYTES, FILE_MODE, atomic_write_bytes, sha256_file
 from infra.weights.s3 import describe_s3_error, fetch_manifest, is_not_found
 from infra.weights.upload import check_concurrency
 

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from infra.errors import InputError
+from infra.node_labels import GPU_NODE_LABELS, GPU_RESOURCE
 from infra.weights.layout import MARKER_NAME, validate_model_name, validate_revision
 
-# A label every GPU node carries (infra/components/gpu_node_group.py sets it on each group).
-GPU_NODE_LABELS: Mapping[str, str] = {"llm-fleet/role": "gpu"}
 # GPU nodes are tainted nvidia.com/gpu=true:NoSchedule (gpu_node_group.GPU_TAINT); tolerate
 # the key whatever its value.
-GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_TAINT_KEY = GPU_RESOURCE
 DEFAULT_HOST_MODELS_DIR = "/mnt/k8s-disks/0/models"
 CONTAINER_MODELS_DIR = "/models"
 MODELS_VOLUME = "models"

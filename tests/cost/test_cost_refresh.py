@@ -128,7 +128,9 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(P.os, "replace", boom)
+    import infra.files
+
+    monkeypatch.setattr(infra.files.os, "replace", boom)  # the one atomic writer prices go through
     with pytest.raises(OSError):
         P.write_price_document(target, load_price_book())
     assert target.read_text() == original

@@ -10,7 +10,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
-import pytest
 
 from infra.cli import main
 from infra.rollout.dryrun import dry_run, render_text

@@ -80,7 +80,6 @@ def test_upload_verify_hydrate_round_trip(s3, bucket, fake_model, tmp_path, requ
 
 
 def test_second_hydration_is_a_no_op_without_file_gets(s3, bucket, uploaded, tmp_path, request_log):
-    contents = uploaded
     dest = tmp_path / "dest"
     _hydrate(s3, bucket, dest)
     request_log.clear()

@@ -20,16 +20,15 @@ from infra.components.gpu_node_group import GPU_TAINT
 from infra.components.serving.defaults import ServingDefaults
 from infra.config import StackConfig
 from infra.errors import InputError
+from infra.node_labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS
 from infra.sizing.plan import FleetPlan
 from infra.weights import k8s as weights_k8s
 
-# Node labels set by infra/components/gpu_node_group.py (GPU nodes) and cluster.py (system
-# nodes). Those modules build the label maps inline; tests assert they still carry these.
-GPU_NODE_SELECTOR = {"llm-fleet/role": "gpu"}
-SYSTEM_NODE_SELECTOR = {"llm-fleet/role": "system"}
+# Node labels set by the GPU node groups and the system node group (infra/node_labels.py).
+GPU_NODE_SELECTOR = dict(GPU_NODE_LABELS)
+SYSTEM_NODE_SELECTOR = dict(SYSTEM_NODE_LABELS)
 EFA_NODE_SELECTOR = {"vpc.amazonaws.com/efa.present": "true"}
 ZONE_KEY = "topology.kubernetes.io/zone"
-GPU_RESOURCE = "nvidia.com/gpu"
 
 _EKS_TO_K8S_EFFECT = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 

@@ -137,7 +137,7 @@ def wait_for_weights_init(spec: ServingSpec) -> dict:
 
 
 def vllm_stack_values(spec: ServingSpec) -> dict:
-    plan, d, v = spec.plan, spec.defaults, spec.plan.vllm
+    d, v = spec.defaults, spec.plan.vllm
     img = image("vllm")
     model = {
         "name": spec.model_key,

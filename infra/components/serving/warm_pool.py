@@ -32,12 +32,12 @@ from infra.catalog.charts import image
 from infra.components.serving import kube
 from infra.components.serving.spec import (
     GPU_NODE_SELECTOR,
-    GPU_RESOURCE,
     ZONE_KEY,
     ServingSpec,
     common_labels,
     gpu_toleration,
 )
+from infra.node_labels import GPU_RESOURCE
 from infra.components.serving.vllm import expected_load_s
 from infra.weights import k8s as weights_k8s
 

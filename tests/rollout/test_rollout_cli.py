@@ -1,31 +1,12 @@
-"""`python -m infra rollout` plumbing (exit codes, messages) and the pure-core rule."""
+"""`python -m infra rollout` plumbing (exit codes, messages); purity is in tests/test_purity.py."""
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from infra.cli import main
 from rollout_support import REPO, plan_doc
-
-PURE = [
-    "infra.rollout.spec", "infra.rollout.regions", "infra.rollout.gates", "infra.rollout.journal",
-    "infra.rollout.runner", "infra.rollout.dryrun", "infra.rollout.report", "infra.rollout.environment",
-    "infra.rollout.interfaces", "infra.rollout.state", "infra.rollout.adapters", "infra.preflight.inputs",
-    "infra.rollout.cli", "infra.preflight.cli",
-]
-
-
-def test_rollout_planning_imports_neither_pulumi_nor_boto3():
-    code = (
-        f"import sys, {', '.join(PURE)}\n"
-        "print(','.join(m for m in ('pulumi', 'boto3', 'botocore', 'pulumi_policy') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip() == ""
-
 
 def test_bad_plan_exits_2_naming_the_key(tmp_path, capsys):
     path = tmp_path / "prod.yaml"
