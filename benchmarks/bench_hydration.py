@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infra.weights.hydrate import hydrate_model  # noqa: E402
-from infra.weights.layout import object_key  # noqa: E402
-from infra.weights.s3 import make_client  # noqa: E402
-from infra.weights.upload import upload_model  # noqa: E402
+from infra.ops.weights.hydrate import hydrate_model  # noqa: E402
+from infra.core.weights_layout import object_key  # noqa: E402
+from infra.ops.weights.s3 import make_client  # noqa: E402
+from infra.ops.weights.upload import upload_model  # noqa: E402
 
 MIB = 1024 * 1024
 MODEL, REVISION, BUCKET = "bench/fake-model", "r1", "llm-fleet-bench"

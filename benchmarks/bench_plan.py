@@ -42,7 +42,7 @@ def cold_run(out: Path) -> tuple[float, float]:
 
 
 def warm_rerun() -> float:
-    from infra.preview import plan_stack
+    from infra.program.offline import plan_stack
 
     plan_stack("prod")  # imports
     t0 = time.perf_counter()

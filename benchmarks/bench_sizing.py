@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infra.catalog import load_catalog  # noqa: E402
-from infra.config import load_sizing_spec  # noqa: E402
-from infra.sizing import search  # noqa: E402
-from infra.sizing.perf import engine_params  # noqa: E402
+from infra.core.catalog import load_catalog  # noqa: E402
+from infra.core.config import load_sizing_spec  # noqa: E402
+from infra.core.sizing import search  # noqa: E402
+from infra.core.sizing.perf import engine_params  # noqa: E402
 
 TARGET_MS = 200.0
 

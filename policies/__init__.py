@@ -6,16 +6,13 @@ over the offline plan's resources or a preview digest. One function per rule, ke
 names, messages phrased "X must Y". `MIRRORS` names the scanner check each rule follows.
 """
 from policies import compute, eks, iam, kms, network, spend, storage
+from policies.config import config_for_stack, config_path, load_pack_config, pack_config, stack_pack_config
 from policies.offline import (
     PlanCheck,
     Violation,
     check_plan,
-    config_for_stack,
-    config_path,
     evaluate,
     has_mandatory,
-    load_pack_config,
-    pack_config,
     policy_config,
     render_violations,
     verdict_dict,
@@ -60,6 +57,7 @@ MIRRORS: dict[str, str] = {
 }
 
 __all__ = [
-    "MIRRORS", "POLICIES", "PlanCheck", "Violation", "check_plan", "config_for_stack", "config_path", "evaluate", "has_mandatory", "load_pack_config", "pack_config",
-    "policy_config", "render_violations", "verdict_dict",
+    "MIRRORS", "POLICIES", "PlanCheck", "Violation", "check_plan", "config_for_stack", "config_path", "evaluate",
+    "has_mandatory", "load_pack_config", "pack_config", "policy_config", "render_violations", "stack_pack_config",
+    "verdict_dict",
 ]

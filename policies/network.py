@@ -12,6 +12,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
+from infra.core.config import LISTENER_PORT
 from policies._support import as_int, config_with_defaults, is_unknown, listify
 
 SG_TYPE = "aws:ec2/securityGroup:SecurityGroup"
@@ -20,7 +21,7 @@ LEGACY_RULE_TYPE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 WORLD = ("0.0.0.0/0", "::/0")
 
 SG_PROPERTIES: dict[str, dict[str, Any]] = {
-    "public_ports": {"type": "array", "items": {"type": "integer"}, "default": [443],
+    "public_ports": {"type": "array", "items": {"type": "integer"}, "default": [LISTENER_PORT],
                      "description": "TCP ports that may be open to 0.0.0.0/0 (the documented public listener)."},
 }
 

@@ -32,11 +32,10 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
-from infra.errors import InputError
-from infra.files import read_json_file
+from infra.core.errors import InputError
+from infra.core.files import read_json_file
 from policies._support import config_with_defaults
 
-CONFIG_DIR = Path(__file__).resolve().parent
 SPEND_POLICIES = ("gpu-spend-cap", "gpu-spend-cap-stack")
 
 
@@ -169,90 +168,17 @@ def render_violations(violations: Sequence[Violation]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pack_config(
-    *,
-    monthly_budget_usd: Any,
-    region: str,
-    allowed_instance_types: Sequence[str] | None = None,
-    max_nodes_per_group: int | None = None,
-    required_tags: Sequence[str] | None = None,
-    public_ports: Sequence[int] | None = None,
-    **cost: Any,
-) -> dict[str, Any]:
-    """A pack config (the `--policy-pack-config` shape) from the few values a stack decides."""
-    budget = monthly_budget_usd
-    if not isinstance(budget, (int, float)):
-        d = Decimal(str(budget))
-        budget = int(d) if d == d.to_integral_value() else float(d)  # JSON numbers for the real pack
-    spend = {"monthly_budget_usd": budget, "region": region, **cost}
-    out: dict[str, Any] = {"gpu-spend-cap": dict(spend), "gpu-spend-cap-stack": dict(spend)}
-    if allowed_instance_types is not None:
-        out["gpu-instance-allowlist"] = {"allowed_instance_types": list(allowed_instance_types)}
-    if max_nodes_per_group is not None:
-        out["gpu-node-group-max-size"] = {"max_nodes_per_group": int(max_nodes_per_group)}
-    if required_tags is not None:
-        out["required-tags"] = {"required_tags": list(required_tags)}
-    if public_ports is not None:
-        out["security-group-no-world-ingress"] = {"public_ports": [int(p) for p in public_ports]}
-    return out
-
-
-def config_path(stack: str, directory: Path | str | None = None) -> Path:
-    return Path(directory or CONFIG_DIR) / f"config.{stack}.json"
-
-
-def load_pack_config(path: Path | str) -> dict[str, Any]:
-    data = read_json_file(path, "policy config", "policy pack config JSON (policies/config.<stack>.json)")
-    if not isinstance(data, dict):
-        raise InputError("policy config", str(path), "a JSON object keyed by policy name")
-    return data
-
-
-def config_for_stack(stack: str, project_dir: Path | str | None = None) -> dict[str, Any]:
-    """The pack config the offline plan uses for a stack.
-
-    `policies/config.<stack>.json` (the file `pulumi preview --policy-pack-config` reads) when it
-    exists, with the stack config's own facts on top: `llm-fleet:budget.monthly_usd`, the region,
-    `fleet.price_usd_per_gpu_hour` (spend cap), `fleet.instance_types` (allowlist, when the file
-    has none) and `fleet.max_nodes_per_az`. The stack config is what the SRE declares; a test
-    keeps the JSON file in step with it for the real pack.
-    """
-    from infra.config import load_stack_config  # pydantic: only the offline path needs it
-
-    sc = load_stack_config(stack, Path(project_dir) if project_dir else CONFIG_DIR.parent)
-    path = config_path(stack)
-    base = load_pack_config(path) if path.is_file() else {}
-    derived = pack_config(
-        monthly_budget_usd=sc.budget.monthly_usd,
-        region=sc.region,
-        allowed_instance_types=list(sc.fleet.instance_types),
-        max_nodes_per_group=sc.fleet.max_nodes_per_az,
-    )
-    out = dict(base)
-    for name in SPEND_POLICIES:
-        section = dict(base.get(name) or {}) if isinstance(base.get(name), Mapping) else {}
-        section.update(derived[name])
-        if sc.fleet.price_usd_per_gpu_hour is not None:
-            section["usd_per_gpu_hour"] = float(sc.fleet.price_usd_per_gpu_hour)
-        if isinstance(base.get(name), Mapping) and "enforcementLevel" in base[name]:
-            section["enforcementLevel"] = base[name]["enforcementLevel"]
-        out[name] = section
-    for name in ("gpu-instance-allowlist", "gpu-node-group-max-size"):
-        out.setdefault(name, derived[name])
-    return out
-
-
 @dataclass(frozen=True)
 class PlanCheck:
     """Cost and policy verdict of one offline plan document (what `plan` adds to its output)."""
 
-    report: Any  # infra.cost.CostReport
+    report: Any  # infra.core.cost.CostReport
     violations: tuple[Violation, ...]
     monthly_budget_usd: Decimal | None
 
     @property
     def exit_code(self) -> int:
-        from infra.errors import EXIT_OK, EXIT_POLICY
+        from infra.core.errors import EXIT_OK, EXIT_POLICY
 
         return EXIT_POLICY if has_mandatory(self.violations) else EXIT_OK
 
@@ -261,7 +187,7 @@ class PlanCheck:
         return {"cost": self.report.to_dict(), "policy": verdict_dict(self.violations, self.monthly_budget_usd)}
 
     def render(self) -> str:
-        from infra.cost import render_report_table
+        from infra.core.cost import render_report_table
 
         return render_report_table(self.report) + "\n" + render_violations(self.violations)
 
@@ -270,10 +196,11 @@ def check_plan(doc: Mapping[str, Any], config: Mapping[str, Any] | None = None, 
                project_dir: Path | str | None = None) -> PlanCheck:
     """Cost the plan document and run every rule over its resources.
 
-    `config` defaults to `config_for_stack(doc["stack"], project_dir)`. The cost report uses the
+    `config` defaults to `config_for_stack(doc["stack"], project_dir)` (the generated pack config). The cost report uses the
     spend cap's assumptions (price overrides, scale events), so both agree on the worst case.
     """
-    from infra.cost import Assumptions, cost_of_plan
+    from infra.core.cost import Assumptions, cost_of_plan
+    from policies.config import config_for_stack
 
     cfg = dict(config) if config is not None else config_for_stack(str(doc.get("stack") or ""), project_dir)
     spend = cfg.get("gpu-spend-cap") if isinstance(cfg.get("gpu-spend-cap"), Mapping) else {}

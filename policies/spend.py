@@ -4,7 +4,7 @@
 `pulumi preview`, where stack policies do not run): one group's worst case - (maxSize + warm
 pool) x instance price x 730 h - must fit in the whole budget. `gpu-spend-cap-stack` runs on
 the stack (at `pulumi up` and in the offline plan): all GPU groups plus fixed infrastructure,
-worst case, as `infra.cost` computes it, must fit. Prices need the region: it comes from the
+worst case, as `infra.core.cost` computes it, must fit. Prices need the region: it comes from the
 policy config (`region`), because a policy sees resources, not the provider's configuration.
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.catalog import HOURS_PER_MONTH, load_catalog
-from infra.cost.model import Assumptions, cost_of_resources, node_group_shape, node_hour_price
-from infra.cost.resources import NODE_GROUP, as_decimal, to_plain
+from infra.core.catalog import HOURS_PER_MONTH, load_catalog
+from infra.core.cost.model import Assumptions, cost_of_resources, node_group_shape, node_hour_price
+from infra.core.cost.resources import NODE_GROUP, as_decimal, to_plain
 from policies._support import as_int, config_with_defaults, get, is_gpu_type, listify, mapping
 
 NODE_GROUP_TYPE = NODE_GROUP
@@ -38,7 +38,7 @@ _COST_PROPERTIES: dict[str, dict[str, Any]] = {
     "instance_usd_per_hour": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                               "description": "Price override per instance type, USD per instance-hour."},
     "service_usd": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                    "description": "Price override per service key of infra/catalog/prices.yaml."},
+                    "description": "Price override per service key of infra/core/catalog/prices.yaml."},
     "scale_events_per_month": {"type": "integer", "minimum": 0, "default": 30,
                                "description": "Burst cycles a month that hydrate every node above minSize (worst case)."},
     "weights_gb": {"type": "number", "minimum": 0, "description": "Model weights size in GB (S3 storage, hydration)."},

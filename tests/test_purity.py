@@ -13,20 +13,20 @@ ROOT = Path(__file__).resolve().parents[1]
 CLOUD = ("pulumi", "boto3", "botocore")
 
 GROUPS = {
-    "sizing": (("infra.sizing", "infra.sizing.search", "infra.sizing.calibrate", "infra.sizing.cli",
-                "infra.catalog", "infra.config", "infra.files", "infra.node_labels"), CLOUD),
-    # Only infra.cost.refresh talks to AWS, and the package does not import it.
-    "cost": (("infra.cost", "infra.cost.model", "infra.cost.diff", "infra.cost.render", "infra.cost.resources",
-              "infra.cost.fixtures", "infra.catalog.prices"), (*CLOUD, "infra.cost.refresh")),
-    "rollout planning": (("infra.rollout.spec", "infra.rollout.regions", "infra.rollout.gates",
-                          "infra.rollout.journal", "infra.rollout.runner", "infra.rollout.dryrun",
-                          "infra.rollout.report", "infra.rollout.environment", "infra.rollout.interfaces",
-                          "infra.rollout.state", "infra.rollout.adapters", "infra.preflight.inputs",
-                          "infra.rollout.cli", "infra.preflight.cli"), (*CLOUD, "pulumi_policy")),
+    "sizing": (("infra.core.sizing", "infra.core.sizing.search", "infra.core.sizing.calibrate", "infra.cli.size",
+                "infra.core.catalog", "infra.core.config", "infra.core.files", "infra.core.labels"), CLOUD),
+    # Only infra.core.catalog.refresh talks to AWS, and the package does not import it.
+    "cost": (("infra.core.cost", "infra.core.cost.model", "infra.core.cost.diff", "infra.core.cost.render", "infra.core.cost.resources",
+              "tests.cost.fixtures", "infra.core.catalog.prices"), (*CLOUD, "infra.core.catalog.refresh")),
+    "rollout planning": (("infra.core.rollout.spec", "infra.core.rollout.regions", "infra.core.rollout.gates",
+                          "infra.core.rollout.journal", "infra.ops.rollout.runner", "infra.core.rollout.dryrun",
+                          "infra.core.rollout.report", "infra.core.rollout.environment", "infra.core.rollout.interfaces",
+                          "infra.ops.rollout.state", "infra.cli.adapters", "infra.ops.preflight.inputs",
+                          "infra.cli.rollout", "infra.cli.preflight"), (*CLOUD, "pulumi_policy")),
     # The manifests and layout are pure; the weights CLI loads boto3 only when a command runs.
-    "weights manifests": (("infra.weights.k8s", "infra.weights.layout", "infra.weights.cli"), CLOUD),
-    # The hydrator image ships neither pulumi nor PyYAML (infra/weights/requirements-hydrator.txt).
-    "hydrator image": (("infra.weights.__main__", "infra.weights.hydrate", "infra.weights.upload"), ("pulumi", "yaml")),
+    "weights manifests": (("infra.program.serving.hydrator", "infra.core.weights_layout", "infra.cli.weights"), CLOUD),
+    # The hydrator image ships neither pulumi nor PyYAML (infra/ops/weights/requirements-hydrator.txt).
+    "hydrator image": (("infra.cli.weights", "infra.ops.weights.hydrate", "infra.ops.weights.upload"), ("pulumi", "yaml")),
 }
 
 

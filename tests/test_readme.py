@@ -26,8 +26,8 @@ def test_ci_runs_the_readme_test_command():
 
 @pytest.fixture(scope="module")
 def seed_plan():
-    from infra.config import load_sizing_spec
-    from infra.sizing.search import size
+    from infra.core.config import load_sizing_spec
+    from infra.core.sizing.search import size
 
     return size(load_sizing_spec("examples/seed-004.yaml"))
 
@@ -44,9 +44,9 @@ def test_readme_seed_table_matches_the_plan(seed_plan):
 
 
 def test_readme_calibration_numbers_match_the_model():
-    from infra.catalog import load_catalog
-    from infra.sizing import calibrate
-    from infra.sizing.perf import load_engines
+    from infra.core.catalog import load_catalog
+    from infra.core.sizing import calibrate
+    from infra.core.sizing.perf import load_engines
 
     rows, _ = calibrate.read_measurements()
     s = calibrate.summarise(calibrate.evaluate(rows, dict(load_engines()), load_catalog()))
@@ -60,7 +60,7 @@ def test_readme_calibration_numbers_match_the_model():
 def config_keys_block() -> str:
     from pydantic import BaseModel
 
-    from infra.config import StackConfig
+    from infra.core.config import StackConfig
 
     lines = []
     for name, field in StackConfig.model_fields.items():
@@ -101,7 +101,7 @@ def test_generated_readme_blocks_are_current(name, build):
 
 
 def test_readme_time_to_serve_and_warm_pool_cost_match_the_model():
-    from infra.components.serving import warm_pool
+    from infra.program.serving import warm_pool
     from tests.serving.support import spec_for
 
     spec = spec_for("prod")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from infra.cli import main
-from infra.cost import PolicyVerdict, cost_of_plan, diff_reports, render_diff
-from infra.cost import fixtures as F
+from infra.core.cost import PolicyVerdict, cost_of_plan, diff_reports, render_diff
+from tests.cost import fixtures as F
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -54,8 +54,8 @@ def test_cost_diff_golden(fmt, name):
 
 
 def test_doubling_the_users_shows_more_gpu_nodes_and_dollars():
-    from infra.config import SizingSpec
-    from infra.sizing.search import size
+    from infra.core.config import SizingSpec
+    from infra.core.sizing.search import size
 
     spec = {
         "workload": {"concurrent_requests": 200, "burst_factor": 4, "input_tokens": 500, "output_tokens": 200,
@@ -165,6 +165,6 @@ def test_cost_command_prints_the_table(tmp_path, capsys):
 
 
 def test_report_table_golden():
-    from infra.cost import render_report_table
+    from infra.core.cost import render_report_table
 
     check_golden("cost_report.txt", render_report_table(cost_of_plan(F.plan_document())))

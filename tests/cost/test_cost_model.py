@@ -4,12 +4,12 @@ from decimal import Decimal
 
 import pytest
 
-from infra.catalog import HOURS_PER_MONTH
-from infra.catalog.prices import load_price_book
-from infra.cost import SCENARIOS, cost_of_plan, cost_of_preview, cost_of_resources
-from infra.cost import fixtures as F
-from infra.cost.model import cents
-from infra.errors import InputError, UserError
+from infra.core.catalog import HOURS_PER_MONTH
+from infra.core.catalog.prices import load_price_book
+from infra.core.cost import SCENARIOS, cost_of_plan, cost_of_preview, cost_of_resources
+from tests.cost import fixtures as F
+from infra.core.cost.model import cents
+from infra.core.errors import InputError, UserError
 
 H = HOURS_PER_MONTH
 BOOK = load_price_book()
@@ -20,7 +20,7 @@ def svc(key, region="us-east-1"):
 
 
 def independent_month(doc, scenario):
-    """The cost of a fixture document, recomputed line by line from the catalog (no infra.cost)."""
+    """The cost of a fixture document, recomputed line by line from the catalog (no infra.core.cost)."""
     region = doc["region"]
     total = Decimal(0)
     for r in doc["resources"]:

@@ -4,8 +4,8 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from infra.catalog import load_catalog
-from infra.catalog.prices import (
+from infra.core.catalog import load_catalog
+from infra.core.catalog.prices import (
     PRICES_PATH,
     REQUIRED_REGIONS,
     SERVICE_KEYS,
@@ -13,7 +13,7 @@ from infra.catalog.prices import (
     parse_price_document,
     render_price_document,
 )
-from infra.errors import InputError
+from infra.core.errors import InputError
 
 BOOK = load_price_book()
 CATALOG = load_catalog()

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.catalog import HOURS_PER_MONTH as H
-from infra.catalog import load_catalog
-from infra.catalog.prices import load_price_book
-from infra.cost import SCENARIOS, cost_of_plan, diff_reports, render_diff
-from infra.cost.model import cents
+from infra.core.catalog import HOURS_PER_MONTH as H
+from infra.core.catalog import load_catalog
+from infra.core.catalog.prices import load_price_book
+from infra.core.cost import SCENARIOS, cost_of_plan, diff_reports, render_diff
+from infra.core.cost.model import cents
 from policies import evaluate, has_mandatory, load_pack_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ CATALOG = load_catalog()
 
 
 def offline_plan(stack="prod", project_dir=ROOT):
-    from infra.preview import plan_stack
+    from infra.program.offline import plan_stack
 
     return json.loads(json.dumps(plan_stack(stack, Path(project_dir)).to_json(), default=str))
 
@@ -33,7 +33,7 @@ def prod():
 
 
 def independent_month(doc, scenario):
-    """Recompute from the catalog, resource by resource, with nothing from infra.cost."""
+    """Recompute from the catalog, resource by resource, with nothing from infra.core.cost."""
     region = doc["region"]
 
     def svc(key):
@@ -164,7 +164,7 @@ def test_prod_plan_passes_its_policies_within_budget(tmp_path, capsys):
 
 
 def test_readme_quotes_the_prod_cost(prod):
-    from infra.cost.model import cents
+    from infra.core.cost.model import cents
 
     report = cost_of_plan(prod)
     readme = (ROOT / "README.md").read_text()

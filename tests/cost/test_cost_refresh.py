@@ -10,10 +10,10 @@ import yaml
 from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
-from infra.catalog.prices import load_price_book, parse_price_document, render_price_document
+from infra.core.catalog.prices import load_price_book, parse_price_document, render_price_document
 from infra.cli import main
-from infra.cost import cli as cost_cli
-from infra.cost import refresh as rf
+from infra.cli import cost as cost_cli
+from infra.core.catalog import refresh as rf
 
 DATA = json.loads((Path(__file__).parent / "data" / "pricing_us-east-2.json").read_text())
 REGION = "us-east-2"
@@ -119,7 +119,7 @@ def test_prices_refresh_dry_run_writes_nothing(tmp_path):
 
 
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
-    from infra.catalog import prices as P
+    from infra.core.catalog import prices as P
 
     target = tmp_path / "prices.yaml"
     original = render_price_document(load_price_book())
@@ -128,9 +128,9 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    import infra.files
+    import infra.core.files
 
-    monkeypatch.setattr(infra.files.os, "replace", boom)  # the one atomic writer prices go through
+    monkeypatch.setattr(infra.core.files.os, "replace", boom)  # the one atomic writer prices go through
     with pytest.raises(OSError):
         P.write_price_document(target, load_price_book())
     assert target.read_text() == original
@@ -164,6 +164,6 @@ def test_missing_credentials_are_a_user_error_without_traceback(tmp_path, monkey
 
 
 def test_every_price_key_has_a_query():
-    from infra.catalog.prices import SERVICE_KEYS
+    from infra.core.catalog.prices import SERVICE_KEYS
 
     assert set(rf.SERVICE_QUERIES) == set(SERVICE_KEYS)

@@ -82,7 +82,7 @@ def test_plans_base_and_head_for_every_stack_then_diffs_them():
 
 
 def test_one_sticky_comment_found_by_its_marker():
-    from infra.cost.render import MARKER
+    from infra.core.cost.render import MARKER
 
     comment = next(s for s in steps() if s.get("uses", "").startswith("actions/github-script@"))
     script = comment["with"]["script"]

@@ -7,7 +7,7 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.cost import fixtures as F
+from tests.cost import fixtures as F
 from policies import MIRRORS, POLICIES, evaluate, has_mandatory, pack_config, render_violations, verdict_dict
 from policies.offline import policy_config
 
@@ -91,7 +91,7 @@ def test_unknown_values_of_a_preview_do_not_raise_violations():
         if r["type"].startswith("aws:s3/bucket") and r["type"] != "aws:s3/bucket:Bucket":
             r["inputs"]["bucket"] = unknown
     preview = F.preview_document(resources)
-    from infra.cost import normalise
+    from infra.core.cost import normalise
 
     d = normalise(preview)
     assert evaluate(d.resources, pack_config(monthly_budget_usd=800000, region="us-east-1"), region=d.region) == []
@@ -126,7 +126,7 @@ def test_readme_and_docs_list_every_rule_with_the_check_it_mirrors():
 
 @pytest.mark.parametrize("bad", [{"gpu-spend-cap": "sometimes"}, {"gpu-spend-cap": 3}])
 def test_bad_enforcement_levels_are_user_errors(bad):
-    from infra.errors import InputError
+    from infra.core.errors import InputError
 
     with pytest.raises(InputError):
         evaluate(F.stack_resources(), bad)

@@ -15,7 +15,7 @@ from pulumi_policy import (
 
 from pulumi_policy.proxy import unknown_checking_proxy
 
-from infra.cost import fixtures as F
+from tests.cost import fixtures as F
 from policies import POLICIES
 from policies.offline import evaluate
 

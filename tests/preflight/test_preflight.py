@@ -14,9 +14,9 @@ import pytest
 import yaml
 from botocore.stub import Stubber
 
-from infra.preflight import checks
-from infra.preflight.cli import run as cli_run
-from infra.preflight.inputs import QUOTA_CODES, preflight_inputs
+from infra.ops.preflight import checks
+from infra.cli.preflight import run as cli_run
+from infra.ops.preflight.inputs import QUOTA_CODES, preflight_inputs
 from preflight_support import BUCKET, MANIFEST, REGION, STACK
 
 REPO = Path(__file__).resolve().parents[2]
@@ -284,7 +284,7 @@ def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys):
 
 
 def test_cli_bad_outputs_file_is_a_usage_error(tmp_path):
-    from infra.errors import InputError
+    from infra.core.errors import InputError
 
     bad = tmp_path / "o.json"
     bad.write_text("[1]")

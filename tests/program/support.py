@@ -5,8 +5,8 @@ import copy
 from functools import lru_cache
 from typing import Any
 
-from infra.preview import ProgramRun, run_program, stack_entries
-from infra.sizing.plan import (
+from infra.program.offline import ProgramRun, run_program, stack_entries
+from infra.core.sizing.plan import (
     Alternative,
     FleetPlan,
     NodeCounts,

@@ -15,15 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.cli import main
-from infra.config import (
+from infra.core.config import (
     STACK_SECTIONS,
     StackConfig,
     load_stack_config,
     parse_stack_config,
     stack_config_from_pulumi,
 )
-from infra.errors import UserError
-from infra.preview import PROJECT_DIR
+from infra.core.errors import UserError
+from infra.program.offline import PROJECT_DIR
 from tests.program.support import DELETE, prod_entries, with_changes
 
 

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from infra.plan_cli import render_text
+from infra.cli.plan import render_text
 
 GOLDEN = Path(__file__).parent / "golden"
 

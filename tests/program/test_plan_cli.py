@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 
 from infra.cli import main
-from infra.config import load_stack_config
-from infra.plan_cli import short_type, write_json_atomic
-from infra.preview import PROJECT_DIR, normalize, region_azs
+from infra.core.config import load_stack_config
+from infra.cli.plan import short_type, write_json_atomic
+from infra.program.offline import PROJECT_DIR, normalize, region_azs
 
 PLAN_SCHEMA = {
     "type": "object",
@@ -45,15 +45,15 @@ PLAN_SCHEMA = {
 
 
 def _size(stack: str = "prod"):
-    from infra.sizing import size
+    from infra.core.sizing import size
 
     return size(load_stack_config(stack, PROJECT_DIR).sizing_spec())
 
 
 def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
-    import infra.preview
+    import infra.program.offline
 
-    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
     assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, PLAN_SCHEMA)
@@ -68,9 +68,9 @@ def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
 
 
 def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
-    import infra.preview
+    import infra.program.offline
 
-    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
     target = tmp_path / "plan.json"
     assert main(["plan", "--json", str(target)]) == 0
     out = capsys.readouterr().out
@@ -83,9 +83,9 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
 
 
 def test_json_into_missing_directory_is_a_usage_error(prod_run, capsys, monkeypatch, tmp_path):
-    import infra.preview
+    import infra.program.offline
 
-    monkeypatch.setattr(infra.preview, "plan_stack", lambda stack, project_dir: prod_run)
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
     assert main(["plan", "--json", str(tmp_path / "nope" / "plan.json")]) == 2
     assert "--json" in capsys.readouterr().err
 
@@ -143,7 +143,7 @@ def test_fresh_copy_of_the_repository_plans_prod(tmp_path):
 
 LEAN_CHECK = r"""
 import importlib, sys
-from infra.preview import _LeanPackage, use_lean_aws_imports
+from infra.program.offline import _LeanPackage, use_lean_aws_imports
 use_lean_aws_imports()
 import pulumi_aws as aws
 ec2 = sys.modules["pulumi_aws.ec2"]

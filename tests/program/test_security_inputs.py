@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from infra.config import load_stack_config
-from infra.preview import PROJECT_DIR
+from infra.core.config import load_stack_config
+from infra.program.offline import PROJECT_DIR
 from tests.program.support import CLUSTER, LAUNCH_TEMPLATE, ROLE, gpu_node_groups, run_variant
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from infra.preview import run_mocked
+from infra.program.offline import run_mocked
 from tests.program.support import NAT, NODE_GROUP, SUBNET, gpu_node_groups, gpu_nodes_total, make_plan, run_variant
 
 STACK_URN = "urn:pulumi:prod::llm-fleet::pulumi:pulumi:Stack::llm-fleet-prod"
@@ -141,7 +141,7 @@ def test_region_is_carried_everywhere():
 
 
 def test_running_twice_in_one_process_gives_the_same_graph(prod_run):
-    from infra.preview import plan_stack
+    from infra.program.offline import plan_stack
 
     again = plan_stack("prod")
     assert [r.to_dict() for r in again.resources] == [r.to_dict() for r in prod_run.resources]
@@ -150,7 +150,7 @@ def test_running_twice_in_one_process_gives_the_same_graph(prod_run):
 
 def test_gpu_node_group_component_alone_with_a_fabricated_plan():
     """The component reads counts from a FleetPlan built by hand (no sizing search)."""
-    from infra.components import GpuNodeGroup, GpuNodeGroupArgs
+    from infra.program.components import GpuNodeGroup, GpuNodeGroupArgs
 
     plan = make_plan(nodes_per_az=make_plan().nodes_per_az.__class__(min=4, desired=5, max=9), warm_spares_per_az=2)
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from infra.rollout.errors import WorkspaceError
-from infra.rollout.interfaces import CheckReport, CheckResult, CostFigure, PreviewOutcome, UpOutcome
-from infra.rollout.runner import Runner, RunOptions
-from infra.rollout.spec import parse_rollout_plan
-from infra.rollout.state import LocalStateStore
+from infra.core.errors import WorkspaceError
+from infra.core.rollout.interfaces import CheckReport, CheckResult, CostFigure, PreviewOutcome, UpOutcome
+from infra.ops.rollout.runner import Runner, RunOptions
+from infra.core.rollout.spec import parse_rollout_plan
+from infra.ops.rollout.state import LocalStateStore
 
 REPO = Path(__file__).resolve().parents[2]
 

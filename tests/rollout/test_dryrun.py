@@ -12,9 +12,9 @@ from typing import Any, Mapping
 
 
 from infra.cli import main
-from infra.rollout.dryrun import dry_run, render_text
-from infra.rollout.spec import load_rollout_plan
-from infra.rollout.state import LocalStateStore
+from infra.core.rollout.dryrun import dry_run, render_text
+from infra.core.rollout.spec import load_rollout_plan
+from infra.ops.rollout.state import LocalStateStore
 from rollout_support import REPO
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run_prod.txt"

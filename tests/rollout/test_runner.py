@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from infra.errors import UserError
-from infra.rollout import report
-from infra.rollout.errors import EXIT_ROLLOUT_LOCKED, RolloutLockedError, WorkspaceError
-from infra.rollout.interfaces import UpOutcome
-from infra.rollout.journal import Journal
+from infra.core.errors import UserError
+from infra.core.rollout import report
+from infra.core.errors import EXIT_LOCKED, RolloutLockedError, WorkspaceError
+from infra.core.rollout.interfaces import UpOutcome
+from infra.core.rollout.journal import Journal
 
 from rollout_support import Harness, locked_error, plan_doc
 
@@ -81,7 +81,7 @@ def test_second_rollout_is_refused_by_the_lock(harness, tmp_path):
     journal = harness.run()
     assert journal.status == "completed"
     assert "locked by" in seen["message"] and "user=" in seen["message"]
-    assert RolloutLockedError.exit_code == EXIT_ROLLOUT_LOCKED == 7
+    assert RolloutLockedError.exit_code == EXIT_LOCKED == 7
     assert other.workspace.calls == []  # the refused rollout changed nothing
     # Once released, the next rollout may take it.
     assert other.run().status == "completed"
@@ -159,7 +159,7 @@ def test_health_gate_recovers_within_the_wait(harness):
     def flaky(stack, region):
         calls["n"] += 1
         if stack == "west" and calls["n"] <= 2:
-            from infra.rollout.interfaces import CheckReport, CheckResult
+            from infra.core.rollout.interfaces import CheckReport, CheckResult
             return CheckReport((CheckResult("ttft-p95", "fail", "no data"),))
         return original(stack, region)
 

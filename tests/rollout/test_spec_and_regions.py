@@ -12,12 +12,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.config import SizingSpec, load_stack_config
-from infra.errors import UserError
-from infra.rollout import regions
-from infra.rollout.environment import check_environment, environment_problems
-from infra.rollout.regions import RegionShare, regional_sizing_spec, regional_spec, sizing_share_pct
-from infra.rollout.spec import load_rollout_plan, parse_rollout_plan
+from infra.core.config import SizingSpec, load_stack_config
+from infra.core.errors import UserError
+from infra.core.rollout import regions
+from infra.core.rollout.environment import check_environment, environment_problems
+from infra.core.rollout.regions import RegionShare, regional_sizing_spec, regional_spec, sizing_share_pct
+from infra.core.rollout.spec import load_rollout_plan, parse_rollout_plan
 from rollout_support import REPO, plan_doc
 
 PROD_PLAN = REPO / "stacks" / "prod.yaml"

@@ -11,12 +11,12 @@ import boto3
 import yaml
 import pytest
 
-from infra.rollout import automation
-from infra.rollout.errors import RolloutLockedError, WorkspaceError
-from infra.rollout.health import GateHealthChecker, parse_prometheus
-from infra.rollout.s3state import S3StateStore
-from infra.rollout.spec import HealthGate
-from infra.rollout.state import LocalStateStore
+from infra.ops.rollout import automation
+from infra.core.errors import RolloutLockedError, WorkspaceError
+from infra.ops.rollout.health import GateHealthChecker, parse_prometheus
+from infra.ops.rollout.s3state import S3StateStore
+from infra.core.rollout.spec import HealthGate
+from infra.ops.rollout.state import LocalStateStore
 from rollout_support import Harness
 
 # --- state stores ------------------------------------------------------------------------

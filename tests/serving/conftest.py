@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.components.serving.spec import ServingSpec
+from infra.program.serving.spec import ServingSpec
 
 from .support import run_serving, spec_for
 

@@ -1,6 +1,6 @@
 """Run a function that registers Pulumi resources under mocks and return what it registered.
 
-The runtime is the offline plan's (infra.preview.run_mocked: FleetMocks with realistic AWS ids
+The runtime is the offline plan's (infra.program.offline.run_mocked: FleetMocks with realistic AWS ids
 and ARNs, a fresh context, monitor and event loop per call, `preview=False` so every `apply`
 runs), so a component behaves here as it does inside `__main__.py`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from infra.preview import ResourceRecord, run_mocked
+from infra.program.offline import ResourceRecord, run_mocked
 
 
 @dataclass
@@ -43,7 +43,7 @@ class Registered:
 
 
 def run(build: Callable[[], Any], region: str = "us-east-1", stack: str = "test") -> Registered:
-    """`build` under the offline plan's own mocked runtime (infra.preview.run_mocked)."""
+    """`build` under the offline plan's own mocked runtime (infra.program.offline.run_mocked)."""
     holder: dict[str, Any] = {}
 
     def body() -> dict[str, Any]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from infra.components.serving.spec import ServingSpec
-from infra.config import StackConfig, load_stack_config
-from infra.sizing.search import size
+from infra.program.serving.spec import ServingSpec
+from infra.core.config import StackConfig, load_stack_config
+from infra.core.sizing.search import size
 
 PROJECT = Path(__file__).resolve().parents[2]
 BUCKET = "llm-fleet-prod-weights-123456789012-us-east-1"
@@ -47,8 +47,8 @@ def spec_for(name: str) -> ServingSpec:
 
 def run_serving(spec: ServingSpec):
     """Register Serving for `spec` under the offline plan's mocks (see mockrun.py)."""
-    from infra.components.common import AwsContext
-    from infra.components.serving import Serving, ServingArgs, kubernetes_provider
+    from infra.program.components.common import AwsContext
+    from infra.program.serving import Serving, ServingArgs, kubernetes_provider
     from . import mockrun
 
     def build():

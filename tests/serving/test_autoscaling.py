@@ -4,10 +4,11 @@ from __future__ import annotations
 import json
 import math
 
-from infra.catalog.charts import image
-from infra.components.common import AwsContext
-from infra.components.serving import autoscaling, metrics, vllm, warm_pool
-from infra.components.serving.spec import ServingSpec
+from infra.core.catalog.charts import image
+from infra.program.components.common import AwsContext
+from infra.core import metrics
+from infra.program.serving import autoscaling, vllm, warm_pool
+from infra.program.serving.spec import ServingSpec
 
 from .support import ACCOUNT, CLUSTER, CLUSTER_ARN
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from infra.catalog.charts import chart, image, load_chart_catalog, parse_chart_catalog
-from infra.errors import InputError
+from infra.core.catalog.charts import chart, image, load_chart_catalog, parse_chart_catalog
+from infra.core.errors import InputError
 
 
 def test_every_row_has_version_source_and_date():
@@ -62,6 +62,6 @@ def test_unknown_key_names_the_choices():
 
 
 def test_lookup_is_pure():
-    code = "import sys, infra.catalog.charts; print(','.join(m for m in ('pulumi', 'boto3') if m in sys.modules))"
+    code = "import sys, infra.core.catalog.charts; print(','.join(m for m in ('pulumi', 'boto3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""

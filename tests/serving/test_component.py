@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.catalog.charts import load_chart_catalog
-from infra.components.serving import gpu_plumbing
-from infra.components.serving.spec import ServingSpec
+from infra.core.catalog.charts import load_chart_catalog
+from infra.program.serving import gpu_plumbing
+from infra.program.serving.spec import ServingSpec
 
 SUB_COMPONENTS = {"GpuPlumbing", "WeightsTier", "VllmServing", "Ingress", "Autoscaling", "WarmPool", "Observability"}
 

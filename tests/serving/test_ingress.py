@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from infra.components.serving import ingress
-from infra.components.serving.spec import ServingSpec
+from infra.program.serving import ingress
+from infra.program.serving.spec import ServingSpec
 
 from .support import TAGS, spec_for
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import re
 
-from infra.components.serving import metrics, observability
-from infra.components.serving.gpu_plumbing import dcgm_exporter_values
-from infra.components.serving.spec import ServingSpec
+from infra.core import metrics
+from infra.program.serving import observability
+from infra.program.serving.gpu_plumbing import dcgm_exporter_values
+from infra.program.serving.spec import ServingSpec
 
 from .support import prod_config
 
@@ -74,7 +75,7 @@ def test_scrape_targets(prod_spec: ServingSpec):
 
 def test_shipped_dashboard_is_the_generated_one():
     assert observability.DASHBOARD_FILE.read_text() == observability.render_dashboard(), (
-        "regenerate: python -c 'from infra.components.serving.observability import write_dashboard as w; w()'")
+        "regenerate: python -c 'from infra.program.serving.observability import write_dashboard as w; w()'")
 
 
 def test_dashboard_uses_only_known_metrics():

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from infra.components.common import AwsContext
-from infra.components.gpu_node_group import GPU_TAINT
-from infra.components.serving.spec import EFA_NODE_SELECTOR, GPU_NODE_SELECTOR, SYSTEM_NODE_SELECTOR, gpu_toleration
+from infra.program.components.common import AwsContext
+from infra.program.components.gpu_node_group import GPU_TAINT
+from infra.program.serving.spec import EFA_NODE_SELECTOR, GPU_NODE_SELECTOR, SYSTEM_NODE_SELECTOR, gpu_toleration
 
 from . import mockrun
 
@@ -18,8 +18,8 @@ NG = "aws:eks/nodeGroup:NodeGroup"
 
 @pytest.fixture(scope="module")
 def node_groups():
-    from infra.components.cluster import Cluster, ClusterArgs
-    from infra.components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
+    from infra.program.components.cluster import Cluster, ClusterArgs
+    from infra.program.components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
 
     def build():
         cluster = Cluster("cluster", ClusterArgs(

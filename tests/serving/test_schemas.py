@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.components.serving import autoscaling, ingress, namespace_manifests, observability, vllm, warm_pool, weights_tier
-from infra.components.serving.spec import ServingSpec
+from infra.program.serving import autoscaling, ingress, namespace_manifests, observability, vllm, warm_pool, weights_tier
+from infra.program.serving.spec import ServingSpec
 
 from . import schema_check
 from .support import TAGS, spec_for

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra.catalog.charts import chart, image
-from infra.components.gpu_node_group import GPU_TAINT
-from infra.components.serving import vllm
-from infra.components.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
-from infra.weights.k8s import CONTAINER_MODELS_DIR, MODELS_VOLUME
+from infra.core.catalog.charts import chart, image
+from infra.program.components.gpu_node_group import GPU_TAINT
+from infra.program.serving import vllm
+from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
+from infra.program.serving.hydrator import CONTAINER_MODELS_DIR, MODELS_VOLUME
 
 
 def _model(values: dict) -> dict:
@@ -170,7 +170,7 @@ def test_any_plan_maps_consistently(prod_spec, tp, replicas_per_az, extra, spare
     assert model["vllmConfig"]["maxNumSeqs"] == seqs
     assert model["replicaCount"] == replicas_per_az * plan.azs
 
-    from infra.components.serving import autoscaling, warm_pool
+    from infra.program.serving import autoscaling, warm_pool
 
     so = autoscaling.scaled_object(spec)["spec"]
     assert (so["minReplicaCount"], so["maxReplicaCount"]) == (model["replicaCount"], new.replicas_max)

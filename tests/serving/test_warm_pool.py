@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from infra.catalog import HOURS_PER_MONTH
-from infra.catalog.charts import image
-from infra.components.serving import vllm, warm_pool
-from infra.components.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec, gpu_toleration
+from infra.core.catalog import HOURS_PER_MONTH
+from infra.core.catalog.charts import image
+from infra.program.serving import vllm, warm_pool
+from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec, gpu_toleration
 
 from .support import PROJECT, spec_for
 

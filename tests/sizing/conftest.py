@@ -3,7 +3,7 @@ import copy
 import pytest
 import yaml
 
-from infra.config import SizingSpec
+from infra.core.config import SizingSpec
 
 SEED = {
     "workload": {

@@ -1,9 +1,9 @@
 """The step-time model against the public benchmarks, and the calibration's reproducibility."""
 import pytest
 
-from infra.catalog import load_catalog
-from infra.sizing import calibrate
-from infra.sizing.perf import load_engines
+from infra.core.catalog import load_catalog
+from infra.core.sizing import calibrate
+from infra.core.sizing.perf import load_engines
 
 
 @pytest.fixture(scope="module")

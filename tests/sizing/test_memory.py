@@ -1,8 +1,8 @@
 """Memory arithmetic against the seeds and REFERENCE.md's worked numbers."""
 import pytest
 
-from infra.catalog import load_catalog
-from infra.sizing import memory
+from infra.core.catalog import load_catalog
+from infra.core.sizing import memory
 
 CAT = load_catalog()
 L70 = CAT.model("llama-3.3-70b")
@@ -32,7 +32,7 @@ def test_reference_kv_bytes_per_token(model, kv, expected):
 def test_parameter_count_matches_published_size(key):
     import yaml
 
-    from infra.catalog import CATALOG_DIR
+    from infra.core.catalog import CATALOG_DIR
 
     published = yaml.safe_load((CATALOG_DIR / "models.yaml").read_text())[key]["params_b"] * 1e9
     assert memory.param_counts(CAT.model(key)).total == pytest.approx(published, rel=0.005)

@@ -3,9 +3,9 @@ import itertools
 
 import pytest
 
-from infra.catalog import load_catalog
-from infra.sizing.load import poisson_quantile, static_batch, steady_state
-from infra.sizing.perf import ReplicaModel, engine_params, load_engines
+from infra.core.catalog import load_catalog
+from infra.core.sizing.load import poisson_quantile, static_batch, steady_state
+from infra.core.sizing.perf import ReplicaModel, engine_params, load_engines
 
 CAT = load_catalog()
 
@@ -19,8 +19,8 @@ def replica(model="llama-3.3-70b", gpu="H100-SXM-80GB", tp=2, prec="fp8", kv="fp
 def hardware_roofline_tokens_per_s(rm, batch, context):
     """Independent arithmetic: decode can be no faster than reading the weight shard and this
     batch's KV at peak HBM bandwidth, nor than running its GEMMs at the dense peak."""
-    from infra.sizing import memory
-    from infra.sizing.perf import gemm_peak_flops
+    from infra.core.sizing import memory
+    from infra.core.sizing.perf import gemm_peak_flops
 
     w = memory.weight_bytes(rm.arch, rm.precision) / rm.tp
     kv = memory.kv_bytes_per_token_per_rank(rm.arch, rm.kv_dtype, rm.tp) * batch * context
@@ -50,8 +50,8 @@ def test_decode_step_never_beats_the_roofline(model_tp, gpu, engine, batch):
 @pytest.mark.parametrize("model_tp, gpu, engine", CASES)
 @pytest.mark.parametrize("io", [(128, 128), (1000, 1000), (5000, 500)])
 def test_max_load_throughput_never_beats_the_roofline(model_tp, gpu, engine, io):
-    from infra.sizing import memory
-    from infra.sizing.perf import gemm_peak_flops
+    from infra.core.sizing import memory
+    from infra.core.sizing.perf import gemm_peak_flops
 
     model, tp = model_tp
     rm = replica(model, gpu, tp, engine=engine)

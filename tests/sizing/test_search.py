@@ -4,9 +4,9 @@ import math
 import pytest
 import yaml
 
-from infra.errors import InfeasibleError, InputError
-from infra.sizing.load import steady_state
-from infra.sizing.search import size
+from infra.core.errors import InfeasibleError, InputError
+from infra.core.sizing.load import steady_state
+from infra.core.sizing.search import size
 from tests.sizing.conftest import make_spec
 
 
@@ -133,8 +133,8 @@ def test_context_longer_than_max_model_len_is_rejected():
 
 
 def test_plan_predictions_are_reproducible_from_the_model(seed_plan):
-    from infra.catalog import load_catalog
-    from infra.sizing.perf import ReplicaModel, engine_params
+    from infra.core.catalog import load_catalog
+    from infra.core.sizing.perf import ReplicaModel, engine_params
 
     cat = load_catalog()
     inst = cat.instance(seed_plan.instance_type)

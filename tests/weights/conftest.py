@@ -22,7 +22,7 @@ def s3_endpoint():
 
 @pytest.fixture
 def s3(s3_endpoint):
-    from infra.weights.s3 import make_client
+    from infra.ops.weights.s3 import make_client
 
     return make_client(s3_endpoint, "us-east-1", max_connections=16)
 
@@ -37,8 +37,8 @@ def bucket(s3) -> str:
 @pytest.fixture(scope="session")
 def model_template(s3_endpoint, tmp_path_factory):
     """The fake model written and uploaded once per session (uploading costs ~1 s)."""
-    from infra.weights.s3 import make_client
-    from infra.weights.upload import upload_model
+    from infra.ops.weights.s3 import make_client
+    from infra.ops.weights.upload import upload_model
 
     src = tmp_path_factory.mktemp("template") / "src"
     contents = write_fake_model(src)

@@ -8,16 +8,16 @@ import pytest
 from weights_support import MODEL, REV
 
 import infra.cli
-from infra.weights.errors import WEIGHTS_EXIT_CODES
-from infra.weights.hydrate import hydration_lock
-from infra.weights.layout import BUCKET_ENV, manifest_key, object_key
-from infra.weights.progress import ProgressBar
+from infra.core.errors import exit_code_table
+from infra.ops.weights.hydrate import hydration_lock
+from infra.core.weights_layout import BUCKET_ENV, manifest_key, object_key
+from infra.ops.weights.progress import ProgressBar
 
 
 @pytest.fixture
 def cli(monkeypatch, capsys, s3_endpoint):
     # Only this command module: the others are built in parallel and may not import yet.
-    monkeypatch.setattr(infra.cli, "COMMAND_MODULES", ("infra.weights.cli",))
+    monkeypatch.setattr(infra.cli, "COMMAND_MODULES", ("infra.cli.weights",))
     monkeypatch.delenv(BUCKET_ENV, raising=False)
 
     def run(*argv: str, endpoint: bool = True):
@@ -136,7 +136,7 @@ def test_help_documents_every_exit_code(cli):
     parser = infra.cli.build_parser()
     weights = parser._subparsers._group_actions[0].choices["weights"]
     text = weights.format_help()
-    for code, meaning in WEIGHTS_EXIT_CODES.items():
+    for code, meaning in exit_code_table("weights").items():
         assert f"  {code}  {meaning[:30]}" in text
 
 
@@ -160,4 +160,4 @@ def test_docs_exit_code_table_matches_the_code():
     table = doc.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
     rows = {int(line.split("|")[1]): line.split("|")[2].strip()
             for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()}
-    assert rows == WEIGHTS_EXIT_CODES
+    assert rows == exit_code_table("weights")

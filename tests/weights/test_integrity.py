@@ -8,10 +8,10 @@ import os
 import pytest
 from weights_support import MODEL, REV, TEST_PART_SIZE_BYTES
 
-from infra.weights.errors import IntegrityError, NotFoundError
-from infra.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
-from infra.weights.layout import SHA256_METADATA_KEY, manifest_key, object_key
-from infra.weights.verify import verify_model
+from infra.core.errors import IntegrityError, NotFoundError
+from infra.ops.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
+from infra.core.weights_layout import SHA256_METADATA_KEY, manifest_key, object_key
+from infra.ops.weights.verify import verify_model
 
 SMALL = "original/params.bin"  # fetched in one GET
 LARGE = "model-00001-of-00003.safetensors"  # fetched as ranged parts

@@ -8,10 +8,10 @@ import posixpath
 import pytest
 import yaml
 
-from infra.errors import InputError
-from infra.weights import k8s
-from infra.weights.__main__ import parse_args
-from infra.weights.layout import MARKER_NAME
+from infra.core.errors import InputError
+from infra.program.serving import hydrator as k8s
+from infra.cli.weights import parse_args
+from infra.core.weights_layout import MARKER_NAME
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-fleet-hydrator:0.1.0"
 
@@ -46,7 +46,7 @@ def test_hydrate_container_runs_the_real_cli_with_the_configured_model():
     params = _params(concurrency=24, part_size_mib=128)
     ds = k8s.hydrator_daemonset(params)
     hydrate = _pod(ds)["initContainers"][0]
-    assert hydrate["command"] == ["python", "-m", "infra.weights"]
+    assert hydrate["command"] == ["python", "-m", "infra.cli.weights"]
     args = parse_args(hydrate["args"])  # the exact argv the container will run parses
     assert args.weights_command == "hydrate"
     assert (args.model, args.revision, args.bucket, args.region) == (
@@ -166,8 +166,8 @@ def test_params_are_immutable():
 def test_defaults_agree_with_the_stack_config_and_the_gpu_node_group():
     # One fact in one place across modules: the service account the WeightStore binds, the
     # namespace, the RAID0 mount, and the taint the GPU node groups carry.
-    from infra.components.gpu_node_group import GPU_TAINT
-    from infra.config import WeightsConfig
+    from infra.program.components.gpu_node_group import GPU_TAINT
+    from infra.core.config import WeightsConfig
 
     fields = WeightsConfig.model_fields
     params = _params()

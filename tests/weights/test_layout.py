@@ -8,9 +8,9 @@ import os
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from infra.errors import InputError
-from infra.weights.errors import IntegrityError
-from infra.weights.layout import (
+from infra.core.errors import InputError
+from infra.core.errors import IntegrityError
+from infra.core.weights_layout import (
     Manifest, ManifestFile, manifest_key, object_key, parse_manifest, safe_join,
     unsafe_path_reason, validate_model_name, validate_revision,
 )

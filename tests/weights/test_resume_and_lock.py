@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from weights_support import MODEL, REV, TEST_PART_SIZE_BYTES, UPLOAD_PART_SIZE_BYTES, Interrupted, range_bytes
 
-from infra.weights.errors import IntegrityError, LockedError, NotFoundError
-from infra.weights.hydrate import (
+from infra.core.errors import IntegrityError, LockedError, NotFoundError
+from infra.ops.weights.hydrate import (
     LOCK_NAME, MARKER_NAME, PARTS_DIR, STATE_DIR, hydrate_model, hydration_lock, read_marker,
     wait_for_marker,
 )
-from infra.weights.layout import manifest_key
-from infra.weights.upload import upload_model
+from infra.core.weights_layout import manifest_key
+from infra.ops.weights.upload import upload_model
 
 ROOT = Path(__file__).resolve().parents[2]
 BIG1, BIG2 = "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors"
@@ -135,7 +135,7 @@ def test_two_concurrent_hydrations_download_once(s3, bucket, uploaded, tmp_path,
 
 
 def _cli_hydrate(s3_endpoint: str, bucket: str, dest: Path, *extra: str) -> subprocess.Popen:
-    code = ("import sys, infra.cli as c; c.COMMAND_MODULES = ('infra.weights.cli',); "
+    code = ("import sys, infra.cli as c; c.COMMAND_MODULES = ('infra.cli.weights',); "
             "sys.exit(c.main(sys.argv[1:]))")
     argv = [sys.executable, "-c", code, "weights", "hydrate", "--model", MODEL, "--revision", REV,
             "--bucket", bucket, "--endpoint-url", s3_endpoint, "--region", "us-east-1",
@@ -236,7 +236,7 @@ def test_insufficient_space_is_reported_before_downloading(s3, bucket, uploaded,
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
-    from infra.errors import PreflightError
+    from infra.core.errors import PreflightError
     with pytest.raises(PreflightError, match="not enough free space"):
         _hydrate(s3, bucket, tmp_path / "dest")
     assert _file_gets(request_log) == []

@@ -7,12 +7,12 @@ import os
 import pytest
 from weights_support import MIB, MODEL, REV, TEST_PART_SIZE_BYTES, UPLOAD_PART_SIZE_BYTES, range_bytes, write_fake_model
 
-from infra.errors import InputError, UserError
-from infra.weights.errors import NotFoundError
-from infra.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
-from infra.weights.layout import SHA256_METADATA_KEY, manifest_key, object_key, parse_manifest
-from infra.weights.upload import scan_directory, upload_model
-from infra.weights.verify import verify_model
+from infra.core.errors import InputError, UserError
+from infra.core.errors import NotFoundError
+from infra.ops.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
+from infra.core.weights_layout import SHA256_METADATA_KEY, manifest_key, object_key, parse_manifest
+from infra.ops.weights.upload import scan_directory, upload_model
+from infra.ops.weights.verify import verify_model
 
 
 def _upload(s3, bucket, src, **kw):

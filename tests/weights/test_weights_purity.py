@@ -8,7 +8,7 @@ import sys
 def test_weights_entry_point_runs_a_command_without_pulumi(tmp_path):
     # `wait` end to end through the image's entry point, with pulumi made unimportable.
     code = ("import sys; sys.modules['pulumi'] = None\n"
-            "from infra.weights.__main__ import main\n"
+            "from infra.cli.weights import main\n"
             f"sys.exit(main(['wait', '--model', 'm', '--revision', 'r', '--dest', {str(tmp_path)!r},"
             " '--timeout-s', '0']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -36,11 +36,11 @@ def test_the_files_the_dockerfile_copies_are_enough_to_run_the_hydrator(tmp_path
                 shutil.copy(root / src, dest)
     code = ("import runpy, sys; sys.modules['pulumi'] = None; "
             "sys.argv = ['x', 'wait', '--model', 'm', '--revision', 'r', '--dest', sys.argv[1], "
-            "'--timeout-s', '0']; runpy.run_module('infra.weights', run_name='__main__')")
+            "'--timeout-s', '0']; runpy.run_module('infra.cli.weights', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path,
                           env={"PYTHONPATH": str(app), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
                           capture_output=True, text=True)
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("error: no hydration marker")
-    assert sorted(p.name for p in (app / "infra").iterdir()) == [
-        "__init__.py", "argtypes.py", "cli.py", "errors.py", "files.py", "node_labels.py", "weights"]
+    shipped = sorted(str(p.relative_to(app)) for p in app.rglob("*.py"))
+    assert "infra/cli/weights.py" in shipped and not any("program" in p or "sizing" in p for p in shipped)

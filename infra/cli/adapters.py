@@ -1,0 +1,78 @@
+"""The rollout's adapters to the rest of the project: resolver + offline plan, cost model, pack.
+
+The command layer is where these meet (the rollout's core and runner see only the interfaces in
+`infra.core.rollout`): `offline_plan` is the real program under mocks for a resolved stack;
+`CostModelAdapter` prices a plan or a `pulumi preview --json`; `evaluate_policies` runs the
+policy pack with the stack's generated pack config (`policies.config_for_stack`).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from infra.core.config import StackConfig
+from infra.core.cost import cost_of_document
+from infra.core.errors import UserError
+from infra.core.graph import graph_of
+from infra.core.resolve import resolve
+from infra.core.rollout.dryrun import OfflinePlan
+from infra.core.rollout.interfaces import CostFigure
+from infra.program.offline import plan_stack
+from policies import config_for_stack, config_path, evaluate
+
+
+class CostModelAdapter:
+    """`interfaces.CostModel` over infra.core.cost (offline plans and preview documents alike)."""
+
+    def monthly(self, document: Mapping[str, Any], scenario: str) -> CostFigure:
+        graph = graph_of(dict(document), "document")
+        report = cost_of_document(graph)
+        return CostFigure(Decimal(report.total_month(scenario)), graph.kind)
+
+
+def checked_pack_config(stack: str, project_dir: Path) -> str:
+    """The path of the stack's pack config, once it is known to match the stack config."""
+    config_for_stack(stack, project_dir)
+    return str(config_path(stack, project_dir))
+
+
+def evaluate_policies(stack: str, document: Mapping[str, Any], cfg: StackConfig,
+                      project_dir: Path) -> tuple[list[dict[str, str]], bool, str]:
+    """(violations as dicts, evaluated?, where the verdict came from)."""
+    if isinstance(document.get("policy"), Mapping):  # `plan --json` already carries the verdict
+        raw = document["policy"].get("violations") or []
+        return [dict(v) for v in raw if isinstance(v, Mapping)], True, "from the plan document"
+    config = config_for_stack(stack, project_dir)
+    violations = evaluate(document.get("resources") or [], config, plan=document.get("plan"),
+                          region=document.get("region"))
+    return [v.to_dict() for v in violations], True, f"policy config policies/config.{stack}.json"
+
+
+class ProjectEvaluator:
+    """The dry run's `OfflineEvaluator` over this repository's resolver, program, cost model and pack.
+
+    `plan_path` is the rollout plan the dry run was given: each stack must take its share from
+    it, because the program (and so `pulumi up`) sizes the stack from the plan that lists it.
+    """
+
+    def __init__(self, project_dir: Path, plan_path: str | Path | None = None) -> None:
+        self.project_dir = Path(project_dir)
+        self.plan_path = Path(plan_path).resolve() if plan_path else None
+        self.costs = CostModelAdapter()
+
+    def plan(self, stack: str) -> OfflinePlan:
+        resolved = resolve(stack, self.project_dir)
+        declared = resolved.environment_path.resolve() if resolved.environment_path else None
+        if self.plan_path is not None and declared != self.plan_path:
+            where = declared or "no rollout plan (it would be sized for the whole declared workload)"
+            raise UserError(f"stack {stack!r} takes its traffic share from {where}, not from {self.plan_path}: "
+                            f"the program sizes it from there; roll out that plan")
+        run = plan_stack(stack, self.project_dir)
+        return OfflinePlan(resolved.config, resolved.spec, run.to_json())
+
+    def cost(self, document: Mapping[str, Any], scenario: str) -> Decimal:
+        return Decimal(self.costs.monthly(document, scenario).usd_per_month)
+
+    def policy(self, stack: str, document: Mapping[str, Any], cfg: StackConfig) -> tuple[list[dict[str, str]], bool, str]:
+        return evaluate_policies(stack, document, cfg, self.project_dir)

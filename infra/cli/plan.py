@@ -1,0 +1,156 @@
+"""`python -m infra plan [--stack prod] [--json FILE]`: the offline plan of a stack.
+
+Runs the real Pulumi program under mocks (infra/program/offline) with the stack's config, then prints
+the sizing summary, the resources by type and AZ, the cost (baseline, expected, worst) and the
+verdict of every rule of the policy pack (policies/, the same functions `pulumi preview
+--policy-pack policies` runs). `--json FILE` writes `{"stack", "region", "plan", "resources",
+"cost", "policy"}` (atomically, also when a policy fails: the PR workflow diffs it; `-` for
+stdout, which then carries only the JSON). Exit codes: 0 ok; 2 bad config or infeasible
+sizing; 3 a mandatory policy is violated (e.g. gpu-spend-cap: worst case above the budget).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, TextIO
+
+from infra.core.errors import InputError
+from infra.core.files import atomic_write
+from infra.core.paths import REPO_ROOT
+
+REGIONAL = "regional"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "plan",
+        help="offline plan: run the Pulumi program under mocks and show what it would create",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
+    p.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
+    p.add_argument(
+        "--project-dir",
+        metavar="DIR",
+        default=None,
+        help="directory holding Pulumi.yaml and Pulumi.<stack>.yaml (default: the repository root)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from infra.program.offline import plan_stack
+
+    project_dir = Path(args.project_dir) if args.project_dir else REPO_ROOT
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise InputError("--project-dir", str(project_dir), "a directory with a Pulumi.yaml")
+    result = plan_stack(args.stack, project_dir)
+    doc = result.to_json()
+    from policies import check_plan  # the pack's rules, run offline over the mocked graph
+
+    check = check_plan(doc, project_dir=project_dir)
+    doc.update(check.sections())
+    if args.json == "-":
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False, default=str)
+        sys.stdout.write("\n")
+        return check.exit_code
+    render_text(result, sys.stdout)
+    sys.stdout.write("\n" + check.render().rstrip("\n") + "\n")
+    if args.json:
+        write_json_atomic(Path(args.json), doc)
+        print(f"\nwrote {args.json}")
+    return check.exit_code
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Serialise first, then write atomically: a document that cannot be written leaves no file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError("--json", str(path), "a file in an existing directory")
+    atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _fmt_usd(x: float) -> str:
+    return f"${x:,.2f}"
+
+
+def sizing_lines(plan: Any) -> list[str]:
+    n = plan.nodes_per_az
+    p = plan.predicted
+    return [
+        f"  instance type     {plan.instance_type} ({plan.gpus_per_node}x {plan.gpu}), {plan.precision}, "
+        f"TP={plan.tensor_parallel}",
+        f"  replicas          {plan.replicas_baseline} at baseline ({plan.replicas_per_az}/AZ x {plan.azs} AZs, "
+        f"{plan.replicas_per_node}/node), {plan.replicas_max} at burst",
+        f"  GPU nodes per AZ  min {n.min} / desired {n.desired} / max {n.max} "
+        f"(incl. {plan.warm_spares_per_az} warm spare{'s' if plan.warm_spares_per_az != 1 else ''})",
+        f"  predicted p95     TTFT {p.ttft_p95_ms:.1f} ms, TPOT {p.tpot_p95_ms:.2f} ms, e2e {p.e2e_p95_ms:.0f} ms"
+        + (" (one AZ lost)" if plan.survive_az_loss else ""),
+        f"  GPU cost          {_fmt_usd(plan.cost.usd_per_hour_baseline)}/h baseline, "
+        f"{_fmt_usd(plan.cost.usd_per_hour_max)}/h at burst ({_fmt_usd(plan.cost.usd_per_node_hour)}/node-h)",
+    ]
+
+
+def short_type(token: str) -> str:
+    """`aws:ec2/vpc:Vpc` -> `aws:ec2:Vpc` (how `pulumi preview` shows types)."""
+    package, _, rest = token.partition(":")
+    module, _, name = rest.partition(":")
+    return f"{package}:{module.split('/')[0]}:{name}" if name else token
+
+
+def resource_table(result: Any) -> list[str]:
+    """Counts of resources by type (rows) and AZ (columns); components marked with *."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    azs: set[str] = set()
+    for r in result.resources:
+        az = result.az_of(r) or REGIONAL
+        if az != REGIONAL:
+            azs.add(az)
+        counts[short_type(r.type)][az] += 1
+    columns = [REGIONAL, *sorted(azs)]
+    width = max(len(t) for t in counts) + 2 if counts else 10
+    header = "  " + "TYPE".ljust(width) + "".join(c.rjust(12) for c in columns) + "TOTAL".rjust(8)
+    lines = [header]
+    components = sorted(t for t in counts if t.startswith("llm-fleet:"))
+    custom = sorted(t for t in counts if not t.startswith("llm-fleet:"))
+    for typ in components + custom:
+        row = counts[typ]
+        cells = "".join((str(row[c]) if row[c] else "-").rjust(12) for c in columns)
+        lines.append("  " + typ.ljust(width) + cells + str(sum(row.values())).rjust(8))
+    total = Counter()
+    for row in counts.values():
+        total.update(row)
+    lines.append("  " + "TOTAL".ljust(width) + "".join(str(total[c]).rjust(12) for c in columns)
+                 + str(sum(total.values())).rjust(8))
+    return lines
+
+
+def render_text(result: Any, out: TextIO) -> None:
+    plan = result.plan
+    out.write(f"llm-fleet plan: stack {result.stack} in {result.region} (offline, Pulumi mocks)\n\n")
+    out.write(f"Sizing: {plan.model} for {int(plan.load['concurrent_requests'])} concurrent requests "
+              f"({plan.load['burst_concurrent_requests']:g} at burst)\n")
+    out.write("\n".join(sizing_lines(plan)) + "\n")
+    for note in getattr(plan, "notes", ()) or ():
+        out.write(f"  note: {note}\n")
+    out.write("\n")
+    out.write(f"Resources: {len(result.resources)} ({sum(1 for r in result.resources if r.custom)} AWS, "
+              f"{sum(1 for r in result.resources if not r.custom)} components)\n")
+    out.write("\n".join(resource_table(result)) + "\n\n")
+    out.write("Outputs:\n")
+    for key, value in result.outputs.items():
+        if key in result.secret_outputs:
+            shown = "[secret]"
+        elif isinstance(value, (dict, list)):
+            shown = json.dumps(value, sort_keys=True)
+            if len(shown) > 100:
+                shown = shown[:97] + "..."
+        else:
+            shown = str(value)
+        out.write(f"  {key:<24}{shown}\n")
+    for line in result.diagnostics:
+        out.write(f"{line}\n")

@@ -1,0 +1,146 @@
+"""`python -m infra rollout PLAN.yaml [--dry-run] [--resume] [--json]`: roll an environment out.
+
+PLAN.yaml is an environment's rollout plan (stacks/<env>.yaml): region stacks and their traffic
+shares, waves (the canary first), bake times, gates and what to do on failure (docs/rollout.md).
+
+--dry-run works offline: for each wave and stack, the plan sized for the region's share, the
+cost delta against the last deployed cost, the policy verdict, and the steps the real run takes.
+The real run drives the Pulumi Automation API: preflight -> preview (policy pack) -> policy and
+cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
+environment's lock, journals every step (state.local_dir, or S3 with state.s3) and, halted or
+crashed, continues with --resume where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from infra.core.errors import EXIT_OK, UserError, exit_code_epilog
+from infra.core.paths import REPO_ROOT
+
+PROJECT_DIR = REPO_ROOT
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rollout",
+        help="roll an environment's region stacks out in waves with gates (stacks/<env>.yaml)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        epilog=exit_code_epilog("rollout"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("plan", metavar="PLAN.yaml", help="the environment's rollout plan, e.g. stacks/prod.yaml")
+    p.add_argument("--dry-run", action="store_true", help="offline: plan, cost delta and policy per stack; change nothing")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished (halted or crashed) rollout")
+    p.add_argument("--restart", action="store_true", help="abandon an unfinished rollout and start a new one")
+    p.add_argument("--json", action="store_true", help="print the final report (or dry run) as one JSON object on stdout")
+    p.add_argument("--approve-cost", action="append", default=[], metavar="STACK",
+                   help="accept a cost increase above the gate's limit for STACK ('all' for every stack); repeatable")
+    p.add_argument("--state-dir", default=None, help="local journal/lock directory (default: the plan's state.local_dir)")
+    p.add_argument("--break-lock", action="store_true",
+                   help="remove an S3 lock left by a dead rollout (check its holder first), then exit")
+    p.add_argument("--verbose", action="store_true", help="stream Pulumi's own output under each step")
+    p.add_argument("--project-dir", default=None, help="repository root with Pulumi.yaml (default: this repository)")
+    p.set_defaults(func=run)
+
+
+def _store(plan: Any, args: argparse.Namespace, project_dir: Path) -> Any:
+    if plan.state.s3 is not None and args.state_dir is None:
+        from infra.ops.rollout.s3state import S3StateStore
+
+        s3 = plan.state.s3
+        return S3StateStore(s3.bucket, s3.prefix, plan.environment, region=s3.region)
+    from infra.ops.rollout.state import LocalStateStore
+
+    directory = Path(args.state_dir) if args.state_dir else Path(plan.state.local_dir)
+    if not directory.is_absolute():
+        directory = project_dir / directory
+    return LocalStateStore(directory, plan.environment)
+
+
+class _OfflineRecords:
+    """Deployed records for the dry run; an unreachable store (S3 offline) reads as 'never deployed'."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.warned = False
+
+    def read_deployed(self, stack: str) -> dict[str, Any] | None:
+        try:
+            return self.store.read_deployed(stack)
+        except Exception as exc:  # noqa: BLE001 - offline: S3 may be unreachable
+            if not self.warned:
+                print(f"warning: deployed records in {self.store.describe()} unavailable ({exc.__class__.__name__}); "
+                      "cost deltas are against $0", file=sys.stderr)
+                self.warned = True
+            return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from infra.core.rollout.environment import check_environment
+    from infra.core.rollout.spec import load_rollout_plan, plan_digest
+
+    project_dir = Path(args.project_dir) if args.project_dir else PROJECT_DIR
+    plan_path = str(args.plan)
+    plan = load_rollout_plan(plan_path)
+    check_environment(plan, project_dir, source=plan_path)
+    if args.resume and args.restart:
+        raise UserError("--resume and --restart are not allowed together; pick one")
+    store = _store(plan, args, project_dir)
+
+    if args.break_lock:
+        print(store.break_lock())
+        return EXIT_OK
+
+    if args.dry_run:
+        from infra.cli.adapters import ProjectEvaluator
+        from infra.core.rollout.dryrun import dry_run, render_text
+
+        report = dry_run(plan, plan_path, ProjectEvaluator(project_dir, plan_path), _OfflineRecords(store),
+                         args.approve_cost)
+        if args.json:
+            json.dump(report.to_dict(), sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_text(report))
+        return report.exit_code
+
+    if shutil.which("pulumi") is None:
+        raise UserError(
+            "the pulumi CLI is not installed or not on PATH (the Automation API runs it); install it to roll out, "
+            "or use --dry-run, which works offline"
+        )
+    from infra.ops.preflight.checks import AwsPreflight
+    from infra.core.rollout import report as rollout_report
+    from infra.cli.adapters import CostModelAdapter, checked_pack_config
+    from infra.ops.rollout.automation import AutomationWorkspace
+    from infra.ops.rollout.health import GateHealthChecker
+    from infra.ops.rollout.runner import Runner, RunOptions
+
+    runner = Runner(
+        plan=plan,
+        plan_path=plan_path,
+        plan_digest=plan_digest(plan_path),
+        workspace=AutomationWorkspace(project_dir, pack_config_for=lambda stack: checked_pack_config(stack, project_dir)),
+        preflight=AwsPreflight(project_dir),
+        health=GateHealthChecker(plan.gates.health, plan.environment) if plan.gates.health else None,
+        cost_model=CostModelAdapter(),
+        store=store,
+        out=sys.stderr,
+        options=RunOptions(
+            resume=args.resume, restart=args.restart, approve_cost=frozenset(args.approve_cost),
+            approver=os.environ.get("USER", ""), verbose=args.verbose,
+        ),
+    )
+    journal = runner.run()
+    if args.json:
+        json.dump(rollout_report.to_dict(journal), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("\n" + rollout_report.render_text(journal, plan_path))
+    return rollout_report.exit_code(journal)

@@ -1,0 +1,234 @@
+"""`predict`, `size` and `calibrate`: the sizing library on the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from infra.cli.argtypes import fraction, positive_float, positive_int
+from infra.core.catalog import load_catalog
+from infra.core.config import load_sizing_spec
+from infra.core.errors import InputError
+from infra.core.tables import table
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict latency and throughput of a model on GPUs under a load",
+        description="Predict TTFT, TPOT and throughput of one configuration (calibrated step-time model).",
+    )
+    p.add_argument("--model", required=True, help="catalog key (llama-3.3-70b, ...) or path to a HF config.json")
+    p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, L40S-48GB")
+    p.add_argument("--gpus", type=positive_int, required=True, help="GPUs in total (replicas = gpus / tp)")
+    p.add_argument("--tp", type=positive_int, required=True, help="tensor-parallel degree per replica")
+    p.add_argument("--weights", choices=["bf16", "fp8", "int8", "int4"], default="bf16", help="weight precision")
+    p.add_argument("--kv", choices=["auto", "fp8"], default="auto", help="KV-cache dtype (auto = bf16)")
+    p.add_argument("--input-tokens", type=positive_int, required=True, help="prompt tokens per request")
+    p.add_argument("--output-tokens", type=positive_int, required=True, help="generated tokens per request")
+    load = p.add_mutually_exclusive_group(required=True)
+    load.add_argument("--concurrency", type=positive_int, help="requests in flight (closed loop), all replicas")
+    load.add_argument("--rate", type=positive_float, help="arrivals per second (open loop, Poisson), all replicas")
+    load.add_argument("--max-load", action="store_true", help="offline max throughput (queue never empty)")
+    p.add_argument("--engine", choices=["vllm", "trtllm"], default="vllm")
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=None)
+    p.add_argument("--max-num-seqs", type=positive_int, default=None)
+    p.add_argument("--max-num-batched-tokens", type=positive_int, default=None)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_predict)
+
+    s = subparsers.add_parser(
+        "size",
+        help="the cheapest fleet plan meeting the SLOs with one AZ lost",
+        description="Search instance type x TP x precision x max-num-seqs for the cheapest plan that meets "
+        "every SLO at sustained load with any one AZ lost.",
+    )
+    s.add_argument("--workload", required=True, metavar="FILE.yaml", help="workload/model/fleet document")
+    s.add_argument("--json", action="store_true", help="print the FleetPlan as JSON")
+    s.set_defaults(func=cmd_size)
+
+    c = subparsers.add_parser(
+        "calibrate",
+        help="fit the step-time model to the public benchmarks and report per-row error",
+        description="Fit engine efficiency factors on infra/core/catalog/calibration/public_measurements.csv.",
+    )
+    c.add_argument("--write", action="store_true", help="rewrite infra/core/catalog/engines.yaml and docs/calibration-report.md")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_calibrate)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from infra.core.sizing.load import steady_state
+    from infra.core.sizing.perf import ReplicaModel, engine_params
+
+    catalog = load_catalog()
+    arch = catalog.model(args.model, "--model")
+    gpu = catalog.gpu(args.gpu, "--gpu")
+    if args.gpus % args.tp:
+        raise InputError("--gpus", args.gpus, f"a multiple of --tp {args.tp}")
+    if arch.num_attention_heads % args.tp:
+        raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
+    engine = engine_params(args.engine)
+    rm = ReplicaModel(
+        arch, gpu, args.tp, args.weights, args.kv, engine,
+        gpu_memory_utilization=args.gpu_memory_utilization or engine.default_gpu_memory_utilization,
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+    )
+    if not rm.fits:
+        m = rm.memory
+        raise InputError(
+            "--tp", args.tp,
+            f"a degree at which {arch.key} ({args.weights}) fits: weights {m.weights_bytes / 2**30:.1f} GiB + "
+            f"activations {m.activation_bytes / 2**30:.1f} GiB per GPU leave no KV cache within "
+            f"{m.usable_bytes / 2**30:.1f} GiB; use more GPUs per replica or a lower precision",
+        )
+    replicas = args.gpus // args.tp
+    kw: dict = {"request_overhead_ms": engine.request_overhead_ms}
+    if args.max_load:
+        kw["max_load"] = True
+    elif args.concurrency is not None:
+        kw["concurrency"] = args.concurrency / replicas
+    else:
+        kw["arrival_rate_per_s"] = args.rate / replicas
+    try:
+        r = steady_state(rm, args.input_tokens, args.output_tokens, **kw)
+    except ValueError as exc:
+        raise InputError("--input-tokens/--output-tokens", f"{args.input_tokens}/{args.output_tokens}", str(exc)) from None
+    out = {
+        "model": arch.key, "gpu": gpu.key, "gpus": args.gpus, "tp": args.tp, "replicas": replicas,
+        "weights": args.weights, "kv": args.kv, "engine": engine.name,
+        "input_tokens": args.input_tokens, "output_tokens": args.output_tokens,
+        "output_tokens_per_s": r.output_tokens_per_s * replicas,
+        "requests_per_s": r.requests_per_s * replicas,
+        "ttft_ms_mean": r.ttft_ms_mean, "ttft_ms_p95": r.ttft_ms_p95,
+        "tpot_ms_mean": r.tpot_ms_mean, "tpot_ms_p95": r.tpot_ms_p95, "itl_ms_p95": r.itl_ms_p95,
+        "e2e_ms_mean": r.e2e_ms_mean, "e2e_ms_p95": r.e2e_ms_p95,
+        "running": r.running * replicas, "waiting": r.waiting * replicas,
+        "kv_cache_tokens": r.kv_cache_tokens * replicas,
+        "max_concurrency": r.max_concurrency * replicas,
+        "saturated": r.saturated,
+        # Upper bounds: every prompt and output token through the GEMMs at the dense peak, and
+        # decode at the running batch with weights + KV read at full HBM bandwidth.
+        "roofline_output_tokens_per_s": rm.roofline_output_tokens_per_s(args.input_tokens, args.output_tokens) * replicas,
+        "roofline_decode_tokens_per_s": rm.roofline_decode_tokens_per_s(
+            max(1, round(r.running)), args.input_tokens + args.output_tokens / 2
+        ) * replicas,
+    }
+    out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in out.items()}
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{arch.key} ({args.weights} weights, {args.kv} KV) on {args.gpus} x {gpu.key}, TP={args.tp}, "
+          f"{replicas} replica(s), engine {engine.name}")
+    print(f"workload: {args.input_tokens} prompt + {args.output_tokens} output tokens, "
+          + ("max load" if args.max_load else f"concurrency {args.concurrency}" if args.concurrency else f"{args.rate}/s"))
+    rows = [
+        ("output tokens/s", out["output_tokens_per_s"],
+         min(out["roofline_output_tokens_per_s"], out["roofline_decode_tokens_per_s"])),
+        ("TTFT mean / p95 (ms)", f"{r.ttft_ms_mean:,.1f} / {r.ttft_ms_p95:,.1f}", None),
+        ("TPOT mean / p95 (ms)", f"{r.tpot_ms_mean:,.2f} / {r.tpot_ms_p95:,.2f}", None),
+        ("end-to-end mean / p95 (ms)", f"{r.e2e_ms_mean:,.0f} / {r.e2e_ms_p95:,.0f}", None),
+        ("running / waiting", f"{out['running']:,.0f} / {out['waiting']:,.0f}", None),
+        ("KV cache tokens", out["kv_cache_tokens"], None),
+        ("max concurrency (KV, max-num-seqs)", out["max_concurrency"], None),
+    ]
+    print(table(["metric", "predicted", "roofline"], rows, right=[1, 2]))
+    if r.saturated:
+        print("saturated: the arrival rate exceeds what these replicas can serve; the queue grows without bound")
+    return 0
+
+
+def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
+    """The plan as text; `slo_ms` (keys ttft/tpot/e2e) adds the targets beside the predictions."""
+    slo_ms = slo_ms or {}
+    n = plan.nodes_per_az
+    p, pa, c = plan.predicted, plan.predicted_all_azs, plan.cost
+    lines = [
+        f"Fleet plan for {plan.model} ({plan.precision}, KV {plan.vllm.kv_cache_dtype}) in {plan.region}, engine {plan.engine}",
+        "",
+        table(
+            ["plan", "value"],
+            [
+                ("instance type", f"{plan.instance_type} ({plan.gpus_per_node} x {plan.gpu})"),
+                ("tensor parallel", plan.tensor_parallel),
+                ("replicas needed / per AZ / per node", f"{plan.replicas_sustained} / {plan.replicas_per_az} / {plan.replicas_per_node}"),
+                ("AZs (survive one lost)", f"{plan.azs} ({'yes' if plan.survive_az_loss else 'no'})"),
+                ("GPU nodes per AZ min / desired / max", f"{n.min} / {n.desired} / {n.max}"),
+                ("warm spare nodes per AZ", plan.warm_spares_per_az),
+                ("replicas at burst", plan.replicas_max),
+                ("KEDA queue threshold per replica", plan.keda_queue_threshold),
+                ("admission limit per replica", plan.admission_limit_per_replica),
+                ("vLLM max-num-seqs / max-num-batched-tokens", f"{plan.vllm.max_num_seqs} / {plan.vllm.max_num_batched_tokens}"),
+                ("KV cache per replica (tokens)", plan.kv_cache_tokens_per_replica),
+                ("$/hour baseline / burst", f"{c.usd_per_hour_baseline:,.2f} / {c.usd_per_hour_max:,.2f}"),
+                ("$ per 1M output tokens", f"{c.usd_per_million_output_tokens:,.2f}"),
+                ("price", f"${c.usd_per_gpu_hour:,.4f}/GPU-hour: {c.price_source}"),
+            ],
+        ),
+        "",
+        table(
+            ["predicted (per replica)", "one AZ lost", "all AZs up", "SLO"],
+            [
+                ("concurrency", p.concurrency_per_replica, pa.concurrency_per_replica, None),
+                ("TTFT p95 (ms)", p.ttft_p95_ms, pa.ttft_p95_ms, slo_ms.get("ttft")),
+                ("TPOT p95 (ms)", p.tpot_p95_ms, pa.tpot_p95_ms, slo_ms.get("tpot")),
+                ("end-to-end p95 (ms)", p.e2e_p95_ms, pa.e2e_p95_ms, slo_ms.get("e2e")),
+                ("output tokens/s", p.output_tokens_per_s_per_replica, pa.output_tokens_per_s_per_replica, None),
+            ],
+            right=[1, 2, 3],
+        ),
+    ]
+    if plan.notes:
+        lines += ["", "Notes:"] + [f"- {n}" for n in plan.notes]
+    if plan.alternatives:
+        lines += [
+            "",
+            "Alternatives (best variant of each instance type x TP x precision):",
+            table(
+                ["instance", "TP", "prec", "GPUs", "$/h", "why not"],
+                [
+                    (a.instance_type, a.tensor_parallel, a.precision, a.gpus, a.usd_per_hour_baseline, a.why)
+                    for a in plan.alternatives
+                ],
+                right=[1, 3, 4],
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def cmd_size(args: argparse.Namespace) -> int:
+    from infra.core.sizing.search import size
+
+    spec = load_sizing_spec(args.workload)
+    plan = size(spec)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        w = spec.workload
+        print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from infra.core.sizing import calibrate
+
+    rows, excluded = calibrate.read_measurements()
+    engines = calibrate.fit(rows)
+    results = calibrate.evaluate(rows, engines, load_catalog())
+    summary = calibrate.summarise(results)
+    if args.write:
+        calibrate.write_engines(engines)
+        calibrate.REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
+        calibrate.REPORT_PATH.write_text(calibrate.render_report(results, excluded, engines))
+    if args.json:
+        print(json.dumps({"summary": summary, "engines": {k: vars(v) for k, v in engines.items()}}, indent=2))
+    else:
+        print(
+            f"throughput rows {summary['rows_throughput']}: median |error| {summary['median_abs_error_throughput']:.1%}, "
+            f"most optimistic {summary['max_optimism_throughput']:+.1%}\n"
+            f"first-token rows {summary['rows_ttft']}: median |error| {summary['median_abs_error_ttft']:.1%}"
+        )
+        if args.write:
+            print(f"wrote {calibrate.REPORT_PATH.name} and engines.yaml", file=sys.stderr)
+    return 0

@@ -1,0 +1,604 @@
+"""Typed configuration: what the service owes its users, what it serves, and where.
+
+The same models are read from a workload file (`python -m infra size --workload FILE.yaml`),
+from `Pulumi.<stack>.yaml` by the CLI, and from `pulumi.Config("llm-fleet")` by the Pulumi
+program. Unknown keys are rejected; every error names the key path, the value and what is
+allowed. Nothing here imports pulumi at module import time.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from infra.core import patterns
+from infra.core.errors import InputError, UserError
+from infra.core.files import read_yaml_file
+from infra.core.labels import PROJECT, REQUIRED_TAGS
+
+Precision = Literal["bf16", "fp8", "int8", "int4"]
+KvDtype = Literal["auto", "fp8"]
+Engine = Literal["vllm", "trtllm"]
+CapacityType = Literal["on-demand", "capacity-block", "reservation"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Workload(_Strict):
+    """What the service owes its users at sustained load."""
+
+    concurrent_requests: int = Field(gt=0, le=1_000_000, description="Requests in flight at sustained load.")
+    burst_factor: float = Field(default=1.0, ge=1.0, le=100.0, description="Peak concurrency / sustained concurrency.")
+    input_tokens: int = Field(gt=0, le=1_000_000, description="Prompt tokens per request (typical).")
+    output_tokens: int = Field(gt=0, le=1_000_000, description="Generated tokens per request (typical).")
+    ttft_p95_ms: float = Field(gt=0, description="Time to first token, 95th percentile, milliseconds.")
+    tpot_p95_ms: float = Field(gt=0, description="Time per output token after the first, 95th percentile, ms.")
+    e2e_p95_ms: float | None = Field(default=None, gt=0, description="End-to-end request latency p95, ms (optional).")
+    output_tokens_per_s: float | None = Field(
+        default=None, gt=0, description="Aggregate generated tokens per second to sustain (optional)."
+    )
+    availability_pct: float = Field(default=99.9, gt=0, lt=100, description="Availability target per region, percent.")
+
+
+class ModelSpec(_Strict):
+    """What is served."""
+
+    name: str = Field(min_length=1, description="Catalog key (e.g. llama-3.3-70b) or path to a HF config.json.")
+    served_name: str | None = Field(default=None, description="Name clients send as `model`; default: the HF id.")
+    kv_cache_dtype: KvDtype = Field(default="fp8", description="KV-cache dtype: auto (= model dtype) or fp8.")
+    max_model_len: int = Field(default=8192, ge=256, le=1_048_576, description="Context window cap, tokens.")
+
+
+class FleetOptions(_Strict):
+    """Where and on what it may run."""
+
+    region: str = Field(default="us-east-1", pattern=patterns.REGION, description="AWS region.")
+    azs: int = Field(default=3, ge=1, le=6, description="Availability zones to spread GPU nodes over.")
+    instance_types: tuple[str, ...] = Field(
+        default=("p5.48xlarge",), min_length=1, description="GPU instance types the search may pick from."
+    )
+    precisions: tuple[Precision, ...] = Field(
+        default=("fp8",), min_length=1, description="Weight precisions the search may pick from."
+    )
+    capacity_type: CapacityType = Field(default="on-demand", description="How GPU nodes are bought.")
+    price_usd_per_gpu_hour: Decimal | None = Field(
+        default=None, gt=0, description="Override of the catalog price, per GPU-hour (capacity block, discount)."
+    )
+    engine: Engine = Field(default="vllm", description="Serving engine the step-time model is calibrated for.")
+    gpu_memory_utilization: float = Field(default=0.90, gt=0.3, le=0.98, description="vLLM --gpu-memory-utilization.")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=256, le=131072, description="Token budget per scheduler step; default: searched."
+    )
+    survive_az_loss: bool = Field(default=True, description="Size so the SLOs hold with any one AZ lost (N+1).")
+    warm_spares_per_az: int | None = Field(
+        default=None, ge=0, le=64, description="Running spare GPU nodes per AZ; default: derived from the burst."
+    )
+    max_nodes_per_az: int = Field(default=32, ge=1, le=1000, description="Upper bound the search may use per AZ.")
+
+    @field_validator("instance_types")
+    @classmethod
+    def _known_instance_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from infra.core.catalog import load_catalog
+
+        known = load_catalog().instances
+        for name in value:
+            if name not in known:
+                raise ValueError(f"{name!r} is not a known instance type; known: {', '.join(sorted(known))}")
+        return value
+
+    @model_validator(mode="after")
+    def _az_loss_needs_two_azs(self) -> "FleetOptions":
+        if self.survive_az_loss and self.azs < 2:
+            raise ValueError("survive_az_loss needs azs >= 2 (one AZ can be lost); set azs: 2 or more")
+        return self
+
+
+class SizingSpec(_Strict):
+    """The input of the sizing search (the `size --workload FILE.yaml` document)."""
+
+    workload: Workload
+    model: ModelSpec
+    fleet: FleetOptions = FleetOptions()
+
+
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line per problem: `key.path: value ... ; what is allowed`."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        path = f"{prefix}{path}" if path else prefix.rstrip(".") or "(document)"
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key (value {value!r}); remove it or check the spelling")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            shown = value if not isinstance(value, dict) else "{...}"
+            lines.append(f"{path}: {shown!r} is not allowed; {msg}")
+    return "\n".join(lines)
+
+
+def parse_model(model_cls: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    """Validate `data` into `model_cls`, turning pydantic errors into a UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"{prefix.rstrip('.') or '(document)'}: expected a mapping, got {type(data).__name__}")
+    try:
+        return model_cls.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, prefix)) from None
+
+
+def load_sizing_spec(path: str | Path) -> SizingSpec:
+    """Read a workload file (`examples/seed-004.yaml`)."""
+    return parse_model(SizingSpec, read_yaml_file(path, "--workload"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack configuration: everything under `llm-fleet:` in Pulumi.<stack>.yaml (issue #3).
+#
+# The four sizing models above are the `workload`, `model` and `fleet` sections verbatim; the
+# models below are the other sections. Two loaders end in the same validation
+# (`parse_stack_config`): `load_stack_config` for the CLI (reads Pulumi.<stack>.yaml and the
+# defaults declared in Pulumi.yaml) and `stack_config_from_pulumi` for the program.
+# ---------------------------------------------------------------------------------------------
+
+NAMESPACE = f"{PROJECT}:"
+# Namespaces a stack file may use: ours, the AWS provider's, and the engine's own.
+ALLOWED_NAMESPACES = (PROJECT, "aws", "pulumi")
+
+_LOG_RETENTION_DAYS = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
+
+
+def _check_cidr(value: str, *, allow_any: bool = True) -> str:
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block like 203.0.113.0/24 ({exc})") from None
+    if not allow_any and net.prefixlen == 0:
+        raise ValueError(f"{value!r} opens the endpoint to the whole internet; list your own CIDR blocks")
+    return str(net)
+
+
+class BudgetConfig(_Strict):
+    """What the stack may spend; the policy pack refuses changes that would break it."""
+
+    monthly_usd: Decimal = Field(gt=0, le=100_000_000, description="Monthly spending cap for the stack, USD.")
+    alert_pct: float = Field(
+        default=80.0, gt=0, le=100, description="Percent of monthly_usd at which the budget alert fires."
+    )
+
+
+LISTENER_PORT = 443  # the public HTTPS listener of the gateway (its NLB and security group)
+
+
+class IngressConfig(_Strict):
+    """The public OpenAI-compatible endpoint (served by the Envoy gateway in a later issue)."""
+
+    hostname: str = Field(max_length=253, pattern=patterns.HOSTNAME, description="Public DNS name clients call, e.g. llm.example.com.")
+    tls_certificate_arn: str | None = Field(
+        default=None, pattern=patterns.ACM_ARN, description="ACM certificate ARN for the listener (or tls_secret_name)."
+    )
+    tls_secret_name: str | None = Field(
+        default=None, pattern=patterns.DNS_LABEL, description="Kubernetes TLS secret name (or tls_certificate_arn)."
+    )
+    jwt_issuer: str = Field(pattern=patterns.HTTPS_URL, description="JWT `iss` the gateway accepts (https URL).")
+    jwks_uri: str = Field(pattern=patterns.HTTPS_URL, description="URL of the issuer's JSON Web Key Set (https).")
+    rate_limit_requests_per_minute: int = Field(
+        default=600, gt=0, le=1_000_000, description="Per-tenant request rate limit, requests per minute."
+    )
+    allowed_source_cidrs: tuple[str, ...] = Field(
+        default=("0.0.0.0/0",),
+        min_length=1,
+        description="Source CIDR blocks allowed to reach the public HTTPS listener.",
+    )
+
+    @field_validator("allowed_source_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_cidr(v) for v in value)
+
+    @model_validator(mode="after")
+    def _one_tls_source(self) -> "IngressConfig":
+        if (self.tls_certificate_arn is None) == (self.tls_secret_name is None):
+            raise ValueError("set exactly one of tls_certificate_arn or tls_secret_name")
+        return self
+
+
+class NetworkConfig(_Strict):
+    """The VPC. Subnets are carved from vpc_cidr: one private block per AZ (an eighth of the VPC
+    each, for pod IPs) and small public subnets (NAT gateways, load balancers) from the last eighth."""
+
+    vpc_cidr: str = Field(default="10.40.0.0/16", description="VPC IPv4 CIDR, private range, /16 to /20.")
+    availability_zones: tuple[str, ...] | None = Field(
+        default=None,
+        description="AZ names to use (exactly fleet.azs of them); default: the first that offer the GPU type.",
+    )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr(cls, value: str) -> str:
+        import ipaddress
+
+        value = _check_cidr(value)
+        net = ipaddress.ip_network(value)
+        if net.version != 4 or not net.is_private:
+            raise ValueError("use a private IPv4 range (10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)")
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"prefix /{net.prefixlen} is outside /16 to /20")
+        return value
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _azs(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+
+        if value is None:
+            return None
+        for name in value:
+            if not patterns.matches(patterns.AZ, name):
+                raise ValueError(f"{name!r} is not an AZ name like us-east-1a")
+        if len(set(value)) != len(value):
+            raise ValueError("AZ names must be unique")
+        return value
+
+
+class ClusterConfig(_Strict):
+    """The EKS control plane and its small system node group."""
+
+    kubernetes_version: str = Field(
+        default="1.33", pattern=patterns.KUBERNETES_VERSION, description="EKS Kubernetes minor version, e.g. 1.33."
+    )
+    endpoint_public_access: bool = Field(
+        default=False, description="Expose the API server endpoint publicly (off: private endpoint only)."
+    )
+    public_access_cidrs: tuple[str, ...] = Field(
+        default=(), description="CIDR blocks allowed to the public endpoint (only with endpoint_public_access)."
+    )
+    system_node_instance_type: str = Field(
+        default="m7i.xlarge", pattern=patterns.INSTANCE_TYPE, description="Instance type of the system node group."
+    )
+    system_node_count: int = Field(default=2, ge=1, le=20, description="Nodes in the system node group (min = desired).")
+    admin_principal_arns: tuple[str, ...] = Field(
+        default=(), description="IAM role/user ARNs granted cluster-admin through access entries."
+    )
+    log_retention_days: _LOG_RETENTION_DAYS = Field(
+        default=90, description="Retention of the control-plane log group, days."
+    )
+    deletion_protection: bool = Field(default=True, description="Refuse to delete the cluster until turned off.")
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _public_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_cidr(v, allow_any=False) for v in value)
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+
+        for arn in value:
+            if not patterns.matches(patterns.IAM_PRINCIPAL, arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/name)")
+        return value
+
+    @model_validator(mode="after")
+    def _public_needs_cidrs(self) -> "ClusterConfig":
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            raise ValueError("endpoint_public_access: true needs public_access_cidrs (your own CIDR blocks)")
+        if not self.endpoint_public_access and self.public_access_cidrs:
+            raise ValueError("public_access_cidrs is only used with endpoint_public_access: true")
+        return self
+
+
+class GpuNodesConfig(_Strict):
+    """Per-AZ GPU node groups (counts come from the fleet plan, not from here)."""
+
+    root_volume_gib: int = Field(default=200, ge=50, le=16384, description="Encrypted gp3 root volume per GPU node, GiB.")
+    capacity_reservation_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand.",
+    )
+    warm_pool_state: Literal["RUNNING", "STOPPED"] = Field(
+        default="STOPPED",
+        description="Node warm pool (burst headroom): STOPPED costs EBS only and refills NVMe on start; "
+        "RUNNING bills the instance price.",
+    )
+    max_unavailable: int = Field(default=1, ge=1, le=100, description="GPU nodes replaced at once in a rolling update.")
+    ami_release_version: str | None = Field(
+        default=None,
+        pattern=patterns.AMI_RELEASE,
+        description="Pin the EKS AL2023 NVIDIA AMI release (e.g. 1.33.0-20250704); default: latest at creation.",
+    )
+
+    @field_validator("capacity_reservation_ids")
+    @classmethod
+    def _reservations(cls, value: dict[str, str]) -> dict[str, str]:
+
+        for az, rid in value.items():
+            if not patterns.matches(patterns.AZ, str(az)):
+                raise ValueError(f"key {az!r} is not an AZ name like us-east-1a")
+            if not isinstance(rid, str) or not patterns.matches(patterns.CAPACITY_RESERVATION, rid):
+                raise ValueError(f"{rid!r} (for {az}) is not a capacity reservation id like cr-0123456789abcdef0")
+        return value
+
+
+class WeightsConfig(_Strict):
+    """Where model weights live (S3) and how nodes hydrate them onto local NVMe."""
+
+    revision: str = Field(pattern=patterns.REVISION, description="Model revision to serve (a tag or commit under models/<name>/).")
+    hydrator_image: str = Field(
+        pattern=patterns.IMAGE_BY_DIGEST,
+        description="Weight hydrator container image, pinned by digest (registry/repo[:tag]@sha256:...).",
+    )
+    nvme_mount_path: str = Field(
+        default="/mnt/k8s-disks/0",
+        pattern=patterns.ABSOLUTE_PATH,
+        description="Where nodeadm mounts the instance-store RAID0 array on GPU nodes.",
+    )
+    hydrator_namespace: str = Field(
+        default="llm-serving", pattern=patterns.DNS_LABEL, description="Kubernetes namespace of the hydrator service account."
+    )
+    hydrator_service_account: str = Field(
+        default="weight-hydrator", pattern=patterns.DNS_LABEL, description="The one service account allowed to read weights."
+    )
+    noncurrent_version_expiration_days: int = Field(
+        default=30, ge=1, le=3650, description="Days before overwritten (noncurrent) object versions expire."
+    )
+    retired_revision_expiration_days: int = Field(
+        default=30, ge=1, le=3650, description="Days before objects tagged llm-fleet:revision-state=retired expire."
+    )
+
+
+def _validate_tags(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of tag key to value")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+            raise ValueError(f"tag key {key!r} must be 1-128 characters and not start with 'aws:'")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)) or len(str(val)) > 256:
+            raise ValueError(f"tag {key!r} must have a string value of at most 256 characters")
+        out[key] = str(val)
+    missing = [k for k in REQUIRED_TAGS if not out.get(k)]
+    if missing:
+        raise ValueError(f"must include {', '.join(REQUIRED_TAGS)}; missing: {', '.join(missing)}")
+    return out
+
+
+class StackConfig(_Strict):
+    """Everything under `llm-fleet:` in a stack's config, one field per config key."""
+
+    workload: Workload = Field(description="What the service owes its users: load and latency SLOs.")
+    model: ModelSpec = Field(description="The model served and its context window.")
+    fleet: FleetOptions = Field(description="Region, AZs, instance types and precisions the sizing may use.")
+    budget: BudgetConfig = Field(description="Monthly spending cap and alert threshold.")
+    ingress: IngressConfig = Field(description="Public endpoint: hostname, TLS, JWT, rate limit, source CIDRs.")
+    tags: dict[str, str] = Field(description="Tags on every AWS resource; must include environment, cost-center, owner.")
+    weights: WeightsConfig = Field(description="Model revision, hydrator image and NVMe mount path.")
+    network: NetworkConfig = Field(default_factory=NetworkConfig, description="VPC CIDR and AZ names.")
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="EKS version, endpoint access, system nodes.")
+    gpu_nodes: GpuNodesConfig = Field(
+        default_factory=GpuNodesConfig, description="GPU node root volume, capacity reservations, warm pool state."
+    )
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: Any) -> dict[str, str]:
+        return _validate_tags(value)
+
+    @property
+    def region(self) -> str:
+        return self.fleet.region
+
+    def sizing_spec(self) -> SizingSpec:
+        return SizingSpec(workload=self.workload, model=self.model, fleet=self.fleet)
+
+
+# Config keys are the StackConfig fields; the order is the documentation order.
+STACK_SECTIONS = tuple(StackConfig.model_fields)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the key at `loc` (for 'did you mean' hints)."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [a for a in typing.get_args(ann) if isinstance(a, type)] or [ann]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _key(part: Any) -> str:
+    """A key as shown in a message: plain when it is a simple name, quoted otherwise."""
+    text = str(part)
+    return text if text and text.isprintable() and " " not in text else repr(text)
+
+
+def _stack_errors(exc: ValidationError) -> list[str]:
+    """One line per problem, keys named as `llm-fleet:section.field`."""
+    import difflib
+
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        path = f"{NAMESPACE}{'.'.join(_key(p) for p in loc)}" if loc else PROJECT
+        value = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ").replace("\n", " ")
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(StackConfig, loc[:-1])
+            known = sorted(owner.model_fields) if owner else []
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            if known:
+                extra += f" (allowed: {', '.join(known)})"
+            lines.append(f"{path}: unknown key{extra}")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        elif isinstance(value, (dict, list)) and err["type"] not in ("list_type", "dict_type", "model_type"):
+            lines.append(f"{path}: {msg}")  # a rule about the whole mapping or list
+        else:
+            lines.append(f"{path}: {value!r} is not allowed; {msg}")
+    return lines
+
+
+def _parse_error(message: str, source: str) -> UserError:
+    return UserError(f"{source}: {message}" if source else message)
+
+
+def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig:
+    """Validate a stack's config: full keys (`llm-fleet:workload`, `aws:region`) to values.
+
+    Values are what YAML (or `pulumi.Config.get_object`) gives: mappings for our sections, a
+    string for `aws:region`. Raises UserError naming every bad key, its value and what is allowed.
+    """
+
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    region: Any = None
+    for key in sorted(entries, key=str):
+        value = entries[key]
+        if not isinstance(key, str) or ":" not in key:
+            hint = f"; did you mean '{NAMESPACE}{key}'?" if str(key) in STACK_SECTIONS else ""
+            problems.append(
+                f"{_key(key)}: config keys must be namespaced ('{NAMESPACE}<key>' or 'aws:<key>'){hint}"
+            )
+            continue
+        namespace, _, name = key.partition(":")
+        if namespace not in ALLOWED_NAMESPACES:
+            problems.append(
+                f"{_key(key)}: namespace {namespace!r} is not allowed; use '{NAMESPACE}<key>' or 'aws:<key>'"
+            )
+            continue
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            problems.append(
+                f"{_key(key)}: is an encrypted secret; no llm-fleet key holds a secret, set it in plain text"
+            )
+            continue
+        if namespace == PROJECT:
+            sections[name.removeprefix("config:")] = value  # old engines send `llm-fleet:config:<key>`
+        elif key == "aws:region":
+            region = value
+    if region is None:
+        problems.append("aws:region: required key is missing (set it with `pulumi config set aws:region us-east-1`)")
+    elif not isinstance(region, str) or not patterns.matches(patterns.REGION, region):
+        problems.append(f"aws:region: {region!r} is not allowed; an AWS region name like us-east-1")
+        region = None
+    fleet = sections.get("fleet")
+    if region is not None and isinstance(fleet, dict):
+        if "region" not in fleet:
+            sections["fleet"] = {**fleet, "region": region}
+        elif fleet["region"] != region:
+            problems.append(
+                f"{NAMESPACE}fleet.region: {fleet['region']!r} is not allowed; it must equal aws:region "
+                f"({region!r}): set both to the region you deploy to"
+            )
+    elif region is not None and fleet is None:
+        sections["fleet"] = {"region": region}
+    try:
+        cfg = StackConfig.model_validate(sections)
+    except ValidationError as exc:
+        problems.extend(_stack_errors(exc))
+        cfg = None
+    if cfg is not None and not problems:
+        problems.extend(_cross_checks(cfg))
+    if problems:
+        raise _parse_error("; ".join(problems) if len(problems) == 1 else
+                           f"{len(problems)} problems: " + "; ".join(problems), source)
+    assert cfg is not None
+    return cfg
+
+
+def _cross_checks(cfg: StackConfig) -> list[str]:
+    """Rules that span sections; each names the key to change."""
+    problems = []
+    region, azs = cfg.fleet.region, cfg.fleet.azs
+    named = cfg.network.availability_zones
+    if named is not None:
+        if len(named) != azs:
+            problems.append(
+                f"{NAMESPACE}network.availability_zones: {list(named)!r} is not allowed; list exactly "
+                f"fleet.azs = {azs} AZ names"
+            )
+        wrong = [n for n in named if not n.startswith(region)]
+        if wrong:
+            problems.append(
+                f"{NAMESPACE}network.availability_zones: {wrong!r} is not allowed; AZs must be in {region}"
+            )
+    reservations = cfg.gpu_nodes.capacity_reservation_ids
+    key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
+    if cfg.fleet.capacity_type == "on-demand":
+        if reservations:
+            problems.append(
+                f"{key}: {reservations!r} is not allowed; reservations are only used with "
+                "fleet.capacity_type capacity-block or reservation"
+            )
+    else:
+        if len(reservations) != azs:
+            problems.append(
+                f"{key}: {reservations!r} is not allowed; fleet.capacity_type {cfg.fleet.capacity_type} needs one "
+                f"reservation id per AZ ({azs} entries, AZ name -> cr-...)"
+            )
+        wrong = [n for n in reservations if not n.startswith(region)]
+        if wrong:
+            problems.append(f"{key}: {wrong!r} is not allowed; AZs must be in {region}")
+        if named is not None and set(named) != set(reservations):
+            problems.append(
+                f"{key}: AZs {sorted(reservations)} do not match network.availability_zones {sorted(named)}"
+            )
+    return problems
+
+
+def project_config_defaults(project_dir: Path) -> dict[str, Any]:
+    """Defaults declared in Pulumi.yaml's `config:` (what the engine merges into every stack)."""
+    path = Path(project_dir) / "Pulumi.yaml"
+    if not path.is_file():
+        return {}
+    doc = read_yaml_file(path, "Pulumi.yaml")
+    out: dict[str, Any] = {}
+    decls = (doc or {}).get("config") or {} if isinstance(doc, dict) else {}
+    for key, decl in decls.items() if isinstance(decls, dict) else ():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(decl, dict) and ("default" in decl or "value" in decl):
+            out[full] = decl.get("default", decl.get("value"))
+        elif not isinstance(decl, dict):
+            out[full] = decl
+    return out
+
+
+def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
+    `config:` mapping (full keys to values). Not validated yet."""
+
+    if not patterns.matches(patterns.STACK, stack):
+        raise InputError("--stack", stack, "a stack name of letters, digits, '-', '_' and '.' (starting with a letter or digit)")
+    project_dir = Path(project_dir)
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
+        raise InputError("--stack", stack, f"a stack with a Pulumi.<stack>.yaml file; found: {', '.join(known) or 'none'}")
+    doc = read_yaml_file(path, "--stack")
+    if not isinstance(doc, dict):
+        raise UserError(f"{path.name}: expected a mapping with a 'config:' key, got {type(doc).__name__}")
+    config = doc.get("config")
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise UserError(f"{path.name}: config: expected a mapping of keys to values, got {type(config).__name__}")
+    return {**project_config_defaults(project_dir), **config}
+
+
+def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackConfig:
+    """The CLI's loader: `Pulumi.<stack>.yaml` (its `config:` mapping) over Pulumi.yaml defaults."""
+    return parse_stack_config(stack_file_entries(stack, project_dir), source=f"Pulumi.{stack}.yaml")

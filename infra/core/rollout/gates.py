@@ -1,0 +1,110 @@
+"""Gate verdicts: pure functions from numbers and violations to pass/fail, with the reason.
+
+Shared by the real rollout (numbers from `pulumi preview`) and the dry run (numbers from the
+offline plan), so both say the same thing about the same change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Mapping, Sequence
+
+from infra.core.rollout.spec import CostGate, PolicyGate, PromQuery
+
+CENT = Decimal("0.01")
+APPROVE_ALL = "all"  # `--approve-cost all`: accept every stack's cost increase
+
+
+def usd(amount: Decimal) -> str:
+    q = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    sign = "-" if q < 0 else ""
+    return f"{sign}${abs(q):,.2f}"
+
+
+def signed_usd(amount: Decimal) -> str:
+    return ("+" if amount >= 0 else "") + usd(amount)
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    gate: str  # policy | cost | health
+    status: str  # pass | fail | approved | skip | not-evaluated
+    reason: str
+    data: Mapping[str, Any] | None = None
+
+    @property
+    def stops(self) -> bool:
+        return self.status == "fail"
+
+
+def policy_verdict(gate: PolicyGate, violations: Sequence[Mapping[str, Any]], evaluated: bool = True) -> GateVerdict:
+    if not gate.enabled:
+        return GateVerdict("policy", "skip", "policy gate disabled")
+    if not evaluated:
+        return GateVerdict("policy", "not-evaluated", "policies were not evaluated")
+    mandatory = [v for v in violations if str(v.get("enforcement", "")).lower() == "mandatory"]
+    advisory = [v for v in violations if str(v.get("enforcement", "")).lower() != "mandatory"]
+    data = {"mandatory": len(mandatory), "advisory": len(advisory), "violations": [dict(v) for v in violations]}
+    counts = f"{len(mandatory)} mandatory, {len(advisory)} advisory"
+    if mandatory:
+        first = mandatory[0]
+        return GateVerdict("policy", "fail", f"{counts}: {first.get('policy', '?')}: {first.get('message', '')}".rstrip(": "), data)
+    if advisory and gate.fail_on_advisory:
+        first = advisory[0]
+        return GateVerdict(
+            "policy", "fail", f"{counts} (fail_on_advisory): {first.get('policy', '?')}: {first.get('message', '')}", data
+        )
+    return GateVerdict("policy", "pass", counts, data)
+
+
+def cost_verdict(
+    gate: CostGate, before: Decimal | None, after: Decimal, *, approved_by: str | None = None
+) -> GateVerdict:
+    """`before` is the last deployed monthly cost (None: never deployed by a rollout, taken as 0)."""
+    base = before if before is not None else Decimal(0)
+    delta = after - base
+    data = {
+        "scenario": gate.scenario,
+        "before": str(base.quantize(CENT)),
+        "after": str(after.quantize(CENT)),
+        "delta": str(delta.quantize(CENT)),
+        "limit": str(gate.max_monthly_increase_usd.quantize(CENT)),
+        "new_stack": before is None,
+    }
+    if not gate.enabled:
+        return GateVerdict("cost", "skip", "cost gate disabled", data)
+    what = (
+        f"{signed_usd(delta)}/month ({gate.scenario}: {usd(base)}{' (new stack)' if before is None else ''} -> {usd(after)})"
+    )
+    problems = []
+    if delta > gate.max_monthly_increase_usd:
+        problems.append(f"above the limit of +{usd(gate.max_monthly_increase_usd)}/month")
+    if gate.max_monthly_increase_pct is not None and base > 0 and delta > 0:
+        pct = delta / base * 100
+        if pct > gate.max_monthly_increase_pct:
+            problems.append(f"+{pct:.1f}% is above the limit of +{gate.max_monthly_increase_pct}%")
+    if not problems:
+        return GateVerdict("cost", "pass", f"{what}, within +{usd(gate.max_monthly_increase_usd)}/month", data)
+    if approved_by:
+        return GateVerdict("cost", "approved", f"{what}, {'; '.join(problems)}; approved by {approved_by}", data)
+    return GateVerdict("cost", "fail", f"{what}, {'; '.join(problems)}", data)
+
+
+def query_verdict(query: PromQuery, samples: Sequence[tuple[str, float]]) -> tuple[str, str]:
+    """(status, detail) of one PromQL SLO given its samples (label text, value)."""
+    if not samples:
+        if query.on_no_data == "pass":
+            return "pass", "no data (on_no_data: pass)"
+        return "fail", "no data (no samples; is traffic reaching the region?)"
+    bad = []
+    for labels, value in samples:
+        if value != value:  # NaN: e.g. histogram_quantile of empty buckets
+            bad.append(f"{labels or 'value'}=NaN")
+        elif query.max_value is not None and value > query.max_value:
+            bad.append(f"{labels or 'value'}={value:g} > {query.max_value:g}")
+        elif query.min_value is not None and value < query.min_value:
+            bad.append(f"{labels or 'value'}={value:g} < {query.min_value:g}")
+    if bad:
+        return "fail", "; ".join(bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+    shown = ", ".join(f"{v:g}" for _, v in samples[:3])
+    return "pass", f"{shown} within bounds"

@@ -1,0 +1,128 @@
+"""The effectful edges of a rollout, as interfaces (Protocols) and plain result types. Pure.
+
+The runner (infra/ops/rollout/runner.py) only talks to these; the real implementations are
+`infra.ops.rollout.automation.AutomationWorkspace` (Pulumi Automation API), `infra.ops.rollout.health`
+(Prometheus / HTTP over urllib), `infra.ops.rollout.checks.AwsPreflight` (boto3) and the state stores in
+`infra.ops.rollout.state`; tests drive the runner with fakes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+OnOutput = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PreviewOutcome:
+    """What `pulumi preview --policy-pack ...` said about one stack."""
+
+    changes: Mapping[str, int]  # op -> count: create, update, delete, replace, same
+    policy_violations: tuple[Mapping[str, str], ...] = ()  # {"policy", "enforcement", "urn", "message"}
+    document: Mapping[str, Any] | None = None  # the `pulumi preview --json` document, when available
+    policy_evaluated: bool = True
+
+
+@dataclass(frozen=True)
+class UpOutcome:
+    result: str  # "succeeded" | "failed" | ...
+    changes: Mapping[str, int] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Workspace(Protocol):
+    """The Pulumi operations a rollout needs, one stack at a time.
+
+    Implementations raise `infra.core.errors.WorkspaceError` for failures the user can act on
+    (stack locked by another update, stack missing, CLI missing, update failed).
+    """
+
+    def preview(self, stack: str, *, policy_packs: Sequence[str], on_output: OnOutput) -> PreviewOutcome: ...
+
+    def up(self, stack: str, *, on_output: OnOutput, config_file: str | None = None) -> UpOutcome: ...
+
+    def refresh(self, stack: str, *, on_output: OnOutput) -> None: ...
+
+    def outputs(self, stack: str) -> Mapping[str, Any]: ...
+
+    def config_text(self, stack: str) -> str:
+        """The stack's config file as deployed now (kept so a failed wave can be rolled back)."""
+        ...
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # "pass" | "fail" | "warn" | "skip"
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """A round of preflight or health checks."""
+
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.ok]
+
+    def summary(self) -> str:
+        failed = self.failed
+        if not failed:
+            return f"{len(self.checks)}/{len(self.checks)} checks pass"
+        return f"{len(failed)} of {len(self.checks)} checks fail: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+    def to_list(self) -> list[dict[str, str]]:
+        return [c.to_dict() for c in self.checks]
+
+
+class Preflight(Protocol):
+    """Capacity, quota and storage checks of one stack before anything changes."""
+
+    def check(self, stack: str, outputs: Mapping[str, Any]) -> CheckReport: ...
+
+
+class HealthChecker(Protocol):
+    """One round of the health gate's checks against one deployed stack."""
+
+    def check(self, stack: str, region: str) -> CheckReport: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class CostFigure:
+    """A stack's monthly cost in one scenario (USD, Decimal), and where the number came from."""
+
+    usd_per_month: Any  # Decimal
+    source: str  # "preview" | "plan"
+
+
+class CostModel(Protocol):
+    def monthly(self, document: Mapping[str, Any], scenario: str) -> CostFigure: ...

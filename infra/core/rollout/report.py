@@ -1,0 +1,58 @@
+"""The final report of a rollout (from its journal): text table and JSON. Pure."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from infra.core.errors import EXIT_OK, EXIT_ROLLOUT_HALTED
+from infra.core.rollout.gates import signed_usd
+from infra.core.rollout.journal import Journal
+
+
+def exit_code(journal: Journal) -> int:
+    return EXIT_OK if journal.status == "completed" else EXIT_ROLLOUT_HALTED
+
+
+def _cost(rec: Any) -> str:
+    if not rec.cost or "delta" not in rec.cost:
+        return "-"
+    try:
+        text = signed_usd(Decimal(rec.cost["delta"]))
+    except InvalidOperation:
+        return "?"
+    return text + (" (approved)" if rec.cost.get("status") == "approved" else "")
+
+
+def _policy(rec: Any) -> str:
+    if not rec.policy:
+        return "-"
+    return f"{rec.policy.get('status', '?')} ({rec.policy.get('mandatory', 0)}m/{rec.policy.get('advisory', 0)}a)"
+
+
+def render_text(journal: Journal, plan_path: str) -> str:
+    head = f"rollout {journal.rollout_id} of {journal.environment}: {journal.status.upper()}"
+    if journal.halted:
+        h = journal.halted
+        head += f" at wave {h.wave}, stack {h.stack or '-'}, step {h.step}"
+    rows = [("WAVE", "STACK", "REGION", "STATUS", "COST/MONTH", "POLICY", "HEALTH")]
+    for name, rec in journal.stacks.items():
+        rows.append((rec.wave, name, rec.region, rec.status, _cost(rec), _policy(rec), rec.health or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [head, ""]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    waves = ", ".join(f"{n}: {w.status}" for n, w in journal.waves.items())
+    lines += ["", f"waves: {waves}"]
+    for name, rec in journal.stacks.items():
+        if rec.rollback:
+            lines.append(f"rollback {name}: {rec.rollback}")
+    if journal.halted:
+        lines.append(f"reason: {journal.halted.reason}")
+        lines.append(f"resume: python -m infra rollout {plan_path} --resume   (stacks already done are skipped)")
+    return "\n".join(lines) + "\n"
+
+
+def to_dict(journal: Journal) -> dict[str, Any]:
+    doc = journal.to_json()
+    doc["exit_code"] = exit_code(journal)
+    return doc

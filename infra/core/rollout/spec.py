@@ -1,0 +1,304 @@
+"""The rollout plan of an environment (`stacks/<env>.yaml`): regions, waves, gates. Pure.
+
+    environment: prod
+    regions:            # region stacks and their traffic shares (infra/core/rollout/regions.py)
+      - {stack: prod-us-west-2, region: us-west-2, traffic_share_pct: 40, absorb_region_failure: true}
+      - {stack: prod, region: us-east-1, traffic_share_pct: 60, absorb_region_failure: true}
+    waves:              # in order; the first is the canary (exactly one stack)
+      - {name: canary, stacks: [prod-us-west-2], bake_minutes: 60}
+      - {name: main, stacks: [prod], bake_minutes: 30}
+    gates:
+      policy: {fail_on_advisory: false}
+      cost: {scenario: worst, max_monthly_increase_usd: 50000}
+      health: {prometheus_url: ..., queries: [...], http: [...]}
+    on_failure: {action: halt, rollback: failed-wave}
+    state: {local_dir: .rollout, s3: {bucket: ..., region: ...}}
+
+Unknown keys are refused; every error names the key path, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from infra.core.files import read_yaml_file
+from infra.core.errors import UserError
+from infra.core import patterns
+
+SHARE_TOTAL_TOLERANCE = Decimal("0.01")
+# Placeholders a health URL or query may use; filled per stack.
+TEMPLATE_FIELDS = ("stack", "region", "environment")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def fill(template: str, **values: str) -> str:
+    """Replace exactly `{stack}`, `{region}`, `{environment}`; PromQL's own braces are left alone."""
+    for name in TEMPLATE_FIELDS:
+        if name in values:
+            template = template.replace("{" + name + "}", values[name])
+    return template
+
+
+def _check_template(value: str) -> str:
+    for name in re.findall(r"\{([^{}]*)\}", value):
+        if name not in TEMPLATE_FIELDS:
+            raise ValueError(f"placeholder {{{name}}} is unknown; allowed: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+    return value
+
+
+class RegionShare(_Strict):
+    """One region stack of an environment and the share of its traffic it serves."""
+
+    stack: str = Field(pattern=patterns.STACK, description="Pulumi stack name (reads Pulumi.<stack>.yaml).")
+    region: str = Field(pattern=patterns.REGION, description="AWS region of the stack; must equal its aws:region.")
+    traffic_share_pct: Decimal = Field(
+        gt=0, le=100, description="Percent of the environment's declared traffic this region serves."
+    )
+    absorb_region_failure: bool = Field(
+        default=False,
+        description="Also size for the largest other region's share (the region survives another region's loss).",
+    )
+
+
+class Wave(_Strict):
+    """A group of region stacks updated one after another, then baked together."""
+
+    name: str = Field(pattern=patterns.DNS_LABEL, description="Wave name (lowercase letters, digits, '-').")
+    stacks: tuple[str, ...] = Field(min_length=1, description="Region stacks of this wave, updated in this order.")
+    bake_minutes: float = Field(
+        ge=0, le=7 * 24 * 60, description="Minutes to watch the wave's health after its last stack is up."
+    )
+
+
+class PolicyGate(_Strict):
+    """Mandatory policies must pass (CrossGuard pack on preview; the same rules offline)."""
+
+    enabled: bool = Field(default=True, description="Run the policy gate.")
+    policy_packs: tuple[str, ...] = Field(
+        default=("policies",), min_length=1, description="Policy pack directories passed to preview (repo-relative)."
+    )
+    fail_on_advisory: bool = Field(default=False, description="Also stop on advisory violations.")
+
+
+class CostGate(_Strict):
+    """The monthly cost increase of a stack must stay within a limit unless approved."""
+
+    enabled: bool = Field(default=True, description="Run the cost gate.")
+    scenario: Literal["baseline", "expected", "worst"] = Field(
+        default="worst", description="Cost scenario compared (infra/core/cost): baseline, expected or worst."
+    )
+    max_monthly_increase_usd: Decimal = Field(
+        ge=0, le=100_000_000, description="Largest allowed increase of the stack's monthly cost, USD."
+    )
+    max_monthly_increase_pct: Decimal | None = Field(
+        default=None, ge=0, le=10_000, description="Also limit the increase to this percent of the deployed cost."
+    )
+
+
+class PromQuery(_Strict):
+    """An SLO as a PromQL query whose every sample must lie within [min_value, max_value]."""
+
+    name: str = Field(pattern=patterns.DNS_LABEL, description="Check name shown in progress and reports.")
+    query: str = Field(
+        min_length=1,
+        description="PromQL instant query; {stack}, {region}, {environment} are filled in (other braces are PromQL's).",
+    )
+    max_value: float | None = Field(default=None, description="Largest allowed value of every sample.")
+    min_value: float | None = Field(default=None, description="Smallest allowed value of every sample.")
+    on_no_data: Literal["fail", "pass"] = Field(
+        default="fail", description="Verdict when the query returns no samples (no traffic yet)."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PromQuery":
+        if self.max_value is None and self.min_value is None:
+            raise ValueError("set max_value, min_value or both")
+        if self.max_value is not None and self.min_value is not None and self.min_value > self.max_value:
+            raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}")
+        return self
+
+
+class HttpCheck(_Strict):
+    """An HTTP GET that must answer with the expected status."""
+
+    name: str = Field(pattern=patterns.DNS_LABEL, description="Check name shown in progress and reports.")
+    url: str = Field(pattern=patterns.HTTP_URL, description="http(s) URL; may use {stack}, {region}, {environment}.")
+    expect_status: int = Field(default=200, ge=100, le=599, description="HTTP status that means healthy.")
+    timeout_s: float = Field(default=10, gt=0, le=300, description="Request timeout, seconds.")
+
+    _url = field_validator("url")(_check_template)
+
+
+class HealthGate(_Strict):
+    """Health after `up` and during the bake: PromQL SLO queries and/or HTTP checks."""
+
+    prometheus_url: str | None = Field(
+        default=None, pattern=patterns.HTTP_URL, description="Prometheus base URL; may use {stack}, {region}, {environment}."
+    )
+    queries: tuple[PromQuery, ...] = Field(default=(), description="SLO queries (need prometheus_url).")
+    http: tuple[HttpCheck, ...] = Field(default=(), description="HTTP checks.")
+    wait_timeout_s: float = Field(
+        default=900, ge=0, le=24 * 3600, description="After up: how long to wait for every check to pass, seconds."
+    )
+    interval_s: float = Field(default=60, gt=0, le=3600, description="Seconds between check rounds (wait and bake).")
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _prom_template(cls, value: str | None) -> str | None:
+        return None if value is None else _check_template(value)
+
+    @model_validator(mode="after")
+    def _checks(self) -> "HealthGate":
+        if not self.queries and not self.http:
+            raise ValueError("list at least one check under queries or http (or remove the health gate)")
+        if self.queries and not self.prometheus_url:
+            raise ValueError("queries need prometheus_url")
+        names = [c.name for c in (*self.queries, *self.http)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+class Gates(_Strict):
+    policy: PolicyGate = Field(default_factory=PolicyGate, description="Mandatory policies pass.")
+    cost: CostGate = Field(description="Monthly cost increase within a limit unless approved.")
+    health: HealthGate | None = Field(default=None, description="Health after up and during the bake.")
+
+
+class OnFailure(_Strict):
+    action: Literal["halt"] = Field(default="halt", description="What a failed step or gate does: halt the rollout.")
+    rollback: Literal["none", "failed-wave"] = Field(
+        default="none",
+        description="failed-wave: re-apply each updated stack of the failed wave with its last deployed config.",
+    )
+
+
+class S3State(_Strict):
+    bucket: str = Field(pattern=patterns.BUCKET, description="S3 bucket holding the journal, lock and deployed records.")
+    prefix: str = Field(default="rollouts", pattern=patterns.S3_PREFIX, description="Key prefix.")
+    region: str = Field(pattern=patterns.REGION, description="Region of the bucket.")
+
+
+class StateConfig(_Strict):
+    local_dir: str = Field(default=".rollout", min_length=1, description="Local directory for journal and lock.")
+    s3: S3State | None = Field(default=None, description="Keep the journal and lock in S3 instead (shared).")
+
+
+class RolloutPlan(_Strict):
+    """`stacks/<env>.yaml`."""
+
+    environment: str = Field(pattern=patterns.DNS_LABEL, description="Environment name (the lock and journal key).")
+    regions: tuple[RegionShare, ...] = Field(min_length=1, description="Region stacks and their traffic shares.")
+    waves: tuple[Wave, ...] = Field(min_length=1, description="Waves in order; the first (canary) has one stack.")
+    gates: Gates = Field(description="Policy, cost and health gates.")
+    on_failure: OnFailure = Field(default_factory=OnFailure, description="Halt, and optionally roll back.")
+    state: StateConfig = Field(default_factory=StateConfig, description="Where the journal and lock live.")
+
+    def region_of(self, stack: str) -> RegionShare:
+        return next(r for r in self.regions if r.stack == stack)
+
+    def stacks_in_order(self) -> list[tuple[int, Wave, str]]:
+        return [(i, w, s) for i, w in enumerate(self.waves) for s in w.stacks]
+
+    def structure_digest(self) -> str:
+        """What a resumed rollout must share with the one it resumes: waves and their stacks."""
+        shape = [[w.name, list(w.stacks)] for w in self.waves]
+        return hashlib.sha256(json.dumps([self.environment, shape]).encode()).hexdigest()[:16]
+
+
+def cross_checks(plan: RolloutPlan) -> list[str]:
+    """Rules across sections; each line names the key path to change."""
+    problems = []
+    stacks = [r.stack for r in plan.regions]
+    for i, r in enumerate(plan.regions):
+        if stacks.count(r.stack) > 1 and stacks.index(r.stack) != i:
+            problems.append(f"regions.{i}.stack: {r.stack!r} is not allowed; each stack is listed once")
+    regions = [r.region for r in plan.regions]
+    for i, r in enumerate(plan.regions):
+        if regions.count(r.region) > 1 and regions.index(r.region) != i:
+            problems.append(f"regions.{i}.region: {r.region!r} is not allowed; one stack per region")
+    total = sum((r.traffic_share_pct for r in plan.regions), Decimal(0))
+    if abs(total - 100) > SHARE_TOTAL_TOLERANCE:
+        problems.append(
+            f"regions.*.traffic_share_pct: shares total {total} is not allowed; they must add up to 100 "
+            f"({', '.join(f'{r.stack}={r.traffic_share_pct}' for r in plan.regions)})"
+        )
+    if len(plan.regions) < 2:
+        for i, r in enumerate(plan.regions):
+            if r.absorb_region_failure:
+                problems.append(f"regions.{i}.absorb_region_failure: true is not allowed; it needs at least two regions")
+    names = [w.name for w in plan.waves]
+    seen: dict[str, str] = {}
+    for i, wave in enumerate(plan.waves):
+        if names.count(wave.name) > 1 and names.index(wave.name) != i:
+            problems.append(f"waves.{i}.name: {wave.name!r} is not allowed; wave names are unique")
+        for j, stack in enumerate(wave.stacks):
+            if stack not in stacks:
+                problems.append(
+                    f"waves.{i}.stacks.{j}: {stack!r} is not allowed; waves list region stacks "
+                    f"({', '.join(stacks)})"
+                )
+            elif stack in seen:
+                problems.append(
+                    f"waves.{i}.stacks.{j}: {stack!r} is not allowed; it is already in wave {seen[stack]!r}"
+                )
+            else:
+                seen[stack] = wave.name
+    missing = [s for s in stacks if s not in seen]
+    if missing:
+        problems.append(f"waves: region stacks {missing!r} are in no wave; add each to exactly one wave")
+    if len(plan.waves[0].stacks) != 1:
+        problems.append(
+            f"waves.0.stacks: {list(plan.waves[0].stacks)!r} is not allowed; the first wave is the canary "
+            "and holds exactly one stack"
+        )
+    return problems
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(document)"
+        value = err.get("input")
+        shown = "{...}" if isinstance(value, dict) else ("[...]" if isinstance(value, list) else value)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key; remove it or check the spelling")
+        elif err["type"] == "missing":
+            lines.append(f"{path}: required key is missing")
+        else:
+            lines.append(f"{path}: {shown!r} is not allowed; {msg}")
+    return lines
+
+
+def parse_rollout_plan(data: Any, source: str = "rollout plan") -> RolloutPlan:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping (environment, regions, waves, gates), got {type(data).__name__}")
+    try:
+        plan = RolloutPlan.model_validate(data)
+    except ValidationError as exc:
+        problems = format_errors(exc)
+    else:
+        problems = cross_checks(plan)
+    if problems:
+        head = f"{source}: " + (f"{len(problems)} problems: " if len(problems) > 1 else "")
+        raise UserError(head + "; ".join(problems))
+    return plan
+
+
+def load_rollout_plan(path: str | Path) -> RolloutPlan:
+    return parse_rollout_plan(read_yaml_file(path, "rollout plan"), source=str(path))
+
+
+def plan_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -1,0 +1,8 @@
+"""Pure sizing library: memory, step-time model, latency under load, SLO search.
+
+Imports neither pulumi nor boto3 (tests enforce it).
+"""
+
+from infra.core.sizing.search import size  # noqa: E402  (the library's entry point)
+
+__all__ = ["size"]

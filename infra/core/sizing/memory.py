@@ -1,0 +1,149 @@
+"""GPU memory arithmetic: weights, KV cache per token, and vLLM's KV pool per replica.
+
+Follows vLLM (V1) accounting: the engine may use `total HBM x gpu_memory_utilization`; from
+that it subtracts the weights shard, the peak activations of a profiling run at
+`max_num_batched_tokens`, and non-torch allocations (CUDA graphs, NCCL buffers); what is left
+is cut into 16-token blocks of KV cache. KV heads are divided across tensor-parallel ranks
+(replicated when TP exceeds them).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from infra.core.catalog import Gpu, ModelArch
+
+BLOCK_TOKENS = 16  # vLLM's default KV block size
+GIB = 2**30
+
+# Bytes per weight of a quantised linear layer. int4 is AWQ/GPTQ with group size 128: per group
+# a bf16 scale (2 B) and a packed 4-bit zero point (0.5 B).
+WEIGHT_BYTES: dict[str, float] = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2.5 / 128}
+KV_BYTES: dict[str, int] = {"auto": 2, "bf16": 2, "fp8": 1}
+
+# Memory outside weights, activations and KV that vLLM reserves per GPU: CUDA graphs, cuBLAS
+# workspaces, allocator slack; NCCL buffers on top when TP > 1. Typical vLLM startup logs on
+# H100 report 0.5-1.5 GiB of non-torch memory and ~0.5 GiB of CUDA graphs.
+RUNTIME_RESERVE_BYTES = int(1.5 * GIB)
+NCCL_RESERVE_BYTES = int(0.5 * GIB)
+
+
+@dataclass(frozen=True)
+class ParamCounts:
+    linear: int  # quantisable matmul weights (attention + MLP projections)
+    embedding: int  # input embedding table
+    lm_head: int  # output projection (0 when tied to the embedding)
+    norms: int
+
+    @property
+    def total(self) -> int:
+        return self.linear + self.embedding + self.lm_head + self.norms
+
+
+def param_counts(m: ModelArch) -> ParamCounts:
+    q = m.hidden_size * m.num_attention_heads * m.head_dim
+    kv = 2 * m.hidden_size * m.num_key_value_heads * m.head_dim
+    o = m.num_attention_heads * m.head_dim * m.hidden_size
+    mlp = 3 * m.hidden_size * m.intermediate_size  # gate, up, down
+    embedding = m.vocab_size * m.hidden_size
+    return ParamCounts(
+        linear=m.num_hidden_layers * (q + kv + o + mlp),
+        embedding=embedding,
+        lm_head=0 if m.tie_word_embeddings else embedding,
+        norms=(2 * m.num_hidden_layers + 1) * m.hidden_size,
+    )
+
+
+def weight_bytes(m: ModelArch, precision: str) -> int:
+    """Whole-model weight bytes. Quantised checkpoints keep embeddings, lm_head and norms in bf16."""
+    p = param_counts(m)
+    return int(p.linear * WEIGHT_BYTES[precision] + (p.embedding + p.lm_head + p.norms) * 2)
+
+
+def kv_bytes_per_token(m: ModelArch, kv_dtype: str) -> int:
+    """K and V, every layer, every KV head: 2 x layers x kv_heads x head_dim x bytes."""
+    return 2 * m.num_hidden_layers * m.num_key_value_heads * m.head_dim * KV_BYTES[kv_dtype]
+
+
+def kv_heads_per_rank(m: ModelArch, tp: int) -> int:
+    return max(1, m.num_key_value_heads // tp)
+
+
+def kv_bytes_per_token_per_rank(m: ModelArch, kv_dtype: str, tp: int) -> int:
+    return 2 * m.num_hidden_layers * kv_heads_per_rank(m, tp) * m.head_dim * KV_BYTES[kv_dtype]
+
+
+def activation_peak_bytes(m: ModelArch, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> int:
+    """Peak activations of vLLM's profiling forward pass at the full token budget, per GPU.
+
+    Per token: residual and normed hidden states, the fused QKV output, the gate/up output and
+    the activated MLP input (bf16); plus fp32 logits for every sequence the sampler sees.
+    """
+    qkv = (m.num_attention_heads + 2 * m.num_key_value_heads) * m.head_dim // tp
+    per_token = 2 * m.hidden_size + qkv + 3 * m.intermediate_size // tp
+    logits = min(max_num_seqs, max_num_batched_tokens) * m.vocab_size * 4
+    return max_num_batched_tokens * per_token * 2 + logits
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Per-GPU memory of one replica (all TP ranks are alike)."""
+
+    usable_bytes: int  # total x gpu_memory_utilization
+    weights_bytes: int
+    activation_bytes: int
+    reserve_bytes: int
+    kv_pool_bytes: int  # may be <= 0: the model does not fit
+    kv_bytes_per_token: int  # per rank
+    kv_blocks: int
+    kv_cache_tokens: int
+
+    @property
+    def fits(self) -> bool:
+        return self.kv_blocks > 0
+
+    def max_sequences(self, context_tokens: int) -> int:
+        """Sequences that fit at once when each holds `context_tokens` of KV."""
+        return self.kv_blocks // max(1, math.ceil(context_tokens / BLOCK_TOKENS))
+
+
+def memory_plan(
+    m: ModelArch,
+    gpu: Gpu,
+    tp: int,
+    precision: str,
+    kv_dtype: str,
+    gpu_memory_utilization: float,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+) -> MemoryPlan:
+    usable = int(gpu.usable_hbm_bytes * gpu_memory_utilization)
+    weights = math.ceil(weight_bytes(m, precision) / tp)
+    act = activation_peak_bytes(m, tp, max_num_batched_tokens, max_num_seqs)
+    reserve = RUNTIME_RESERVE_BYTES + (NCCL_RESERVE_BYTES if tp > 1 else 0)
+    pool = usable - weights - act - reserve
+    per_token = kv_bytes_per_token_per_rank(m, kv_dtype, tp)
+    blocks = max(0, pool // (per_token * BLOCK_TOKENS))
+    return MemoryPlan(
+        usable_bytes=usable,
+        weights_bytes=weights,
+        activation_bytes=act,
+        reserve_bytes=reserve,
+        kv_pool_bytes=pool,
+        kv_bytes_per_token=per_token,
+        kv_blocks=int(blocks),
+        kv_cache_tokens=int(blocks) * BLOCK_TOKENS,
+    )
+
+
+def valid_tp_degrees(m: ModelArch, gpus_per_node: int) -> list[int]:
+    """TP degrees vLLM accepts on one node: powers of two dividing the GPUs and the heads."""
+    out = []
+    tp = 1
+    while tp <= gpus_per_node:
+        heads_ok = m.num_attention_heads % tp == 0
+        kv_ok = m.num_key_value_heads % tp == 0 or tp % m.num_key_value_heads == 0
+        if gpus_per_node % tp == 0 and heads_ok and kv_ok:
+            out.append(tp)
+        tp *= 2
+    return out

@@ -1,0 +1,203 @@
+"""Step-time model of one serving replica: roofline terms plus measured inefficiencies.
+
+One engine step runs a forward pass over a batch made of decode tokens (one per running
+sequence) and prefill tokens (chunked prefill). Its time is
+
+    max(bytes moved / (HBM bandwidth x bw_eff), FLOPs / (dense peak x compute_eff))
+      + tensor-parallel all-reduces + a fixed per-step overhead
+
+Efficiencies are <= 1 and the extra terms >= 0, so no prediction can beat the roofline.
+The engine factors come from `infra/core/catalog/engines.yaml`, fitted by `infra/core/sizing/calibrate.py`
+on the public measurements.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from infra.core.catalog import CATALOG_DIR, Gpu, ModelArch
+from infra.core.errors import InputError
+from infra.core.sizing import memory
+
+ENGINES_FILE = CATALOG_DIR / "engines.yaml"
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Efficiency factors of a serving engine (dimensionless unless the name says otherwise)."""
+
+    name: str
+    bw_eff: float  # achieved / peak HBM bandwidth streaming weights
+    kv_bw_eff: float  # achieved / peak HBM bandwidth reading paged KV in attention kernels
+    compute_eff: float  # achieved / dense peak on GEMMs
+    attn_eff: float  # achieved / dense bf16 peak on attention FLOPs (prefill and long contexts)
+    allreduce_latency_us: float  # fixed cost of one all-reduce (launch + sync)
+    link_eff: float  # achieved / nominal interconnect bandwidth
+    step_overhead_ms: float  # scheduler, sampling, host work per step
+    overlap_k: float  # memory/compute overlap: step = (mem^k + compute^k)^(1/k); k -> inf is max()
+    default_max_num_seqs: int
+    default_max_num_batched_tokens: int
+    default_gpu_memory_utilization: float
+    reserve_full_context: bool  # KV for prompt + whole answer reserved at admission
+    request_overhead_ms: float  # per request outside the engine steps (HTTP, tokenise)
+
+    def __post_init__(self) -> None:
+        for name in ("bw_eff", "kv_bw_eff", "compute_eff", "attn_eff", "link_eff"):
+            v = getattr(self, name)
+            if not 0 < v <= 1:
+                raise ValueError(f"engine {self.name}: {name}={v} must be in (0, 1]")
+
+
+@functools.lru_cache(maxsize=4)
+def load_engines(path: Path = ENGINES_FILE) -> dict[str, EngineParams]:
+    doc = yaml.safe_load(Path(path).read_text())
+    fields = EngineParams.__dataclass_fields__
+    return {
+        name: EngineParams(name=name, **{k: v for k, v in row.items() if k in fields})
+        for name, row in doc["engines"].items()
+    }
+
+
+def engine_params(name: str) -> EngineParams:
+    engines = load_engines()
+    if name not in engines:
+        raise InputError("engine", name, f"one of: {', '.join(sorted(engines))}")
+    return engines[name]
+
+
+def gemm_peak_flops(gpu: Gpu, precision: str) -> float:
+    """Dense peak for the linear layers at a weight precision.
+
+    fp8/int8 run W8A8 on tensor cores that have them (Hopper, Ada: int8 TOPS = fp8 TFLOPS);
+    int4 (AWQ/GPTQ) and fp8 on GPUs without fp8 are weight-only: dequantise, multiply in bf16.
+    """
+    if precision in ("fp8", "int8") and gpu.dense_fp8_tflops:
+        return gpu.dense_fp8_tflops * 1e12
+    return gpu.dense_bf16_tflops * 1e12
+
+
+@dataclass(frozen=True)
+class StepBreakdown:
+    memory_s: float
+    compute_s: float
+    comm_s: float
+    overhead_s: float
+    overlap_k: float
+
+    @property
+    def total_s(self) -> float:
+        # A p-norm of the two roofline terms: never below max(memory, compute), and near the
+        # ridge point (both terms alike) slower than either, as real kernels are.
+        k = self.overlap_k
+        m, c = self.memory_s, self.compute_s
+        hi = max(m, c)
+        core = hi * ((m / hi) ** k + (c / hi) ** k) ** (1 / k) if hi > 0 else 0.0
+        return core + self.comm_s + self.overhead_s
+
+
+class ReplicaModel:
+    """One replica: a model on `tp` GPUs of one type with an engine and its settings."""
+
+    def __init__(
+        self,
+        arch: ModelArch,
+        gpu: Gpu,
+        tp: int,
+        precision: str,
+        kv_dtype: str,
+        engine: EngineParams,
+        *,
+        gpu_memory_utilization: float = 0.90,
+        max_num_seqs: int | None = None,
+        max_num_batched_tokens: int | None = None,
+    ) -> None:
+        self.arch, self.gpu, self.tp = arch, gpu, tp
+        self.precision, self.kv_dtype, self.engine = precision, kv_dtype, engine
+        self.max_num_seqs = max_num_seqs or engine.default_max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens or engine.default_max_num_batched_tokens
+        self.memory = memory.memory_plan(
+            arch, gpu, tp, precision, kv_dtype, gpu_memory_utilization,
+            self.max_num_batched_tokens, self.max_num_seqs,
+        )
+        p = memory.param_counts(arch)
+        # Per-GPU constants of the step model.
+        self._weight_bytes = memory.weight_bytes(arch, precision) / tp
+        self._kv_bytes_per_token = memory.kv_bytes_per_token_per_rank(arch, kv_dtype, tp)
+        self._linear_flops_per_token = 2.0 * p.linear / tp
+        self._lm_head_flops_per_token = 2.0 * (p.lm_head or p.embedding) / tp
+        # QK^T and AV: 2 matmuls x 2 FLOPs per MAC over the heads on this rank.
+        self._attn_flops_per_token_ctx = 4.0 * arch.num_hidden_layers * arch.num_attention_heads * arch.head_dim / tp
+        self._bw = gpu.hbm_bandwidth_gb_per_s * 1e9
+        self._gemm_peak = gemm_peak_flops(gpu, precision)
+        # FP8 KV on FP8 tensor cores runs FP8 attention (FlashAttention-3, TRT-LLM FP8 FMHA).
+        fp8_attn = kv_dtype == "fp8" and gpu.dense_fp8_tflops
+        self._attn_peak = (gpu.dense_fp8_tflops if fp8_attn else gpu.dense_bf16_tflops) * 1e12
+        self._allreduces = 2 * arch.num_hidden_layers  # after attention and after the MLP
+        self._act_bytes_per_token = arch.hidden_size * 2  # bf16 activations
+        # Ring all-reduce moves 2(TP-1)/TP of the buffer over one direction of each link.
+        self._link_bw = gpu.interconnect_gb_per_s * 1e9 / 2 * engine.link_eff
+        self._overhead_s = engine.step_overhead_ms / 1e3
+
+    # -- memory -----------------------------------------------------------------------------
+    @property
+    def fits(self) -> bool:
+        return self.memory.fits
+
+    def running_cap(self, context_tokens: int) -> int:
+        """Sequences that can run at once: max_num_seqs, and the KV pool at this context."""
+        return min(self.max_num_seqs, self.memory.max_sequences(context_tokens))
+
+    # -- one step -----------------------------------------------------------------------------
+    def step(
+        self,
+        decode_tokens: float,
+        decode_context: float,
+        prefill_tokens: float = 0.0,
+        prefill_context: float = 0.0,
+        prefill_sequences: float = 0.0,
+    ) -> StepBreakdown:
+        """Time of one forward pass.
+
+        decode_context: mean KV length each decode token attends to.
+        prefill_context: mean position of a prefill token in its prompt (so it attends to
+        about that many earlier tokens; n^2/2 for a whole prompt of n tokens).
+        prefill_sequences: sequences finishing prefill this step (each samples a token).
+        """
+        d, pf = decode_tokens, prefill_tokens
+        # Decode reads each sequence's whole KV; a prefill chunk reads its prompt's prefix once
+        # (flash attention tiles it), not once per query token.
+        chunks = max(prefill_sequences, 1.0) if pf > 0 else 0.0
+        kv_read = (d * decode_context + chunks * prefill_context) * self._kv_bytes_per_token
+        memory_s = self._weight_bytes / (self._bw * self.engine.bw_eff) + kv_read / (self._bw * self.engine.kv_bw_eff)
+        gemm = (d + pf) * self._linear_flops_per_token + (d + prefill_sequences) * self._lm_head_flops_per_token
+        attn = (d * decode_context + pf * prefill_context) * self._attn_flops_per_token_ctx
+        compute_s = gemm / (self._gemm_peak * self.engine.compute_eff) + attn / (self._attn_peak * self.engine.attn_eff)
+        comm_s = 0.0
+        if self.tp > 1:
+            buf = (d + pf) * self._act_bytes_per_token
+            per_allreduce = self.engine.allreduce_latency_us / 1e6 + 2 * (self.tp - 1) / self.tp * buf / self._link_bw
+            comm_s = self._allreduces * per_allreduce
+        return StepBreakdown(memory_s, compute_s, comm_s, self._overhead_s, self.engine.overlap_k)
+
+    def step_s(self, *args: float, **kwargs: float) -> float:
+        return self.step(*args, **kwargs).total_s
+
+    # -- rooflines (for tests and explanations) -------------------------------------------------
+    def roofline_decode_tokens_per_s(self, batch: int, context: float) -> float:
+        """Upper bound on decode throughput at `batch`: bandwidth and compute at 100 %."""
+        bytes_step = self._weight_bytes + batch * context * self._kv_bytes_per_token
+        mem_bound = batch / (bytes_step / self._bw)
+        flops = batch * (self._linear_flops_per_token + self._lm_head_flops_per_token)
+        flops += batch * context * self._attn_flops_per_token_ctx * (self._gemm_peak / self._attn_peak)
+        compute_bound = batch / (flops / self._gemm_peak)
+        return min(mem_bound, compute_bound)
+
+    def roofline_output_tokens_per_s(self, input_tokens: int, output_tokens: int) -> float:
+        """Upper bound on output throughput for a workload: every prompt and output token must
+        pass the linear layers once at the dense peak, and every decode step must read the weights."""
+        flops_per_request = (input_tokens + output_tokens) * self._linear_flops_per_token
+        compute_bound = output_tokens / (flops_per_request / self._gemm_peak)
+        return compute_bound

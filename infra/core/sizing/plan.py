@@ -1,0 +1,120 @@
+"""The FleetPlan: the one place every count, setting and dollar figure downstream comes from.
+
+Components, KEDA thresholds, vLLM flags, node-group sizes, cost and policies all read the
+plan; none of them recompute what is here. `to_dict()` is the JSON that `size --json` prints
+and that `plan --json` embeds under "plan".
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NodeCounts:
+    min: int
+    desired: int
+    max: int
+
+
+@dataclass(frozen=True)
+class VllmSettings:
+    tensor_parallel_size: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_model_len: int
+    gpu_memory_utilization: float
+    kv_cache_dtype: str  # "auto" or "fp8"
+    quantization: str | None  # None for bf16 weights
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """Predicted per-replica behaviour at a stated per-replica concurrency."""
+
+    concurrency_per_replica: int
+    ttft_p95_ms: float
+    ttft_mean_ms: float
+    tpot_p95_ms: float
+    tpot_mean_ms: float
+    e2e_p95_ms: float
+    output_tokens_per_s_per_replica: float
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """GPU-node cost. Fixed infrastructure (EKS, NAT, NLB, S3...) is added by infra/core/cost."""
+
+    usd_per_gpu_hour: float
+    usd_per_node_hour: float
+    price_source: str
+    usd_per_hour_baseline: float  # min nodes in every AZ, warm spares included
+    usd_per_hour_max: float  # max nodes in every AZ (burst) plus warm spares
+    usd_per_million_output_tokens: float  # baseline $/h over the declared sustained output rate
+
+
+@dataclass(frozen=True)
+class Alternative:
+    instance_type: str
+    tensor_parallel: int
+    precision: str
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    feasible: bool
+    gpus: int | None  # total GPUs in the fleet at baseline, when feasible
+    usd_per_hour_baseline: float | None
+    why: str  # why it lost to the chosen plan, or which SLO it breaks
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    model: str
+    served_name: str
+    region: str
+    engine: str
+    instance_type: str
+    gpu: str
+    gpus_per_node: int
+    tensor_parallel: int
+    precision: str
+    azs: int
+    survive_az_loss: bool
+    # Replicas: sustained = fewest that meet every SLO at the declared load (all AZs up);
+    # per_az = what each AZ runs at baseline, so that (azs - 1) AZs still carry the load.
+    replicas_sustained: int
+    replicas_per_az: int
+    replicas_per_node: int
+    replicas_max: int  # at the burst, all AZs up
+    nodes_per_az: NodeCounts
+    warm_spares_per_az: int
+    keda_queue_threshold: int  # waiting requests per replica before KEDA adds one
+    admission_limit_per_replica: int  # in-flight requests per replica past which the gateway sheds (503)
+    kv_cache_tokens_per_replica: int
+    max_concurrency_per_replica: int  # min(max_num_seqs, KV pool at the workload's context)
+    weights_gib_per_gpu: float
+    kv_cache_gib_per_gpu: float
+    load: dict[str, float]  # declared load the plan was sized for
+    vllm: VllmSettings
+    predicted: Predicted  # at sustained load with one AZ lost (the worst case the plan guarantees)
+    predicted_all_azs: Predicted  # at sustained load, all AZs up
+    cost: PlanCost
+    alternatives: tuple[Alternative, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = field(default_factory=tuple)  # caveats an SRE should read
+
+    @property
+    def replicas_baseline(self) -> int:
+        return self.replicas_per_az * self.azs
+
+    @property
+    def gpus_baseline(self) -> int:
+        return self.nodes_per_az.desired * self.azs * self.gpus_per_node
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["alternatives"] = [asdict(a) for a in self.alternatives]
+        out["notes"] = list(self.notes)
+        out["replicas_baseline"] = self.replicas_baseline
+        out["gpus_baseline"] = self.gpus_baseline
+        return out

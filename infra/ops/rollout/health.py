@@ -1,0 +1,90 @@
+"""The health gate's checks: PromQL SLO queries against Prometheus and HTTP checks (urllib).
+
+`GateHealthChecker(gate, environment)` implements `interfaces.HealthChecker`: one round runs
+every query (`GET <prometheus_url>/api/v1/query?query=...`, an instant vector or scalar) and
+every HTTP check, filling `{stack}`, `{region}`, `{environment}`. A check that cannot reach
+its endpoint fails with the reason (never raises). `fetch` is injectable for tests.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+from infra.core.rollout.gates import query_verdict
+from infra.core.rollout.interfaces import CheckReport, CheckResult
+from infra.core.rollout.spec import HealthGate, HttpCheck, PromQuery, fill
+
+# fetch(url, timeout_s) -> (status, body bytes); raises OSError/URLError when unreachable.
+Fetch = Callable[[str, float], tuple[int, bytes]]
+PROM_TIMEOUT_S = 15.0
+
+
+def urllib_fetch(url: str, timeout_s: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "llm-fleet-rollout"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:  # noqa: S310 - http(s) URLs from the plan
+            return resp.status, resp.read(1 << 20)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(1 << 16) if exc.fp else b""
+
+
+def parse_prometheus(body: bytes) -> list[tuple[str, float]]:
+    """Samples of a Prometheus instant-query response; ValueError when it is not one."""
+    doc = json.loads(body)
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        error = doc.get("error") if isinstance(doc, dict) else None
+        raise ValueError(f"query failed: {error or 'status is not success'}")
+    data = doc.get("data") or {}
+    kind, result = data.get("resultType"), data.get("result")
+    if kind == "scalar":
+        return [("", float(result[1]))]
+    if kind == "vector":
+        out = []
+        for item in result or []:
+            labels = item.get("metric") or {}
+            text = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__")
+            out.append((text, float(item["value"][1])))
+        return out
+    raise ValueError(f"resultType {kind!r} is not an instant vector or scalar")
+
+
+class GateHealthChecker:
+    def __init__(self, gate: HealthGate, environment: str, fetch: Fetch = urllib_fetch) -> None:
+        self.gate = gate
+        self.environment = environment
+        self.fetch = fetch
+
+    def _values(self, stack: str, region: str) -> dict[str, str]:
+        return {"stack": stack, "region": region, "environment": self.environment}
+
+    def _query(self, q: PromQuery, values: dict[str, str]) -> CheckResult:
+        base = fill(self.gate.prometheus_url or "", **values).rstrip("/")
+        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": fill(q.query, **values)})
+        try:
+            status, body = self.fetch(url, PROM_TIMEOUT_S)
+            if status != 200:
+                return CheckResult(q.name, "fail", f"Prometheus answered HTTP {status} ({base})")
+            samples = parse_prometheus(body)
+        except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError, IndexError) as exc:
+            return CheckResult(q.name, "fail", f"cannot query {base}: {exc}")
+        verdict, detail = query_verdict(q, samples)
+        return CheckResult(q.name, verdict, detail)
+
+    def _http(self, c: HttpCheck, values: dict[str, str]) -> CheckResult:
+        url = fill(c.url, **values)
+        try:
+            status, _ = self.fetch(url, c.timeout_s)
+        except (OSError, urllib.error.URLError) as exc:
+            return CheckResult(c.name, "fail", f"{url}: unreachable ({exc})")
+        if status != c.expect_status:
+            return CheckResult(c.name, "fail", f"{url}: HTTP {status}, expected {c.expect_status}")
+        return CheckResult(c.name, "pass", f"{url}: HTTP {status}")
+
+    def check(self, stack: str, region: str) -> CheckReport:
+        values = self._values(stack, region)
+        results: list[Any] = [self._query(q, values) for q in self.gate.queries]
+        results += [self._http(c, values) for c in self.gate.http]
+        return CheckReport(tuple(results))

@@ -1,0 +1,224 @@
+"""GpuNodeGroup: one EKS managed node group of GPU instances in one AZ.
+
+One per AZ because EFA needs a cluster placement group, and a placement group lives in one AZ.
+Sizes (min/desired/max, warm spares) come from the fleet plan; nothing here recomputes them.
+
+Counts. `FleetPlan.nodes_per_az` counts the warm spares in (min = serving + spares, max =
+burst + spares) and the Auto Scaling group runs exactly those counts in service. The spares are
+in-service GPU nodes held by negative-priority placeholder pods (infra/program/serving/
+warm_pool.py): the hydrator has already put the weights on their NVMe, so a vLLM scale-up
+preempts a placeholder and pays only a local model load. The instances in service therefore
+match the plan, and its cost, at every point.
+
+Warm pool. EKS managed node groups take an Auto Scaling warm pool (`warm_pool_config`) that
+pre-initialises the burst headroom: `max_group_prepared_capacity` = plan max, so at baseline the
+pool holds `max - min` instances (and never fewer than the spares). They wait STOPPED by default:
+a stopped instance costs only its EBS root volume, skips EC2 launch and AMI boot when called in,
+but has lost its instance store, so it refills the NVMe weight cache (~70 GB from S3) on start.
+RUNNING (gpu_nodes.warm_pool_state) bills them at the full instance price while they sit outside
+the cluster; HIBERNATED is impossible above 150 GB of RAM (a p5 has 2 TiB).
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.program.components.cluster import encrypted_root_volume, imdsv2_metadata_options
+from infra.program.components.common import merge_tags
+from infra.core.labels import AZ_LABEL, GPU_NODE_LABELS, GPU_RESOURCE, GPU_TAINT_VALUE
+
+GPU_TAINT = {"key": GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}
+AMI_TYPE = "AL2023_x86_64_NVIDIA"
+MIME_BOUNDARY = "==LLMFLEET=="
+
+CapacityType = Literal["on-demand", "capacity-block", "reservation"]
+EKS_CAPACITY_TYPE = {"on-demand": "ON_DEMAND", "reservation": "ON_DEMAND", "capacity-block": "CAPACITY_BLOCK"}
+
+
+def node_config_user_data(strategy: str = "RAID0") -> str:
+    """nodeadm NodeConfig (MIME multi-part) that builds the instance-store array.
+
+    EKS merges its own NodeConfig (cluster name, endpoint, CA) for managed node groups, so this
+    part only carries what we add: the local-storage strategy.
+    """
+    node_config = (
+        "---\n"
+        "apiVersion: node.eks.aws/v1alpha1\n"
+        "kind: NodeConfig\n"
+        "spec:\n"
+        "  instance:\n"
+        "    localStorage:\n"
+        f"      strategy: {strategy}\n"
+    )
+    return (
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="{MIME_BOUNDARY}"\n'
+        "\n"
+        f"--{MIME_BOUNDARY}\n"
+        "Content-Type: application/node.eks.aws\n"
+        "\n"
+        f"{node_config}"
+        "\n"
+        f"--{MIME_BOUNDARY}--\n"
+    )
+
+
+def efa_network_interfaces(count: int, security_group_ids: Sequence[pulumi.Input[str]]) -> list[dict]:
+    """One EFA interface per network card: card 0 is EFA with ENA (the primary interface, device
+    0); the others are EFA-only at device index 1 (no IP address consumed; AWS's p5 layout)."""
+    if count < 1:
+        raise ValueError("an EFA node group needs at least one EFA interface")
+    interfaces = []
+    for card in range(count):
+        interfaces.append(
+            {
+                "network_card_index": card,
+                "device_index": 0 if card == 0 else 1,
+                "interface_type": "efa" if card == 0 else "efa-only",
+                "security_groups": list(security_group_ids),
+                "delete_on_termination": "true",
+                "associate_public_ip_address": "false",
+            }
+        )
+    return interfaces
+
+
+@dataclass(frozen=True)
+class GpuNodeGroupArgs:
+    cluster_name: pulumi.Input[str]
+    node_group_name: str
+    az: str
+    subnet_id: pulumi.Input[str]
+    node_role_arn: pulumi.Input[str]
+    security_group_ids: Sequence[pulumi.Input[str]]  # EFA group + cluster security group
+    instance_type: str
+    efa_interfaces: int
+    gpu: str
+    # GPU nodes in this AZ, warm spares included (FleetPlan.nodes_per_az and warm_spares_per_az).
+    nodes_min: int
+    nodes_desired: int
+    nodes_max: int
+    warm_spares: int = 0
+    warm_pool_state: Literal["RUNNING", "STOPPED"] = "STOPPED"
+    capacity_type: CapacityType = "on-demand"
+    capacity_reservation_id: str | None = None
+    root_volume_gib: int = 200
+    kubernetes_version: str | None = None
+    ami_release_version: str | None = None
+    max_unavailable: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.warm_spares <= self.nodes_min <= self.nodes_desired <= self.nodes_max:
+            raise ValueError(
+                f"node counts must satisfy 0 <= warm spares <= min <= desired <= max: {self.warm_spares} spares, "
+                f"{self.nodes_min}/{self.nodes_desired}/{self.nodes_max}"
+            )
+        if self.nodes_max - self.warm_spares < 1:
+            raise ValueError("at least one GPU node must serve (not only hold warm spares) at the top of a burst")
+        if (self.capacity_type == "on-demand") != (self.capacity_reservation_id is None):
+            raise ValueError("a capacity reservation id goes with capacity-block or reservation, and only then")
+
+
+def in_service_scaling(args: "GpuNodeGroupArgs") -> dict[str, int]:
+    """The Auto Scaling group's in-service counts: the plan's (warm spares are in service)."""
+    return {"min_size": args.nodes_min, "desired_size": args.nodes_desired, "max_size": args.nodes_max}
+
+
+class GpuNodeGroup(pulumi.ComponentResource):
+    """Placement group + launch template + managed node group for one AZ."""
+
+    placement_group: aws.ec2.PlacementGroup
+    launch_template: aws.ec2.LaunchTemplate
+    node_group: aws.eks.NodeGroup
+
+    def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-fleet:gpu:GpuNodeGroup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = merge_tags(args.tags, **{"llm-fleet:az": args.az})
+
+        self.placement_group = aws.ec2.PlacementGroup(
+            f"{name}-pg",
+            strategy="cluster",
+            tags=merge_tags(tags, Name=f"{args.node_group_name}"),
+            opts=child,
+        )
+
+        lt_args: dict = dict(
+            description=f"{args.instance_type} GPU nodes in {args.az} ({args.node_group_name})",
+            metadata_options=imdsv2_metadata_options(),
+            block_device_mappings=[encrypted_root_volume(args.root_volume_gib)],
+            network_interfaces=efa_network_interfaces(args.efa_interfaces, args.security_group_ids),
+            placement={"group_name": self.placement_group.name},
+            user_data=base64.b64encode(node_config_user_data().encode()).decode(),
+            tag_specifications=[
+                {"resource_type": kind, "tags": merge_tags(tags, Name=args.node_group_name)}
+                for kind in ("instance", "volume", "network-interface")
+            ],
+            update_default_version=True,
+            tags=tags,
+        )
+        if args.capacity_type == "capacity-block":
+            lt_args["instance_market_options"] = {"market_type": "capacity-block"}
+        if args.capacity_reservation_id is not None:
+            lt_args["capacity_reservation_specification"] = {
+                "capacity_reservation_target": {"capacity_reservation_id": args.capacity_reservation_id}
+            }
+        self.launch_template = aws.ec2.LaunchTemplate(f"{name}-lt", **lt_args, opts=child)
+
+        labels = {
+            **GPU_NODE_LABELS,
+            AZ_LABEL: args.az,
+            "llm-fleet/gpu": args.gpu,
+            "llm-fleet/capacity-type": args.capacity_type,
+            "nvidia.com/gpu.present": "true",
+            "vpc.amazonaws.com/efa.present": "true",
+            **args.labels,
+        }
+        ng_args: dict = dict(
+            cluster_name=args.cluster_name,
+            node_group_name=args.node_group_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=[args.subnet_id],
+            ami_type=AMI_TYPE,
+            capacity_type=EKS_CAPACITY_TYPE[args.capacity_type],
+            instance_types=[args.instance_type],
+            scaling_config=in_service_scaling(args),
+            launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
+            labels=labels,
+            taints=[GPU_TAINT],
+            update_config={"max_unavailable": args.max_unavailable},
+            node_repair_config={"enabled": True},
+            tags=tags,
+        )
+        if args.kubernetes_version:
+            ng_args["version"] = args.kubernetes_version
+        if args.ami_release_version:
+            ng_args["release_version"] = args.ami_release_version
+        if args.nodes_max > args.nodes_min or args.warm_spares > 0:
+            ng_args["warm_pool_config"] = {
+                "min_size": args.warm_spares,
+                "max_group_prepared_capacity": args.nodes_max,  # pool = burst headroom
+                "pool_state": args.warm_pool_state,
+                "reuse_on_scale_in": True,
+            }
+        self.node_group = aws.eks.NodeGroup(
+            name,
+            **ng_args,
+            # KEDA and the autoscaler move desired between min and max; `pulumi up` must not reset it.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+
+        self.register_outputs(
+            {
+                "az": args.az,
+                "node_group_name": self.node_group.node_group_name,
+                "launch_template_id": self.launch_template.id,
+                "placement_group": self.placement_group.name,
+            }
+        )

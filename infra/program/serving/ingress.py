@@ -1,0 +1,353 @@
+"""The public OpenAI-compatible endpoint: Envoy Gateway behind an AWS NLB.
+
+Chain: NLB (TLS listener) -> Envoy (Gateway listener) -> HTTPRoute for the OpenAI paths ->
+the vLLM engine Service. Policies attached to the route:
+
+  SecurityPolicy        JWT from the configured issuer (remote JWKS); the tenant claim is
+                        copied into a header for the rate limiter.
+  BackendTrafficPolicy  per-tenant local rate limit (429); a circuit breaker at the plan's
+                        admission limit so overload answers 503 + Retry-After at once instead
+                        of queueing in vLLM; retries on connect failure only (a generation is
+                        not idempotent); least-request balancing; timeouts long enough for the
+                        longest answer the context allows.
+  ClientTrafficPolicy   client-side timeouts (slow request bodies, idle keep-alives).
+
+Load balancer: the NLB is requested with annotations on the Envoy Service (through the
+EnvoyProxy resource), which the in-tree AWS service controller of EKS honours with the cluster
+role's permissions: nothing else to install or grant. TLS ends at the NLB with the ACM
+certificate (tls_certificate_arn) or at Envoy with a Kubernetes secret (tls_secret_name).
+Limits of that choice (instance targets, no access logs) are in docs/serving.md.
+
+Envoy counts circuit-breaker and local rate-limit budgets per proxy replica, so the fleet-wide
+admission limit is divided by the number of Envoy replicas.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pulumi
+
+from infra.core.catalog.charts import chart
+from infra.core.config import LISTENER_PORT
+from infra.program.serving import kube
+from infra.program.serving.spec import (
+    SYSTEM_NODE_SELECTOR,
+    ZONE_KEY,
+    ServingSpec,
+    common_labels,
+    seconds,
+)
+from infra.program.serving.vllm import drain_timeout_s
+
+GATEWAY_API = "gateway.networking.k8s.io"
+EG_API = "gateway.envoyproxy.io"
+CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"  # gateway-helm default
+GATEWAY_CLASS = "llm-fleet"
+GATEWAY_NAME = "llm-fleet"
+PROXY_CONFIG_NAME = "llm-fleet-proxy"
+ROUTE_NAME = "openai"
+LISTENER_NAME = "https"
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
+JWT_PROVIDER = "tenant-idp"
+NLB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+# --- numbers derived from the plan ---------------------------------------------------------------
+
+def admission_per_proxy(spec: ServingSpec) -> int:
+    """The plan's admission limit for the burst fleet, split across the Envoy replicas."""
+    return math.ceil(spec.admission_limit_total / spec.envoy_replicas)
+
+
+def pending_per_proxy(spec: ServingSpec) -> int:
+    d = spec.defaults
+    return max(d.pending_min, math.ceil(d.pending_share * admission_per_proxy(spec)))
+
+
+def request_timeout_s(spec: ServingSpec) -> int:
+    """Streams must outlive the longest answer the context allows, produced at the TPOT SLO;
+    twice that is the bound past which a request is surely stuck."""
+    w, v = spec.config.workload, spec.plan.vllm
+    longest_s = w.ttft_p95_ms / 1000.0 + v.max_model_len * w.tpot_p95_ms / 1000.0
+    return math.ceil(2 * longest_s)
+
+
+def retry_after_s(spec: ServingSpec) -> int:
+    """When shed, come back after about one request's lifetime (end-to-end p95)."""
+    return max(1, math.ceil(spec.e2e_p95_s))
+
+
+# --- chart and proxy ---------------------------------------------------------------------------
+
+def gateway_helm_values(spec: ServingSpec) -> dict:
+    return {
+        "deployment": {
+            "replicas": 2,  # leader-elected control plane; the data plane keeps serving without it
+            "pod": {"affinity": _system_affinity()},
+        },
+        "podDisruptionBudget": {"minAvailable": 1},
+        "config": {"envoyGateway": {"gateway": {"controllerName": CONTROLLER_NAME}}},
+    }
+
+
+def _system_affinity() -> dict:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": k, "operator": "In", "values": [v]} for k, v in SYSTEM_NODE_SELECTOR.items()]}
+    ]}}}
+
+
+def _nlb_tags(tags: dict[str, str]) -> str:
+    for k, v in tags.items():
+        if any(c in f"{k}{v}" for c in ",="):
+            raise ValueError(f"tag {k}={v} cannot be passed in the NLB tag annotation (contains ',' or '=')")
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items()))
+
+
+def nlb_annotations(spec: ServingSpec, tags: dict[str, str]) -> dict[str, str]:
+    ing = spec.config.ingress
+    ann = {
+        f"{NLB}type": "nlb",
+        f"{NLB}cross-zone-load-balancing-enabled": "true",
+        f"{NLB}additional-resource-tags": _nlb_tags(tags),
+    }
+    if ing.tls_certificate_arn:
+        ann.update({
+            f"{NLB}ssl-cert": ing.tls_certificate_arn,
+            f"{NLB}ssl-ports": str(LISTENER_PORT),
+            f"{NLB}ssl-negotiation-policy": spec.defaults.nlb_tls_policy,
+            f"{NLB}backend-protocol": "tcp",
+        })
+    return ann
+
+
+def envoy_proxy(spec: ServingSpec, tags: dict[str, str]) -> dict:
+    d = spec.defaults
+    proxy_labels = {"gateway.envoyproxy.io/owning-gateway-name": GATEWAY_NAME}
+    return {
+        "apiVersion": f"{EG_API}/v1alpha1",
+        "kind": "EnvoyProxy",
+        "metadata": {"name": PROXY_CONFIG_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "provider": {
+                "type": "Kubernetes",
+                "kubernetes": {
+                    "envoyDeployment": {
+                        "replicas": spec.envoy_replicas,
+                        "pod": {
+                            "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
+                            "topologySpreadConstraints": [{
+                                "maxSkew": 1, "topologyKey": ZONE_KEY, "whenUnsatisfiable": "ScheduleAnyway",
+                                "labelSelector": {"matchLabels": proxy_labels},
+                            }],
+                        },
+                        "container": {"resources": {
+                            "requests": {"cpu": "500m", "memory": "512Mi"},
+                            "limits": {"cpu": "2", "memory": "1Gi"},
+                        }},
+                    },
+                    "envoyService": {
+                        "type": "LoadBalancer",
+                        # Keep the client address and send NLB traffic only to nodes with an Envoy.
+                        "externalTrafficPolicy": "Local",
+                        "annotations": nlb_annotations(spec, tags),
+                        "loadBalancerSourceRanges": list(spec.config.ingress.allowed_source_cidrs),
+                    },
+                    "envoyPDB": {"minAvailable": 1},
+                },
+            },
+            # Streams in flight when an Envoy pod stops get the same window as a draining engine.
+            "shutdown": {"drainTimeout": seconds(d.endpoint_propagation_s + drain_timeout_s(spec)),
+                         "minDrainDuration": seconds(d.endpoint_propagation_s)},
+        },
+    }
+
+
+# --- Gateway API objects -----------------------------------------------------------------------
+
+def gateway_class(spec: ServingSpec) -> dict:
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": GATEWAY_CLASS, "labels": common_labels("ingress")},
+        "spec": {
+            "controllerName": CONTROLLER_NAME,
+            "parametersRef": {"group": EG_API, "kind": "EnvoyProxy", "name": PROXY_CONFIG_NAME,
+                              "namespace": spec.namespace},
+        },
+    }
+
+
+def gateway(spec: ServingSpec) -> dict:
+    ing = spec.config.ingress
+    listener: dict = {
+        "name": LISTENER_NAME,
+        "hostname": ing.hostname,
+        "port": LISTENER_PORT,
+        "allowedRoutes": {"namespaces": {"from": "Same"}},
+    }
+    if ing.tls_secret_name:
+        # TLS ends at Envoy; the NLB passes TCP through.
+        listener.update(protocol="HTTPS", tls={
+            "mode": "Terminate",
+            "certificateRefs": [{"group": "", "kind": "Secret", "name": ing.tls_secret_name}],
+        })
+    else:
+        # TLS ends at the NLB's TLS listener (ACM certificate); Envoy receives plain HTTP.
+        listener["protocol"] = "HTTP"
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1",
+        "kind": "Gateway",
+        "metadata": {"name": GATEWAY_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [listener]},
+    }
+
+
+def http_route(spec: ServingSpec) -> dict:
+    timeout = seconds(request_timeout_s(spec))
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": ROUTE_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME,
+                            "sectionName": LISTENER_NAME}],
+            "hostnames": [spec.config.ingress.hostname],
+            "rules": [{
+                "matches": [{"path": {"type": "Exact", "value": p}} for p in OPENAI_PATHS],
+                "backendRefs": [{"group": "", "kind": "Service", "name": spec.engine_service_name,
+                                 "port": spec.defaults.vllm_service_port}],
+                "timeouts": {"request": timeout, "backendRequest": timeout},
+            }],
+        },
+    }
+
+
+def _route_target() -> list[dict]:
+    return [{"group": GATEWAY_API, "kind": "HTTPRoute", "name": ROUTE_NAME}]
+
+
+def security_policy(spec: ServingSpec) -> dict:
+    ing, d = spec.config.ingress, spec.defaults
+    return {
+        "apiVersion": f"{EG_API}/v1alpha1",
+        "kind": "SecurityPolicy",
+        "metadata": {"name": f"{ROUTE_NAME}-jwt", "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "targetRefs": _route_target(),
+            "jwt": {"providers": [{
+                "name": JWT_PROVIDER,
+                "issuer": ing.jwt_issuer,
+                "remoteJWKS": {"uri": ing.jwks_uri},
+                # Overwrites any client-sent value: the rate-limit key is the verified claim.
+                "claimToHeaders": [{"claim": d.tenant_claim, "header": d.tenant_header}],
+            }]},
+        },
+    }
+
+
+def backend_traffic_policy(spec: ServingSpec) -> dict:
+    d = spec.defaults
+    per_proxy = admission_per_proxy(spec)
+    return {
+        "apiVersion": f"{EG_API}/v1alpha1",
+        "kind": "BackendTrafficPolicy",
+        "metadata": {"name": f"{ROUTE_NAME}-backend", "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "targetRefs": _route_target(),
+            "rateLimit": {"type": "Local", "local": {"rules": [{
+                # One bucket per tenant (distinct header values); 429 when it is empty.
+                "clientSelectors": [{"headers": [{"name": d.tenant_header, "type": "Distinct"}]}],
+                "limit": {"requests": spec.config.ingress.rate_limit_requests_per_minute, "unit": "Minute"},
+            }]}},
+            # vLLM speaks HTTP/1.1: one request per upstream connection, so connections bound the
+            # requests in flight; the pending queue only covers connection set-up.
+            "circuitBreaker": {
+                "maxConnections": per_proxy,
+                "maxParallelRequests": per_proxy,
+                "maxPendingRequests": pending_per_proxy(spec),
+                "maxParallelRetries": max(1, math.ceil(per_proxy / 10)),
+            },
+            "retry": {
+                "numRetries": d.connect_retries,
+                "retryOn": {"triggers": ["connect-failure"]},
+                "perRetry": {"backOff": {"baseInterval": "100ms", "maxInterval": "1s"}},
+            },
+            "loadBalancer": {"type": "LeastRequest"},
+            "timeout": {
+                "tcp": {"connectTimeout": seconds(d.connect_timeout_s)},
+                "http": {"connectionIdleTimeout": "3600s"},
+            },
+            # Overflow (circuit breaker) and draining engines answer 503: tell clients when to
+            # come back. responseHeaderModifier: envoyproxy/gateway#6308 (Envoy Gateway >= 1.5).
+            "responseOverride": [{
+                "match": {"statusCodes": [{"type": "Value", "value": 503}]},
+                "response": {
+                    "contentType": "application/json",
+                    "body": {"type": "Inline", "inline": json_error(
+                        "The service is at capacity; retry after the Retry-After delay.", "overloaded")},
+                    "responseHeaderModifier": {"set": [{"name": "Retry-After", "value": str(retry_after_s(spec))}]},
+                },
+            }],
+        },
+    }
+
+
+def json_error(message: str, code: str) -> str:
+    """OpenAI-style error body, so client SDKs surface the message."""
+    return json.dumps({"error": {"message": message, "type": code, "code": code}}, sort_keys=True)
+
+
+def client_traffic_policy(spec: ServingSpec) -> dict:
+    d = spec.defaults
+    return {
+        "apiVersion": f"{EG_API}/v1alpha1",
+        "kind": "ClientTrafficPolicy",
+        "metadata": {"name": f"{GATEWAY_NAME}-clients", "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "targetRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME}],
+            "timeout": {"http": {
+                "requestReceivedTimeout": seconds(d.client_request_received_timeout_s),
+                "idleTimeout": seconds(d.client_idle_timeout_s),
+            }},
+        },
+    }
+
+
+def ingress_objects(spec: ServingSpec, tags: dict[str, str]) -> list[dict]:
+    """Every custom resource of the ingress, in apply order."""
+    return [
+        envoy_proxy(spec, tags), gateway_class(spec), gateway(spec), http_route(spec),
+        security_policy(spec), backend_traffic_policy(spec), client_traffic_policy(spec),
+    ]
+
+
+# --- component ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IngressArgs:
+    spec: ServingSpec
+    tags: dict[str, str]
+
+
+class Ingress(pulumi.ComponentResource):
+    def __init__(self, name: str, args: IngressArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llm-fleet:serving:Ingress", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        spec = args.spec
+        self.release = kube.release(
+            f"{name}-envoy-gateway", chart("gateway-helm"), release_name="eg",
+            namespace=spec.defaults.gateway_namespace, values=gateway_helm_values(spec), opts=child,
+        )
+        # The chart installs the Gateway API and Envoy Gateway CRDs these objects need.
+        after_crds = kube.with_deps(child, [self.release])
+        self.objects = {
+            obj["kind"]: kube.custom_resource(f"{name}-{obj['kind'].lower()}", obj, after_crds)
+            for obj in ingress_objects(spec, args.tags)
+        }
+        self.register_outputs({
+            "hostname": spec.config.ingress.hostname,
+            "paths": list(OPENAI_PATHS),
+            "admission_per_proxy": admission_per_proxy(spec),
+        })

@@ -1,0 +1,178 @@
+"""What every serving builder reads: the fleet plan, the stack config and the defaults, plus the
+names derived from them once (namespaces, release and object names, node placement).
+
+Pure functions and data (the node-group module it takes the GPU taint from does import pulumi,
+but nothing here registers anything). GPU placement comes from the node-group component's
+constants, so a change of taint there reaches every pod spec here; the labels are checked by
+tests/serving/test_placement.py, which runs the node-group components under mocks.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from infra.core.catalog import InstanceType, load_catalog
+# The GPU node groups taint their nodes with this (EKS API spelling: NO_SCHEDULE); imported so
+# that the tolerations below can never drift from it.
+from infra.program.components.gpu_node_group import GPU_TAINT
+from infra.program.serving.defaults import ServingDefaults
+from infra.core.config import StackConfig
+from infra.core.errors import InputError
+from infra.core.labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS
+from infra.core.sizing.plan import FleetPlan
+from infra.program.serving import hydrator as weights_k8s
+
+# Node labels set by the GPU node groups and the system node group (infra/core/labels.py).
+GPU_NODE_SELECTOR = dict(GPU_NODE_LABELS)
+SYSTEM_NODE_SELECTOR = dict(SYSTEM_NODE_LABELS)
+EFA_NODE_SELECTOR = {"vpc.amazonaws.com/efa.present": "true"}
+ZONE_KEY = "topology.kubernetes.io/zone"
+
+_EKS_TO_K8S_EFFECT = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+
+
+def gpu_toleration() -> dict:
+    """The toleration matching the GPU node groups' taint, exactly."""
+    return {
+        "key": GPU_TAINT["key"],
+        "operator": "Equal",
+        "value": GPU_TAINT["value"],
+        "effect": _EKS_TO_K8S_EFFECT[GPU_TAINT["effect"]],
+    }
+
+
+def common_labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/part-of": "llm-fleet",
+        "app.kubernetes.io/managed-by": "pulumi",
+        "app.kubernetes.io/component": component,
+    }
+
+
+def dns_label(text: str, max_len: int = 63) -> str:
+    """A DNS-1123 label from free text (model names contain dots and slashes)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    label = re.sub(r"-{2,}", "-", label)[:max_len].rstrip("-")
+    if not label:
+        raise InputError("name", text, "a name with at least one letter or digit")
+    return label
+
+
+def seconds(value: float) -> str:
+    """A Go/Gateway-API duration string in whole seconds."""
+    return f"{int(math.ceil(value))}s"
+
+
+@dataclass(frozen=True)
+class ServingSpec:
+    """Plan + config + defaults, and every name the serving objects share."""
+
+    plan: FleetPlan
+    config: StackConfig
+    weights_bucket: str
+    defaults: ServingDefaults = field(default_factory=ServingDefaults)
+
+    def __post_init__(self) -> None:
+        if self.plan.served_name != (self.config.model.served_name or self.plan.served_name):
+            raise InputError("model.served_name", self.config.model.served_name,
+                             f"the plan's served name {self.plan.served_name!r} (plan and config disagree)")
+        if self.plan.tensor_parallel > self.plan.gpus_per_node:
+            raise InputError("plan.tensor_parallel", self.plan.tensor_parallel,
+                             f"at most the {self.plan.gpus_per_node} GPUs of one {self.plan.instance_type}")
+
+    # --- names ----------------------------------------------------------------------------
+    @property
+    def namespace(self) -> str:
+        """vLLM, the hydrator, the gateway objects and the warm pool share the namespace the
+        weight store's Pod Identity association is bound to."""
+        return self.config.weights.hydrator_namespace
+
+    @property
+    def model_key(self) -> str:
+        """The chart's modelSpec name: object names and the `model` pod label derive from it."""
+        return dns_label(self.plan.model, 24)
+
+    @property
+    def deployment_name(self) -> str:
+        # production-stack: "{{ .Release.Name }}-{{ $modelSpec.name }}-deployment-vllm"
+        return f"{self.defaults.vllm_release}-{self.model_key}-deployment-vllm"
+
+    @property
+    def engine_service_name(self) -> str:
+        # production-stack: "{{ .Release.Name }}-{{ $modelSpec.name }}-engine-service"
+        return f"{self.defaults.vllm_release}-{self.model_key}-engine-service"
+
+    @property
+    def vllm_pod_labels(self) -> dict[str, str]:
+        """Labels the chart puts on every engine pod (its selector)."""
+        return {"model": self.model_key, "helm-release-name": self.defaults.vllm_release}
+
+    @property
+    def served_name(self) -> str:
+        return self.plan.served_name
+
+    # --- hardware -------------------------------------------------------------------------
+    @cached_property
+    def instance(self) -> InstanceType:
+        return load_catalog().instance(self.plan.instance_type)
+
+    @property
+    def gpus_per_pod(self) -> int:
+        return self.plan.vllm.tensor_parallel_size
+
+    # --- fleet counts (all from the plan) -------------------------------------------------
+    @property
+    def replicas_min(self) -> int:
+        return self.plan.replicas_baseline
+
+    @property
+    def replicas_max(self) -> int:
+        return self.plan.replicas_max
+
+    @property
+    def placeholders(self) -> int:
+        return self.plan.warm_spares_per_az * self.plan.azs
+
+    @property
+    def admission_limit_total(self) -> int:
+        """In-flight requests the whole fleet admits at its largest (burst) size."""
+        return self.plan.admission_limit_per_replica * self.plan.replicas_max
+
+    @property
+    def envoy_replicas(self) -> int:
+        """One Envoy per AZ the system nodes can hold, at least two."""
+        return max(self.defaults.envoy_replicas_min, min(self.plan.azs, self.config.cluster.system_node_count))
+
+    # --- weights tier ---------------------------------------------------------------------
+    @cached_property
+    def hydrator(self) -> weights_k8s.HydratorParams:
+        cfg = self.config
+        return weights_k8s.HydratorParams(
+            image=cfg.weights.hydrator_image,
+            bucket=self.weights_bucket,
+            model=self.plan.model,
+            revision=cfg.weights.revision,
+            region=cfg.region,
+            host_models_dir=f"{cfg.weights.nvme_mount_path.rstrip('/')}/models",
+            namespace=cfg.weights.hydrator_namespace,
+            service_account_name=cfg.weights.hydrator_service_account,
+            # The weights module's default selector is not a label our node groups set.
+            node_selector=dict(GPU_NODE_SELECTOR),
+        )
+
+    @property
+    def model_dir(self) -> str:
+        """Where vLLM reads the model: the node-local NVMe copy, mounted read-only."""
+        return weights_k8s.container_model_dir(self.hydrator)
+
+    @property
+    def weights_gib(self) -> float:
+        return self.plan.weights_gib_per_gpu * self.plan.tensor_parallel
+
+    # --- SLOs -----------------------------------------------------------------------------
+    @property
+    def e2e_p95_s(self) -> float:
+        declared = self.config.workload.e2e_p95_ms
+        return (declared if declared is not None else self.plan.predicted.e2e_p95_ms) / 1000.0

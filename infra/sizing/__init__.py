@@ -1,8 +1,0 @@
-"""Pure sizing library: memory, step-time model, latency under load, SLO search.
-
-Imports neither pulumi nor boto3 (tests enforce it).
-"""
-
-from infra.sizing.search import size  # noqa: E402  (the library's entry point)
-
-__all__ = ["size"]
