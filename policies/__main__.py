@@ -15,7 +15,7 @@ if str(_ROOT) not in sys.path:
 
 from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
 
-from policies import POLICIES  # noqa: E402
+from policies.rules import POLICIES  # noqa: E402
 
 PolicyPack(
     name="llm-fleet",

@@ -91,7 +91,7 @@ def evaluate(
     policies: Sequence[Policy] | None = None,
 ) -> list[Violation]:
     """Every violation of every rule over `resources` ({urn, type, name, parent, inputs})."""
-    from policies import POLICIES  # the pack's list, in its order
+    from policies.rules import POLICIES  # the pack's list, in its order
 
     config = dict(config or {})
     resources = [dict(r) for r in resources]

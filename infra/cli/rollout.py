@@ -23,7 +23,7 @@ from typing import Any
 from infra.core.errors import EXIT_OK, UserError, exit_code_epilog
 from infra.core.paths import REPO_ROOT
 
-PROJECT_DIR = REPO_ROOT
+
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from infra.core.rollout.environment import check_environment
     from infra.core.rollout.spec import load_rollout_plan, plan_digest
 
-    project_dir = Path(args.project_dir) if args.project_dir else PROJECT_DIR
+    project_dir = Path(args.project_dir) if args.project_dir else REPO_ROOT
     plan_path = str(args.plan)
     plan = load_rollout_plan(plan_path)
     check_environment(plan, project_dir, source=plan_path)

@@ -22,6 +22,7 @@ Precision = Literal["bf16", "fp8", "int8", "int4"]
 KvDtype = Literal["auto", "fp8"]
 Engine = Literal["vllm", "trtllm"]
 CapacityType = Literal["on-demand", "capacity-block", "reservation"]
+WarmPoolState = Literal["RUNNING", "STOPPED"]
 
 
 class _Strict(BaseModel):
@@ -303,7 +304,7 @@ class GpuNodesConfig(_Strict):
         default_factory=dict,
         description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand.",
     )
-    warm_pool_state: Literal["RUNNING", "STOPPED"] = Field(
+    warm_pool_state: WarmPoolState = Field(
         default="STOPPED",
         description="Node warm pool (burst headroom): STOPPED costs EBS only and refills NVMe on start; "
         "RUNNING bills the instance price.",

@@ -20,10 +20,10 @@ from infra.core.config import (
     StackConfig,
     load_stack_config,
     parse_stack_config,
-    stack_config_from_pulumi,
 )
 from infra.core.errors import UserError
-from infra.program.offline import PROJECT_DIR
+from infra.core.paths import REPO_ROOT as PROJECT_DIR
+from infra.program.compose import engine_config_entries
 from tests.program.support import DELETE, prod_entries, with_changes
 
 
@@ -80,7 +80,7 @@ def test_program_loader_reads_pulumi_config_the_same_way():
     def load(extra: dict) -> StackConfig:
         engine = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**entries, **extra}.items()}
         pulumi.runtime.set_all_config(engine, [])
-        return stack_config_from_pulumi()
+        return parse_stack_config(engine_config_entries(), source="stack prod")
 
     assert contextvars.copy_context().run(load, {}) == load_stack_config("prod", PROJECT_DIR)
     with pytest.raises(UserError, match=r"llm-fleet:budgett: unknown key; did you mean 'budget'"):

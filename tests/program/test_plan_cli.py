@@ -12,7 +12,8 @@ import pytest
 from infra.cli import main
 from infra.core.config import load_stack_config
 from infra.cli.plan import short_type, write_json_atomic
-from infra.program.offline import PROJECT_DIR, normalize, region_azs
+from infra.core.paths import REPO_ROOT as PROJECT_DIR
+from infra.program.offline import normalize, region_azs
 
 PLAN_SCHEMA = {
     "type": "object",
@@ -37,6 +38,9 @@ PLAN_SCHEMA = {
                     "name": {"type": "string"},
                     "parent": {"type": ["string", "null"]},
                     "inputs": {"type": "object"},
+                    "id": {"type": "string"},
+                    "propertyDependencies": {"type": "object",
+                                             "additionalProperties": {"type": "array", "items": {"type": "string"}}},
                 },
             },
         },
@@ -45,9 +49,9 @@ PLAN_SCHEMA = {
 
 
 def _size(stack: str = "prod"):
-    from infra.core.sizing import size
+    from infra.core.resolve import resolve
 
-    return size(load_stack_config(stack, PROJECT_DIR).sizing_spec())
+    return resolve(stack).plan
 
 
 def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
@@ -143,7 +147,7 @@ def test_fresh_copy_of_the_repository_plans_prod(tmp_path):
 
 LEAN_CHECK = r"""
 import importlib, sys
-from infra.program.offline import _LeanPackage, use_lean_aws_imports
+from infra.program.offline.lean_imports import _LeanPackage, use_lean_aws_imports
 use_lean_aws_imports()
 import pulumi_aws as aws
 ec2 = sys.modules["pulumi_aws.ec2"]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from infra.core.config import load_stack_config
-from infra.program.offline import PROJECT_DIR
+from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from tests.program.support import CLUSTER, LAUNCH_TEMPLATE, ROLE, gpu_node_groups, run_variant
 
 

@@ -6,7 +6,9 @@ import json
 import pytest
 
 from infra.program.offline import run_mocked
-from tests.program.support import NAT, NODE_GROUP, SUBNET, gpu_node_groups, gpu_nodes_total, make_plan, run_variant
+from tests.program.support import (
+    NAT, NODE_GROUP, SUBNET, gpu_args_defaults, gpu_node_groups, gpu_nodes_total, make_plan, run_variant,
+)
 
 STACK_URN = "urn:pulumi:prod::llm-fleet::pulumi:pulumi:Stack::llm-fleet-prod"
 COMPONENTS = {
@@ -149,7 +151,7 @@ def test_running_twice_in_one_process_gives_the_same_graph(prod_run):
 
 
 def test_gpu_node_group_component_alone_with_a_fabricated_plan():
-    """The component reads counts from a FleetPlan built by hand (no sizing search)."""
+    """The component reads its counts from the plan it is given, not from a search of its own."""
     from infra.program.components import GpuNodeGroup, GpuNodeGroupArgs
 
     plan = make_plan(nodes_per_az=make_plan().nodes_per_az.__class__(min=4, desired=5, max=9), warm_spares_per_az=2)
@@ -160,7 +162,7 @@ def test_gpu_node_group_component_alone_with_a_fabricated_plan():
             node_role_arn="arn:aws:iam::123456789012:role/n", security_group_ids=["sg-1"],
             instance_type=plan.instance_type, efa_interfaces=4, gpu=plan.gpu,
             nodes_min=plan.nodes_per_az.min, nodes_desired=plan.nodes_per_az.desired, nodes_max=plan.nodes_per_az.max,
-            warm_spares=plan.warm_spares_per_az, warm_pool_state="STOPPED",
+            warm_spares=plan.warm_spares_per_az, **gpu_args_defaults(),
         ))
         return {"plan": plan}
 

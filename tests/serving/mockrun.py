@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from infra.program.offline import ResourceRecord, run_mocked
+from infra.core.graph import Node as ResourceRecord
+from infra.program.offline import run_mocked
 
 
 @dataclass
@@ -52,7 +53,7 @@ def run(build: Callable[[], Any], region: str = "us-east-1", stack: str = "test"
 
     program = run_mocked(body, stack, region)
     return Registered(
-        program.resources,
+        list(program.resources),
         holder.get("result"),
         {r.urn: r.provider for r in program.resources if r.provider},
         {r.urn: set(r.depends_on) for r in program.resources},

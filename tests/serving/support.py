@@ -3,13 +3,11 @@ mock run of the Serving component (fixtures in conftest.py)."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
-from infra.program.serving.spec import ServingSpec
 from infra.core.config import StackConfig, load_stack_config
-from infra.core.sizing.search import size
-
-PROJECT = Path(__file__).resolve().parents[2]
+from infra.core.paths import REPO_ROOT as PROJECT
+from infra.core.resolve import resolve
+from infra.program.serving.spec import ServingSpec
 BUCKET = "llm-fleet-prod-weights-123456789012-us-east-1"
 ACCOUNT = "123456789012"
 CLUSTER = "llm-fleet-prod"
@@ -32,8 +30,11 @@ def variant_config() -> StackConfig:
     return StackConfig.model_validate(doc)
 
 
-def make_spec(cfg: StackConfig) -> ServingSpec:
-    return ServingSpec(plan=size(cfg.sizing_spec()), config=cfg, weights_bucket=BUCKET)
+def make_spec(cfg: StackConfig, stack: str = "variant") -> ServingSpec:
+    """The serving spec of a stack with config `cfg`, its plan from the resolver."""
+    entries = {f"llm-fleet:{k}": v for k, v in cfg.model_dump(mode="json", exclude_none=True).items()}
+    entries["aws:region"] = cfg.region
+    return ServingSpec(plan=resolve(stack, entries=entries).plan, config=cfg, weights_bucket=BUCKET)
 
 
 _SPECS: dict[str, ServingSpec] = {}
@@ -41,7 +42,7 @@ _SPECS: dict[str, ServingSpec] = {}
 
 def spec_for(name: str) -> ServingSpec:
     if name not in _SPECS:
-        _SPECS[name] = make_spec(prod_config() if name == "prod" else variant_config())
+        _SPECS[name] = make_spec(prod_config(), "prod") if name == "prod" else make_spec(variant_config())
     return _SPECS[name]
 
 

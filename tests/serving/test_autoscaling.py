@@ -107,7 +107,7 @@ def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
 def test_project_policy_pack_accepts_the_serving_resources(serving_run):
     """The CrossGuard rules (policies/) run offline over what Serving registers."""
     from policies import POLICIES
-    from policies.offline import config_for_stack, evaluate
+    from policies import config_for_stack, evaluate
     from pulumi_policy import ResourceValidationPolicy
 
     rules = [p for p in POLICIES if isinstance(p, ResourceValidationPolicy)]

@@ -8,8 +8,11 @@ from __future__ import annotations
 import pytest
 
 from infra.program.components.common import AwsContext
-from infra.program.components.gpu_node_group import GPU_TAINT
+from infra.core.labels import gpu_taint_eks
+GPU_TAINT = gpu_taint_eks()
 from infra.program.serving.spec import EFA_NODE_SELECTOR, GPU_NODE_SELECTOR, SYSTEM_NODE_SELECTOR, gpu_toleration
+
+from tests.program.support import cluster_args_defaults, gpu_args_defaults
 
 from . import mockrun
 
@@ -24,13 +27,13 @@ def node_groups():
     def build():
         cluster = Cluster("cluster", ClusterArgs(
             cluster_name="llm-fleet-test", aws=AwsContext("123456789012", "us-east-1"), kubernetes_version="1.33",
-            vpc_id="vpc-123", subnet_ids=["subnet-a"],
+            vpc_id="vpc-123", subnet_ids=["subnet-a"], **cluster_args_defaults(),
         ))
         GpuNodeGroup("gpu-us-east-1a", GpuNodeGroupArgs(
             cluster_name=cluster.eks.name, node_group_name="llm-fleet-test-gpu-us-east-1a", az="us-east-1a",
             subnet_id="subnet-a", node_role_arn=cluster.node_role.arn, security_group_ids=["sg-1"],
             instance_type="p5.48xlarge", efa_interfaces=32, gpu="H100-SXM-80GB",
-            nodes_min=3, nodes_desired=3, nodes_max=5, warm_spares=1,
+            nodes_min=3, nodes_desired=3, nodes_max=5, warm_spares=1, **gpu_args_defaults(),
         ))
 
     return mockrun.run(build)

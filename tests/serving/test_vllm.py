@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.core.catalog.charts import chart, image
-from infra.program.components.gpu_node_group import GPU_TAINT
+from infra.core.labels import gpu_taint_eks
+GPU_TAINT = gpu_taint_eks()
 from infra.program.serving import vllm
 from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
 from infra.program.serving.hydrator import CONTAINER_MODELS_DIR, MODELS_VOLUME

@@ -17,8 +17,13 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-fleet-hydrator:0.1.0"
 
 
 def _params(**kw) -> k8s.HydratorParams:
+    from infra.core.config import WeightsConfig
+
+    defaults = {name: f.default for name, f in WeightsConfig.model_fields.items()}
     base = dict(image=IMAGE, bucket="llm-fleet-weights-prod", model="meta-llama/Llama-3.1-8B-Instruct",
-                revision="0e9e39f", region="us-east-1")
+                revision="0e9e39f", region="us-east-1", namespace=defaults["hydrator_namespace"],
+                service_account_name=defaults["hydrator_service_account"],
+                host_models_dir=f"{defaults['nvme_mount_path']}/models")
     return k8s.HydratorParams(**{**base, **kw})
 
 
@@ -163,17 +168,10 @@ def test_params_are_immutable():
         _params().image = "x:latest"  # type: ignore[misc]
 
 
-def test_defaults_agree_with_the_stack_config_and_the_gpu_node_group():
-    # One fact in one place across modules: the service account the WeightStore binds, the
-    # namespace, the RAID0 mount, and the taint the GPU node groups carry.
-    from infra.program.components.gpu_node_group import GPU_TAINT
-    from infra.core.config import WeightsConfig
+def test_the_hydrator_tolerates_the_gpu_node_groups_taint():
+    from infra.core.labels import gpu_taint_eks
 
-    fields = WeightsConfig.model_fields
-    params = _params()
-    assert params.service_account_name == fields["hydrator_service_account"].default
-    assert params.namespace == fields["hydrator_namespace"].default
-    assert params.host_models_dir.startswith(fields["nvme_mount_path"].default + "/")
-    toleration = _pod(k8s.hydrator_daemonset(params))["tolerations"][0]
-    assert toleration["key"] == GPU_TAINT["key"]
-    assert toleration["effect"] == {"NO_SCHEDULE": "NoSchedule"}[GPU_TAINT["effect"]]
+    taint = gpu_taint_eks()
+    toleration = _pod(k8s.hydrator_daemonset(_params()))["tolerations"][0]
+    assert toleration["key"] == taint["key"] and toleration["operator"] == "Exists"
+    assert toleration["effect"] == {"NO_SCHEDULE": "NoSchedule"}[taint["effect"]]

@@ -23,12 +23,9 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 
-from infra.core.errors import UserError
+from infra.core import patterns
+from infra.core.errors import RolloutLockedError, UserError
 from infra.core.files import atomic_write
-from infra.core.errors import RolloutLockedError
-
-_STACK_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
 
 class StateStore(Protocol):
     def describe(self) -> str: ...
@@ -62,7 +59,7 @@ def holder_text(holder: Mapping[str, Any] | None) -> str:
 
 
 def _check_stack(stack: str) -> str:
-    if not _STACK_FILE_RE.match(stack):
+    if not patterns.matches(patterns.STACK, stack):
         raise UserError(f"stack {stack!r}: not a valid stack name for a state file")
     return stack
 

@@ -84,14 +84,15 @@ class ClusterArgs:
     kubernetes_version: str
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]  # private subnets, one per AZ
-    endpoint_public_access: bool = False
-    public_access_cidrs: tuple[str, ...] = ()
-    system_node_instance_type: str = "m7i.xlarge"
-    system_node_count: int = 2
+    # From llm-fleet:cluster (infra/core/config.py ClusterConfig holds the defaults).
+    endpoint_public_access: bool
+    public_access_cidrs: tuple[str, ...]
+    system_node_instance_type: str
+    system_node_count: int
+    admin_principal_arns: tuple[str, ...]
+    log_retention_days: int
+    deletion_protection: bool
     system_root_volume_gib: int = 50
-    admin_principal_arns: tuple[str, ...] = ()
-    log_retention_days: int = 90
-    deletion_protection: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
 
 

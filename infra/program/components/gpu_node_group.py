@@ -22,20 +22,19 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.core.config import CapacityType, WarmPoolState
+from infra.core.labels import AZ_LABEL, AZ_TAG, CAPACITY_TYPE_LABEL, GPU_LABEL, GPU_NODE_LABELS, gpu_taint_eks
 from infra.program.components.cluster import encrypted_root_volume, imdsv2_metadata_options
 from infra.program.components.common import merge_tags
-from infra.core.labels import AZ_LABEL, GPU_NODE_LABELS, GPU_RESOURCE, GPU_TAINT_VALUE
 
-GPU_TAINT = {"key": GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}
 AMI_TYPE = "AL2023_x86_64_NVIDIA"
 MIME_BOUNDARY = "==LLMFLEET=="
 
-CapacityType = Literal["on-demand", "capacity-block", "reservation"]
 EKS_CAPACITY_TYPE = {"on-demand": "ON_DEMAND", "reservation": "ON_DEMAND", "capacity-block": "CAPACITY_BLOCK"}
 
 
@@ -102,14 +101,15 @@ class GpuNodeGroupArgs:
     nodes_min: int
     nodes_desired: int
     nodes_max: int
-    warm_spares: int = 0
-    warm_pool_state: Literal["RUNNING", "STOPPED"] = "STOPPED"
-    capacity_type: CapacityType = "on-demand"
-    capacity_reservation_id: str | None = None
-    root_volume_gib: int = 200
-    kubernetes_version: str | None = None
-    ami_release_version: str | None = None
-    max_unavailable: int = 1
+    warm_spares: int
+    # From llm-fleet:gpu_nodes, fleet and cluster (infra/core/config.py holds the defaults).
+    warm_pool_state: WarmPoolState
+    capacity_type: CapacityType
+    capacity_reservation_id: str | None
+    root_volume_gib: int
+    kubernetes_version: str
+    ami_release_version: str | None
+    max_unavailable: int
     labels: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
 
@@ -140,7 +140,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-fleet:gpu:GpuNodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tags = merge_tags(args.tags, **{"llm-fleet:az": args.az})
+        tags = merge_tags(args.tags, **{AZ_TAG: args.az})
 
         self.placement_group = aws.ec2.PlacementGroup(
             f"{name}-pg",
@@ -174,8 +174,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
         labels = {
             **GPU_NODE_LABELS,
             AZ_LABEL: args.az,
-            "llm-fleet/gpu": args.gpu,
-            "llm-fleet/capacity-type": args.capacity_type,
+            GPU_LABEL: args.gpu,
+            CAPACITY_TYPE_LABEL: args.capacity_type,
             "nvidia.com/gpu.present": "true",
             "vpc.amazonaws.com/efa.present": "true",
             **args.labels,
@@ -191,13 +191,12 @@ class GpuNodeGroup(pulumi.ComponentResource):
             scaling_config=in_service_scaling(args),
             launch_template={"id": self.launch_template.id, "version": self.launch_template.latest_version.apply(str)},
             labels=labels,
-            taints=[GPU_TAINT],
+            taints=[gpu_taint_eks()],
             update_config={"max_unavailable": args.max_unavailable},
             node_repair_config={"enabled": True},
             tags=tags,
         )
-        if args.kubernetes_version:
-            ng_args["version"] = args.kubernetes_version
+        ng_args["version"] = args.kubernetes_version
         if args.ami_release_version:
             ng_args["release_version"] = args.ami_release_version
         if args.nodes_max > args.nodes_min or args.warm_spares > 0:

@@ -109,8 +109,9 @@ class WeightStoreArgs:
     cluster_arn: pulumi.Input[str]
     namespace: str
     service_account: str
-    noncurrent_version_expiration_days: int = 30
-    retired_revision_expiration_days: int = 30
+    # From llm-fleet:weights (infra/core/config.py WeightsConfig holds the defaults).
+    noncurrent_version_expiration_days: int
+    retired_revision_expiration_days: int
     abort_incomplete_upload_days: int = 7
     tags: Mapping[str, str] = field(default_factory=dict)
 

@@ -24,6 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.core.catalog.charts import chart, image
+from infra.core.labels import AZ_LABEL
 from infra.program.components.common import AwsContext, merge_tags, policy_json
 from infra.program.serving import kube
 from infra.core.metrics import queue_depth
@@ -34,7 +35,7 @@ from infra.program.components.weight_store import pod_identity_trust_policy
 PROMETHEUS_SERVICE = "prometheus-operated"  # created by the Prometheus operator for every Prometheus
 PROMETHEUS_PORT = 9090
 # Node-group labels that differ between otherwise identical per-AZ groups.
-BALANCING_IGNORED_LABELS = ("llm-fleet/az",)
+BALANCING_IGNORED_LABELS = (AZ_LABEL,)
 
 
 def prometheus_address(spec: ServingSpec) -> str:

@@ -24,14 +24,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from infra.core import patterns
 from infra.core.errors import InputError
-from infra.core.labels import GPU_NODE_LABELS, GPU_RESOURCE
+from infra.core.labels import GPU_NODE_LABELS, GPU_RESOURCE, MODEL_ANNOTATION, PROJECT, REVISION_ANNOTATION
 from infra.core.weights_layout import MARKER_NAME, validate_model_name, validate_revision
 
-# GPU nodes are tainted nvidia.com/gpu=true:NoSchedule (gpu_node_group.GPU_TAINT); tolerate
+# GPU nodes are tainted nvidia.com/gpu=true:NoSchedule (infra.core.labels); tolerate
 # the key whatever its value.
 GPU_TAINT_KEY = GPU_RESOURCE
-DEFAULT_HOST_MODELS_DIR = "/mnt/k8s-disks/0/models"
 CONTAINER_MODELS_DIR = "/models"
 MODELS_VOLUME = "models"
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
@@ -40,7 +40,6 @@ ENTRYPOINT = ("python", "-m", "infra.cli.weights")
 
 _DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 _TAG_RE = re.compile(r":([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def check_pinned_image(image: str) -> str:
@@ -70,11 +69,10 @@ class HydratorParams:
     model: str  # e.g. "meta-llama/Llama-3.1-8B-Instruct"
     revision: str  # immutable revision uploaded with `weights upload`
     region: str  # region of the bucket
-    host_models_dir: str = DEFAULT_HOST_MODELS_DIR  # on the node's RAID0 mount
-    namespace: str = "llm-serving"
-    # Bound to the WeightStore's read-only role by its PodIdentityAssociation (config
-    # weights.hydrator_service_account; same default).
-    service_account_name: str = "weight-hydrator"
+    # From llm-fleet:weights (infra/core/config.py WeightsConfig holds the defaults).
+    host_models_dir: str  # on the node's RAID0 mount: <nvme_mount_path>/models
+    namespace: str
+    service_account_name: str  # bound to the WeightStore's read-only role (PodIdentityAssociation)
     name: str = "weights-hydrator"  # DaemonSet name
     concurrency: int = 16  # parallel GET streams per node
     part_size_mib: int = 64  # ranged-download part size
@@ -92,11 +90,11 @@ class HydratorParams:
         validate_revision(self.revision, "revision")
         for fld in ("namespace", "service_account_name", "name"):
             value = getattr(self, fld)
-            if not isinstance(value, str) or not _DNS_LABEL_RE.match(value):
+            if not patterns.matches(patterns.DNS_LABEL, value):
                 raise InputError(fld, value, "a DNS label: lowercase letters, digits and '-', at most 63")
-        if not self.bucket or not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", self.bucket):
+        if not patterns.matches(patterns.BUCKET, self.bucket):
             raise InputError("bucket", self.bucket, "an S3 bucket name")
-        if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", self.region or ""):
+        if not patterns.matches(patterns.REGION, self.region):
             raise InputError("region", self.region, "an AWS region such as us-east-1")
         if not posixpath.isabs(self.host_models_dir) or posixpath.normpath(self.host_models_dir) != self.host_models_dir:
             raise InputError("host_models_dir", self.host_models_dir, "a normalised absolute path")
@@ -131,7 +129,7 @@ def _labels(params: HydratorParams) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "weights-hydrator",
         "app.kubernetes.io/instance": params.name,
-        "app.kubernetes.io/part-of": "llm-fleet",
+        "app.kubernetes.io/part-of": PROJECT,
         "app.kubernetes.io/component": "weights",
     }
 
@@ -261,8 +259,7 @@ def hydrator_daemonset(params: HydratorParams) -> dict:
             "name": params.name,
             "namespace": params.namespace,
             "labels": labels,
-            "annotations": {"llm-fleet.io/model": params.model,
-                            "llm-fleet.io/revision": params.revision},
+            "annotations": {MODEL_ANNOTATION: params.model, REVISION_ANNOTATION: params.revision},
         },
         "spec": {
             "selector": {"matchLabels": {k: labels[k] for k in
@@ -272,8 +269,7 @@ def hydrator_daemonset(params: HydratorParams) -> dict:
             "template": {
                 "metadata": {
                     "labels": labels,
-                    "annotations": {"llm-fleet.io/model": params.model,
-                                    "llm-fleet.io/revision": params.revision},
+                    "annotations": {MODEL_ANNOTATION: params.model, REVISION_ANNOTATION: params.revision},
                 },
                 "spec": pod_spec,
             },

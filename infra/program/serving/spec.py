@@ -1,10 +1,9 @@
 """What every serving builder reads: the fleet plan, the stack config and the defaults, plus the
 names derived from them once (namespaces, release and object names, node placement).
 
-Pure functions and data (the node-group module it takes the GPU taint from does import pulumi,
-but nothing here registers anything). GPU placement comes from the node-group component's
-constants, so a change of taint there reaches every pod spec here; the labels are checked by
-tests/serving/test_placement.py, which runs the node-group components under mocks.
+Pure functions and data: nothing here registers anything. GPU placement (node labels, the GPU
+taint and its toleration) comes from infra/core/labels.py, the module the node groups read too;
+tests/serving/test_placement.py checks both sides under mocks.
 """
 from __future__ import annotations
 
@@ -14,13 +13,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from infra.core.catalog import InstanceType, load_catalog
-# The GPU node groups taint their nodes with this (EKS API spelling: NO_SCHEDULE); imported so
-# that the tolerations below can never drift from it.
-from infra.program.components.gpu_node_group import GPU_TAINT
 from infra.program.serving.defaults import ServingDefaults
 from infra.core.config import StackConfig
 from infra.core.errors import InputError
-from infra.core.labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS
+from infra.core.labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS, ZONE_LABEL, common_labels, gpu_toleration
 from infra.core.sizing.plan import FleetPlan
 from infra.program.serving import hydrator as weights_k8s
 
@@ -28,27 +24,7 @@ from infra.program.serving import hydrator as weights_k8s
 GPU_NODE_SELECTOR = dict(GPU_NODE_LABELS)
 SYSTEM_NODE_SELECTOR = dict(SYSTEM_NODE_LABELS)
 EFA_NODE_SELECTOR = {"vpc.amazonaws.com/efa.present": "true"}
-ZONE_KEY = "topology.kubernetes.io/zone"
-
-_EKS_TO_K8S_EFFECT = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
-
-
-def gpu_toleration() -> dict:
-    """The toleration matching the GPU node groups' taint, exactly."""
-    return {
-        "key": GPU_TAINT["key"],
-        "operator": "Equal",
-        "value": GPU_TAINT["value"],
-        "effect": _EKS_TO_K8S_EFFECT[GPU_TAINT["effect"]],
-    }
-
-
-def common_labels(component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/part-of": "llm-fleet",
-        "app.kubernetes.io/managed-by": "pulumi",
-        "app.kubernetes.io/component": component,
-    }
+ZONE_KEY = ZONE_LABEL
 
 
 def dns_label(text: str, max_len: int = 63) -> str:

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
+from infra.core.labels import PROJECT
 from infra.program.serving import kube
 from infra.program.serving.spec import (
     GPU_NODE_SELECTOR,
@@ -177,7 +178,7 @@ def vllm_stack_values(spec: ServingSpec) -> dict:
             "runtimeClassName": "",
             # Replace the chart's example labels (environment/release: test); they also land in
             # the Deployment's immutable selector, so they must be right from the first install.
-            "labels": {"app.kubernetes.io/part-of": "llm-fleet", "app.kubernetes.io/component": "vllm"},
+            "labels": {"app.kubernetes.io/part-of": PROJECT, "app.kubernetes.io/component": "vllm"},
             "containerPort": d.vllm_container_port,
             "servicePort": d.vllm_service_port,
             "imagePullPolicy": "IfNotPresent",  # the tag is pinned
