@@ -31,6 +31,12 @@ class CostModelAdapter:
         return CostFigure(Decimal(report.total_month(scenario)), graph.kind)
 
 
+def slo_targets(stack: str, project_dir: Path) -> tuple[str, Any]:
+    """(served model name, declared workload): what the health gate's `slo:` queries are bound to."""
+    resolved = resolve(stack, project_dir)
+    return resolved.plan.served_name, resolved.config.workload
+
+
 def checked_pack_config(stack: str, project_dir: Path) -> str:
     """The path of the stack's pack config, once it is known to match the stack config."""
     config_for_stack(stack, project_dir)

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from infra.ops.preflight.checks import AwsPreflight
     from infra.core.rollout import report as rollout_report
-    from infra.cli.adapters import CostModelAdapter, checked_pack_config
+    from infra.cli.adapters import CostModelAdapter, checked_pack_config, slo_targets
     from infra.ops.rollout.automation import AutomationWorkspace
     from infra.ops.rollout.health import GateHealthChecker
     from infra.ops.rollout.runner import Runner, RunOptions
@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         plan_digest=plan_digest(plan_path),
         workspace=AutomationWorkspace(project_dir, pack_config_for=lambda stack: checked_pack_config(stack, project_dir)),
         preflight=AwsPreflight(project_dir),
-        health=GateHealthChecker(plan.gates.health, plan.environment) if plan.gates.health else None,
+        health=GateHealthChecker(plan.gates.health, plan.environment, slo_targets=lambda stack: slo_targets(stack, project_dir))
+        if plan.gates.health else None,
         cost_model=CostModelAdapter(),
         store=store,
         out=sys.stderr,

@@ -219,8 +219,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     summary = calibrate.summarise(results)
     if args.write:
         calibrate.write_engines(engines)
-        calibrate.REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
-        calibrate.REPORT_PATH.write_text(calibrate.render_report(results, excluded, engines))
+        calibrate.write_report(calibrate.render_report(results, excluded, engines))
     if args.json:
         print(json.dumps({"summary": summary, "engines": {k: vars(v) for k, v in engines.items()}}, indent=2))
     else:

@@ -26,9 +26,13 @@ class ExitCode:
     code: int
     meaning: str
     for_command: Mapping[str, str] = field(default_factory=dict)  # command -> what the code means there
+    commands: tuple[str, ...] | None = None  # the commands that return it; None: any command
 
     def describe(self, command: str | None = None) -> str:
         return self.for_command.get(command or "", self.meaning)
+
+    def used_by(self, command: str | None) -> bool:
+        return command is None or self.commands is None or command in self.commands
 
 
 EXIT_CODES: tuple[ExitCode, ...] = (
@@ -36,13 +40,14 @@ EXIT_CODES: tuple[ExitCode, ...] = (
         "rollout": "success: every wave is up, healthy and baked (or --dry-run: every gate would pass)",
     }),
     ExitCode(EXIT_INTERNAL, "internal error (a bug: please report it with the traceback)"),
-    ExitCode(EXIT_USAGE, "bad input: invalid flag, file or config value, or SLOs that cannot be met", {
+    ExitCode(EXIT_USAGE, "bad input: a flag, file or config value (the message names the field, the value and what "
+                         "is allowed), or SLOs that cannot be met (it names the SLO and the best achievable value)", {
         "weights": "bad input: invalid flag, model name, revision, source directory or missing --bucket",
         "rollout": "bad input: rollout plan, stack config, flag, or a journal that does not match the plan",
     }),
-    ExitCode(EXIT_POLICY, "a mandatory policy is violated", {
+    ExitCode(EXIT_POLICY, "a mandatory policy is violated (`plan`, `cost-diff --fail-on-violation`, `rollout --dry-run`)", {
         "rollout": "--dry-run: a mandatory policy would be violated",
-    }),
+    }, commands=("plan", "cost-diff", "rollout")),
     ExitCode(EXIT_PREFLIGHT, "a preflight check failed, or something needed is missing or not ready", {
         "weights": "not found or not ready: bucket or manifest missing (model incomplete), access denied, "
                    "endpoint unreachable, not enough free disk, or `wait` timed out before the marker",
@@ -50,21 +55,21 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     }),
     ExitCode(EXIT_ROLLOUT_HALTED, "a rollout halted at a failed gate or step (resume with --resume)", {
         "rollout": "the rollout halted at a failed step or gate (--dry-run: a gate would stop it); resume with --resume",
-    }),
-    ExitCode(EXIT_INTEGRITY, "integrity failure: size or sha256 mismatch, invalid or unsafe manifest", {
+    }, commands=("rollout",)),
+    ExitCode(EXIT_INTEGRITY, "integrity failure (weights): size or sha256 mismatch, invalid or unsafe manifest", {
         "weights": "integrity failure: object missing, size or sha256 mismatch, invalid or unsafe manifest",
-    }),
+    }, commands=("weights",)),
     ExitCode(EXIT_LOCKED, "another run holds the lock (hydration of the same destination, rollout of the same environment)", {
         "weights": "destination locked by another hydration (--no-wait, or --lock-timeout-s elapsed)",
         "rollout": "another rollout of this environment holds the lock",
-    }),
+    }, commands=("weights", "rollout")),
     ExitCode(EXIT_INTERRUPTED, "interrupted (Ctrl-C): nothing half-written; what was done so far is reported"),
 )
 
 
 def exit_code_table(command: str | None = None) -> dict[int, str]:
     """code -> meaning, in the words of `command` where it has its own."""
-    return {e.code: e.describe(command) for e in EXIT_CODES}
+    return {e.code: e.describe(command) for e in EXIT_CODES if e.used_by(command)}
 
 
 def exit_code_epilog(command: str | None = None) -> str:

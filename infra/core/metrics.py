@@ -67,6 +67,21 @@ def tpot_p95(served_name: str, window: str) -> str:
     return histogram_p95(VLLM_ITL, served_name, window)
 
 
+def e2e_p95(served_name: str, window: str) -> str:
+    return histogram_p95(VLLM_E2E, served_name, window)
+
+
+# The SLOs a query may name (`slo: ttft_p95` in a rollout plan's health gate): the PromQL that
+# measures each, and the workload field (milliseconds) that holds its target.
+SLO_QUERIES = {"ttft_p95": ttft_p95, "tpot_p95": tpot_p95, "e2e_p95": e2e_p95}
+SLO_TARGET_FIELDS = {"ttft_p95": "ttft_p95_ms", "tpot_p95": "tpot_p95_ms", "e2e_p95": "e2e_p95_ms"}
+
+
+def slo_query(slo: str, served_name: str, window: str) -> str:
+    """The PromQL whose value (seconds) is compared with the SLO's target."""
+    return SLO_QUERIES[slo](served_name, window)
+
+
 def kv_cache_usage_max(served_name: str) -> str:
     return f"max by (pod) ({VLLM_KV_CACHE_USAGE}{_selector(served_name)})"
 

@@ -146,25 +146,6 @@ def test_the_pack_starts_its_analyzer_server_when_run_as_pulumi_runs_it():
         proc.wait(timeout=10)
 
 
-def test_config_for_stack_takes_budget_and_region_from_the_stack_config(tmp_path):
-    from policies import config_for_stack
-
-    cfg = config_for_stack("prod")
-    budget = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["llm-fleet:budget"]["monthly_usd"]
-    assert cfg["gpu-spend-cap"]["monthly_budget_usd"] == budget and cfg["gpu-spend-cap-stack"]["region"] == "us-east-1"
-    assert cfg["required-tags"]["required_tags"] == ["environment", "cost-center", "owner"]  # from config.prod.json
-    import shutil
-
-    shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-    stack = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
-    stack["config"]["llm-fleet:budget"]["monthly_usd"] = 1234
-    stack["config"]["llm-fleet:fleet"]["price_usd_per_gpu_hour"] = 4.916
-    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(stack))
-    cfg = config_for_stack("prod", tmp_path)
-    assert cfg["gpu-spend-cap"]["monthly_budget_usd"] == 1234
-    assert cfg["gpu-spend-cap-stack"]["usd_per_gpu_hour"] == 4.916
-
-
 def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call():
     from policies import check_plan
 

@@ -1,6 +1,6 @@
 """`rollout --dry-run`: golden output (fake evaluator) and one run over the real program.
 
-Regenerate the golden file with `UPDATE_GOLDEN=1 .venv/bin/pytest tests/rollout/test_dryrun.py`.
+Regenerate the golden file with `UPDATE_GOLDEN=1 pytest tests/rollout/test_dryrun.py` (it shows the diff).
 """
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import Any, Mapping
 
 
 from infra.cli import main
-from infra.core.rollout.dryrun import dry_run, render_text
+from infra.core.resolve import resolve
+from infra.core.rollout.dryrun import OfflinePlan, dry_run, render_text
 from infra.core.rollout.spec import load_rollout_plan
 from infra.ops.rollout.state import LocalStateStore
 from rollout_support import REPO
+from tests.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run_prod.txt"
 PLAN_PATH = "stacks/prod.yaml"
@@ -27,15 +29,16 @@ class FakeEvaluator:
     def __init__(self) -> None:
         self.specs: dict[str, Any] = {}
 
-    def plan(self, stack, spec, cfg) -> Mapping[str, Any]:
-        self.specs[stack] = spec
-        return {
-            "stack": stack, "region": cfg.region,
+    def plan(self, stack) -> OfflinePlan:
+        resolved = resolve(stack, REPO)
+        self.specs[stack] = resolved.spec
+        return OfflinePlan(resolved.config, resolved.spec, {
+            "stack": stack, "region": resolved.region,
             "plan": {"instance_type": "p5.48xlarge", "gpus_per_node": 8, "azs": 3,
                      "nodes_per_az": {"min": 3, "desired": 3, "max": 5}, "warm_spares_per_az": 1,
                      "gpus_baseline": 72, "replicas_baseline": 6, "replicas_max": 12},
             "resources": [{"urn": f"urn:{i}", "type": "aws:ec2/vpc:Vpc"} for i in range(77)],
-        }
+        })
 
     def cost(self, document, scenario) -> Decimal:
         return Decimal("603567.56")
@@ -52,17 +55,14 @@ def _report(tmp_path: Path, approve=()):
     store = LocalStateStore(tmp_path / "state", "prod")
     store.write_deployed("prod-us-west-2", {"config": "x", "cost": {"worst": "590000.00"}})
     evaluator = FakeEvaluator()
-    report = dry_run(load_rollout_plan(REPO / PLAN_PATH), PLAN_PATH, REPO, evaluator, store, approve)
+    report = dry_run(load_rollout_plan(REPO / PLAN_PATH), PLAN_PATH, evaluator, store, approve)
     return report, evaluator
 
 
 def test_dry_run_golden(tmp_path):
     report, _ = _report(tmp_path)
     text = render_text(report)
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "dry-run output changed; regenerate with UPDATE_GOLDEN=1 if intended"
+    check_golden(GOLDEN, text)
 
 
 def test_dry_run_verdicts_and_exit_code(tmp_path):

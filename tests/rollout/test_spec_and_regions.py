@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from infra.core.config import SizingSpec, load_stack_config
 from infra.core.errors import UserError
-from infra.core.rollout import regions
 from infra.core.rollout.environment import check_environment, environment_problems
-from infra.core.rollout.regions import RegionShare, regional_sizing_spec, regional_spec, sizing_share_pct
-from infra.core.rollout.spec import load_rollout_plan, parse_rollout_plan
+from infra.core.resolve import resolve
+from infra.core.rollout.regions import regional_spec, share_of, sizing_share_pct
+from infra.core.rollout.spec import RegionShare, load_rollout_plan, parse_rollout_plan
 from rollout_support import REPO, plan_doc
 
 PROD_PLAN = REPO / "stacks" / "prod.yaml"
@@ -133,31 +133,50 @@ def test_regional_load_is_between_the_share_and_the_whole(concurrent, share, oth
         assert got >= min(concurrent, math.ceil(concurrent * min(share + other, Decimal(100)) / 100))
 
 
-def test_program_hook_reads_the_share_from_the_rollout_plan():
+def test_the_resolver_reads_the_share_from_the_rollout_plan():
     cfg = load_stack_config("prod-us-west-2", REPO)
-    spec = regional_sizing_spec(cfg.sizing_spec(), "prod-us-west-2", REPO)
-    assert spec.workload.concurrent_requests == cfg.workload.concurrent_requests  # 40 % + 60 % absorbed = 100 %
-    assert regional_sizing_spec(SPEC, "a-dev-stack", REPO) is SPEC  # listed nowhere: whole workload
-    with regions.share_applied_by_caller():
-        assert regional_sizing_spec(SPEC, "prod", REPO) is SPEC
+    west = resolve("prod-us-west-2", REPO)
+    assert west.share.traffic_share_pct == 40 and west.sizing_share_pct == 100  # 40 % + 60 % absorbed
+    assert west.spec.workload.concurrent_requests == cfg.workload.concurrent_requests
+    assert west.environment_path == PROD_PLAN
 
 
-def test_hook_scales_a_stack_without_absorb(tmp_path):
+def _project(tmp_path: Path, absorb: bool = True, copies: int = 1) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml"):
+        shutil.copy(REPO / name, tmp_path / name)
     (tmp_path / "stacks").mkdir()
     doc = yaml.safe_load(PROD_PLAN.read_text())
     for r in doc["regions"]:
-        r["absorb_region_failure"] = False
-    (tmp_path / "stacks" / "prod.yaml").write_text(yaml.safe_dump(doc))
-    spec = regional_sizing_spec(SPEC, "prod", tmp_path)
-    assert spec.workload.concurrent_requests == 120 and spec.workload.output_tokens_per_s == 3000
+        r["absorb_region_failure"] = absorb
+    for i in range(copies):
+        (tmp_path / "stacks" / f"prod{'-copy' * i}.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path
+
+
+def test_the_resolver_scales_a_stack_without_absorb(tmp_path):
+    resolved = resolve("prod", _project(tmp_path, absorb=False))
+    assert resolved.spec.workload.concurrent_requests == 120 and resolved.spec.workload.output_tokens_per_s == 3000
+    assert resolved.plan.load["concurrent_requests"] == 120  # the plan is sized for the share
+
+
+def test_a_stack_no_environment_lists_is_sized_for_the_whole_workload(tmp_path):
+    resolved = resolve("prod", _project(tmp_path, copies=0))
+    assert resolved.share is None and resolved.sizing_share_pct == 100
+    assert resolved.spec == resolved.config.sizing_spec()
 
 
 def test_a_stack_in_two_environments_is_refused(tmp_path):
-    (tmp_path / "stacks").mkdir()
-    shutil.copy(PROD_PLAN, tmp_path / "stacks" / "prod.yaml")
-    shutil.copy(PROD_PLAN, tmp_path / "stacks" / "prod-copy.yaml")
+    project = _project(tmp_path, copies=2)
     with pytest.raises(UserError, match="listed as a region by more than one rollout plan"):
-        regional_sizing_spec(SPEC, "prod", tmp_path)
+        share_of("prod", project)
+
+
+def test_plans_are_memoised_by_what_they_depend_on(tmp_path):
+    a = resolve("prod", REPO)
+    b = resolve("prod", REPO)
+    assert a.plan is b.plan and a.digest == b.digest
+    scaled = resolve("prod", _project(tmp_path, absorb=False))
+    assert scaled.digest != a.digest and scaled.plan is not a.plan
 
 
 # --- the environment's stack files ----------------------------------------------------------
@@ -198,3 +217,38 @@ def test_a_region_mismatch_is_refused(tmp_path):
     problems = environment_problems(parse_rollout_plan(doc), project)
     assert any("has region 'us-east-2' in the plan but Pulumi.prod-us-west-2.yaml deploys to 'us-west-2'" in p
                for p in problems)
+
+
+# --- health queries that name an SLO ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("slo, metric, target_s", [
+    ("ttft_p95", "vllm:time_to_first_token_seconds", 0.6),
+    ("tpot_p95", "vllm:inter_token_latency_seconds", 0.04),
+    ("e2e_p95", "vllm:e2e_request_latency_seconds", 4.0),
+])
+def test_an_slo_query_is_bound_to_the_stacks_model_and_target(slo, metric, target_s):
+    plan = load_rollout_plan(PROD_PLAN)
+    query = next(q for q in plan.gates.health.queries if q.slo == slo)
+    resolved = resolve("prod", REPO)
+    bound = query.bind(resolved.plan.served_name, resolved.config.workload)
+    assert bound.query == (f'histogram_quantile(0.95, sum by (le) (rate({metric}_bucket'
+                           f'{{model_name="llama-3.3-70b-instruct"}}[5m])))')
+    assert bound.max_value == pytest.approx(target_s) and bound.min_value is None
+
+
+def test_the_alert_rules_and_the_gate_build_the_same_promql():
+    from infra.core import metrics
+
+    assert metrics.slo_query("ttft_p95", "m", "5m") == metrics.ttft_p95("m", "5m")
+    assert metrics.slo_query("tpot_p95", "m", "5m") == metrics.tpot_p95("m", "5m")
+
+
+@pytest.mark.parametrize("query, message", [
+    ({"name": "x", "slo": "ttft_p95", "max_value": 1}, "takes its PromQL and bound from the stack"),
+    ({"name": "x"}, "set `slo`"),
+    ({"name": "x", "slo": "p99"}, "'p99'"),
+])
+def test_bad_slo_queries_are_refused(query, message):
+    with pytest.raises(UserError, match=message):
+        parse_rollout_plan(plan_doc(gates__health__queries=[query]))

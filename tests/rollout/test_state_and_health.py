@@ -131,6 +131,27 @@ def test_health_checker_fills_templates_and_judges_every_check():
     assert not report.ok
 
 
+def test_an_slo_query_runs_bound_to_the_stacks_served_model_and_target():
+    from urllib.parse import parse_qs, urlparse
+
+    from infra.core.config import Workload
+
+    gate = HealthGate.model_validate({"prometheus_url": "http://prom.test", "queries": [{"name": "e2e", "slo": "e2e_p95"}]})
+    workload = Workload(concurrent_requests=1, input_tokens=1, output_tokens=1, ttft_p95_ms=600, tpot_p95_ms=40,
+                        e2e_p95_ms=4000)
+    seen = []
+
+    def fetch(url, timeout):
+        seen.append(parse_qs(urlparse(url).query)["query"][0])
+        return 200, _vector(3.9, 4.2)
+
+    report = GateHealthChecker(gate, "prod", fetch, slo_targets=lambda stack: (f"{stack}-model", workload)).check("s1", "r")
+    assert 'vllm:e2e_request_latency_seconds_bucket{model_name="s1-model"}[5m]' in seen[0]
+    assert report.checks[0].status == "fail" and "pod=p1=4.2 > 4" in report.checks[0].detail
+    with pytest.raises(ValueError, match="needs the stacks' SLO targets"):
+        GateHealthChecker(gate, "prod", fetch).check("s1", "r")
+
+
 def test_health_checker_unreachable_endpoint_fails_the_check():
     def fetch(url, timeout):
         raise OSError("connection refused")
@@ -275,9 +296,10 @@ def test_automation_up_outputs_and_missing_cli(fake_auto, monkeypatch, tmp_path)
     assert info.value.kind == "unavailable"
 
 
-def test_automation_passes_a_pack_config_with_the_stacks_budget_and_region(monkeypatch):
+def test_automation_passes_the_checked_pack_config_of_the_stack(monkeypatch):
     import pulumi.automation as auto
 
+    from infra.cli.adapters import checked_pack_config
     from rollout_support import REPO
 
     stack = _FakeAutoStack()
@@ -290,9 +312,9 @@ def test_automation_passes_a_pack_config_with_the_stacks_budget_and_region(monke
 
     stack.preview = preview
     monkeypatch.setattr(auto, "create_or_select_stack", lambda stack_name, work_dir, opts=None: stack)
-    ws = automation.AutomationWorkspace(REPO)
+    ws = automation.AutomationWorkspace(REPO, pack_config_for=lambda s: checked_pack_config(s, REPO))
     ws.preview("prod-us-west-2", policy_packs=["policies"], on_output=lambda s: None)
+    assert captured["path"] == str(REPO / "policies" / "config.prod-us-west-2.json")
     assert captured["doc"]["gpu-spend-cap"]["region"] == "us-west-2"
     budget = yaml.safe_load((REPO / "Pulumi.prod-us-west-2.yaml").read_text())["config"]["llm-fleet:budget"]["monthly_usd"]
     assert captured["doc"]["gpu-spend-cap"]["monthly_budget_usd"] == budget
-    assert not os.path.exists(captured["path"])  # removed after the preview

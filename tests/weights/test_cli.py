@@ -151,13 +151,3 @@ def test_progress_bar_draws_only_when_enabled():
     bar.advance(10)
     bar.close()
     assert quiet.getvalue() == ""
-
-
-def test_docs_exit_code_table_matches_the_code():
-    from pathlib import Path
-
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "weights.md").read_text()
-    table = doc.split("### Exit codes", 1)[1].split("\n\n", 2)[1]
-    rows = {int(line.split("|")[1]): line.split("|")[2].strip()
-            for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()}
-    assert rows == exit_code_table("weights")

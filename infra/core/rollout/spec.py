@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra.core.files import read_yaml_file
 from infra.core.errors import UserError
-from infra.core import patterns
+from infra.core import metrics, patterns
+from infra.core.config import Workload
 
 SHARE_TOTAL_TOLERANCE = Decimal("0.01")
 # Placeholders a health URL or query may use; filled per stack.
@@ -104,11 +105,22 @@ class CostGate(_Strict):
     )
 
 
+SloName = Literal["ttft_p95", "tpot_p95", "e2e_p95"]
+
+
 class PromQuery(_Strict):
-    """An SLO as a PromQL query whose every sample must lie within [min_value, max_value]."""
+    """A PromQL query whose every sample must lie within [min_value, max_value].
+
+    `slo: ttft_p95` (or tpot_p95, e2e_p95) names one of the stack's SLOs instead: the query is
+    built by infra/core/metrics.py (the builder the alert rules use) for the stack's served model,
+    and the bound is the stack's own target, so neither is typed twice.
+    """
 
     name: str = Field(pattern=patterns.DNS_LABEL, description="Check name shown in progress and reports.")
-    query: str = Field(
+    slo: SloName | None = Field(default=None, description="An SLO of the stack: ttft_p95, tpot_p95 or e2e_p95.")
+    window: str = Field(default="5m", pattern=r"^\d+[smh]$", description="Rate window of an `slo` query.")
+    query: str | None = Field(
+        default=None,
         min_length=1,
         description="PromQL instant query; {stack}, {region}, {environment} are filled in (other braces are PromQL's).",
     )
@@ -120,11 +132,27 @@ class PromQuery(_Strict):
 
     @model_validator(mode="after")
     def _bounds(self) -> "PromQuery":
+        if self.slo is not None:
+            if self.query is not None or self.max_value is not None or self.min_value is not None:
+                raise ValueError("an `slo` query takes its PromQL and bound from the stack; drop query/max_value/min_value")
+            return self
+        if self.query is None:
+            raise ValueError("set `slo` (ttft_p95, tpot_p95, e2e_p95) or `query` with a bound")
         if self.max_value is None and self.min_value is None:
             raise ValueError("set max_value, min_value or both")
         if self.max_value is not None and self.min_value is not None and self.min_value > self.max_value:
             raise ValueError(f"min_value {self.min_value} is above max_value {self.max_value}")
         return self
+
+    def bind(self, served_name: str, workload: Workload) -> "PromQuery":
+        """The query as it runs for one stack: an `slo` query becomes PromQL and a bound (seconds)."""
+        if self.slo is None:
+            return self
+        target_ms = getattr(workload, metrics.SLO_TARGET_FIELDS[self.slo])
+        if target_ms is None:
+            raise UserError(f"health gate query {self.name}: slo {self.slo} has no target in the stack's workload")
+        return PromQuery(name=self.name, query=metrics.slo_query(self.slo, served_name, self.window),
+                         max_value=target_ms / 1000, on_no_data=self.on_no_data)
 
 
 class HttpCheck(_Strict):

@@ -332,3 +332,13 @@ def render_report(results: list[RowResult], excluded: list[Excluded], engines: d
     for x in excluded:
         lines.append(f"| {x.row} | {x.engine} | {x.model} | {x.reason} |")
     return "\n".join(lines) + "\n"
+
+
+def report_for(engines: dict[str, EngineParams], catalog: Catalog | None = None) -> str:
+    """docs/calibration-report.md for these engine factors (the one writer of that file's text)."""
+    rows, excluded = read_measurements()
+    return render_report(evaluate(rows, engines, catalog or load_catalog()), excluded, engines)
+
+
+def write_report(text: str, path: Path = REPORT_PATH) -> None:
+    atomic_write(path, text)

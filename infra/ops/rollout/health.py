@@ -1,9 +1,11 @@
 """The health gate's checks: PromQL SLO queries against Prometheus and HTTP checks (urllib).
 
-`GateHealthChecker(gate, environment)` implements `interfaces.HealthChecker`: one round runs
-every query (`GET <prometheus_url>/api/v1/query?query=...`, an instant vector or scalar) and
-every HTTP check, filling `{stack}`, `{region}`, `{environment}`. A check that cannot reach
-its endpoint fails with the reason (never raises). `fetch` is injectable for tests.
+`GateHealthChecker(gate, environment, slo_targets)` implements `interfaces.HealthChecker`: one
+round runs every query (`GET <prometheus_url>/api/v1/query?query=...`, an instant vector or
+scalar) and every HTTP check, filling `{stack}`, `{region}`, `{environment}`. A query that names
+an SLO (`slo: ttft_p95`) is bound to the stack's served model and target by `slo_targets(stack)`
+(the command layer asks the resolver). A check that cannot reach its endpoint fails with the
+reason (never raises). `fetch` is injectable for tests.
 """
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable
 
+from infra.core.config import Workload
+
 from infra.core.rollout.gates import query_verdict
 from infra.core.rollout.interfaces import CheckReport, CheckResult
 from infra.core.rollout.spec import HealthGate, HttpCheck, PromQuery, fill
 
 # fetch(url, timeout_s) -> (status, body bytes); raises OSError/URLError when unreachable.
 Fetch = Callable[[str, float], tuple[int, bytes]]
+# slo_targets(stack) -> (served model name, declared workload with its SLO targets)
+SloTargets = Callable[[str], tuple[str, Workload]]
 PROM_TIMEOUT_S = 15.0
 
 
@@ -52,13 +58,22 @@ def parse_prometheus(body: bytes) -> list[tuple[str, float]]:
 
 
 class GateHealthChecker:
-    def __init__(self, gate: HealthGate, environment: str, fetch: Fetch = urllib_fetch) -> None:
+    def __init__(self, gate: HealthGate, environment: str, fetch: Fetch = urllib_fetch,
+                 slo_targets: SloTargets | None = None) -> None:
         self.gate = gate
         self.environment = environment
         self.fetch = fetch
+        self.slo_targets = slo_targets
 
     def _values(self, stack: str, region: str) -> dict[str, str]:
         return {"stack": stack, "region": region, "environment": self.environment}
+
+    def _bound(self, q: PromQuery, stack: str) -> PromQuery:
+        if q.slo is None:
+            return q
+        if self.slo_targets is None:
+            raise ValueError(f"health query {q.name} names slo {q.slo}; the checker needs the stacks' SLO targets")
+        return q.bind(*self.slo_targets(stack))
 
     def _query(self, q: PromQuery, values: dict[str, str]) -> CheckResult:
         base = fill(self.gate.prometheus_url or "", **values).rstrip("/")
@@ -85,6 +100,6 @@ class GateHealthChecker:
 
     def check(self, stack: str, region: str) -> CheckReport:
         values = self._values(stack, region)
-        results: list[Any] = [self._query(q, values) for q in self.gate.queries]
+        results: list[Any] = [self._query(self._bound(q, stack), values) for q in self.gate.queries]
         results += [self._http(c, values) for c in self.gate.http]
         return CheckReport(tuple(results))
