@@ -1,4 +1,4 @@
-"""`python -m infra rollout` plumbing (exit codes, messages); purity is in tests/test_purity.py."""
+"""`python -m infra rollout` plumbing (exit codes, messages); the import rules are in tests/test_layers.py."""
 from __future__ import annotations
 
 

@@ -1,5 +1,5 @@
 """The hydrator image's entry point never needs pulumi (the image does not ship it); the import
-rules themselves are in tests/test_purity.py."""
+rules themselves are in tests/test_layers.py."""
 import subprocess
 import sys
 
