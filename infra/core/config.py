@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.core import patterns
+from infra.core.catalog import load_catalog
 from infra.core.errors import InputError, UserError
 from infra.core.files import read_yaml_file
 from infra.core.labels import PROJECT, REQUIRED_TAGS
@@ -83,8 +84,6 @@ class FleetOptions(_Strict):
     @field_validator("instance_types")
     @classmethod
     def _known_instance_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from infra.core.catalog import load_catalog
-
         known = load_catalog().instances
         for name in value:
             if name not in known:

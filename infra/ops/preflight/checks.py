@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from infra.ops.preflight.inputs import PreflightInputs
+from infra.ops.preflight.inputs import PreflightInputs, preflight_inputs
 from infra.core.rollout.interfaces import CheckReport, CheckResult
 
 Clients = Callable[[str], Any]
@@ -276,6 +276,4 @@ class AwsPreflight:
 
 
 def preflight_inputs_for(stack: str, project_dir: Any, outputs: Mapping[str, Any]) -> PreflightInputs:
-    from infra.ops.preflight.inputs import preflight_inputs
-
     return preflight_inputs(stack, project_dir, outputs=outputs)

@@ -29,6 +29,7 @@ import pulumi_kubernetes as k8s
 
 from infra.core.catalog import HOURS_PER_MONTH
 from infra.core.catalog.charts import image
+from infra.core.catalog.prices import load_price_book
 from infra.program.serving import kube
 from infra.program.serving.spec import (
     GPU_NODE_SELECTOR,
@@ -182,8 +183,6 @@ def warm_pool_cost(spec: ServingSpec) -> dict[str, Decimal]:
     already counts them in nodes_per_az.min and usd_per_hour_baseline). The node tier: the
     STOPPED warm pool holding the burst headroom bills only its EBS root volumes.
     """
-    from infra.core.catalog.prices import load_price_book
-
     plan = spec.plan
     cent = Decimal("0.01")
     nodes = Decimal(spec.placeholders)
