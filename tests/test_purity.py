@@ -15,9 +15,12 @@ CLOUD = ("pulumi", "boto3", "botocore")
 GROUPS = {
     "sizing": (("infra.core.sizing", "infra.core.sizing.search", "infra.core.sizing.calibrate", "infra.cli.size",
                 "infra.core.catalog", "infra.core.config", "infra.core.files", "infra.core.labels"), CLOUD),
-    # Only infra.core.catalog.refresh talks to AWS, and the package does not import it.
-    "cost": (("infra.core.cost", "infra.core.cost.model", "infra.core.cost.diff", "infra.core.cost.render", "infra.core.cost.resources",
-              "tests.cost.fixtures", "infra.core.catalog.prices"), (*CLOUD, "infra.core.catalog.refresh")),
+    # The cost package does not even import the price refresh.
+    "cost": (("infra.core.cost", "infra.core.cost.model", "infra.core.cost.pricers", "infra.core.cost.context",
+              "infra.core.cost.report", "infra.core.cost.nodegroup", "infra.core.cost.diff", "infra.core.cost.render",
+              "infra.core.graph", "tests.cost.fixtures", "infra.core.catalog.prices"), (*CLOUD, "infra.core.catalog.refresh")),
+    # The refresh is pure over an injected client; the boto3 one is made in infra.ops.aws, when asked.
+    "price refresh": (("infra.core.catalog.refresh", "infra.ops.aws", "infra.cli.cost"), CLOUD),
     "rollout planning": (("infra.core.rollout.spec", "infra.core.rollout.regions", "infra.core.rollout.gates",
                           "infra.core.rollout.journal", "infra.ops.rollout.runner", "infra.core.rollout.dryrun",
                           "infra.core.rollout.report", "infra.core.rollout.environment", "infra.core.rollout.interfaces",
