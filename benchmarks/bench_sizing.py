@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from infra.core.catalog import load_catalog  # noqa: E402
+from infra.core.catalog.prices import load_price_book  # noqa: E402
 from infra.core.config import load_sizing_spec  # noqa: E402
 from infra.core.sizing import search  # noqa: E402
 from infra.core.sizing.perf import engine_params  # noqa: E402
@@ -33,6 +34,7 @@ def main() -> int:
 
     spec = load_sizing_spec(Path(__file__).resolve().parents[1] / "examples" / "seed-004.yaml")
     catalog = load_catalog()
+    prices = load_price_book()
     search.size(spec, catalog)  # warm caches (catalog, engine table)
     times = []
     for _ in range(args.repeat):
@@ -43,7 +45,7 @@ def main() -> int:
     cands = search.candidates(spec, arch, catalog, engine_params(spec.fleet.engine))
     t0 = time.perf_counter()
     for c in cands:
-        search.evaluate(c, spec, catalog)
+        search.evaluate(c, spec, prices)
     per_s = len(cands) / (time.perf_counter() - t0)
     result = {
         "search_ms_median": round(statistics.median(times), 1),

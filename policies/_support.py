@@ -4,14 +4,14 @@ IAM policy documents, config with schema defaults.
 In `pulumi preview` the engine hands `args.props` as read-only Mapping/Sequence proxies that
 raise `UnknownValueError` on values not known yet; the engine turns that into an advisory
 "can't run policy during preview" note, so the rules let it propagate. Offline documents mark
-unknowns with `infra.core.cost.resources.UNKNOWN`; the rules treat those as "cannot tell: pass".
+unknowns with `infra.core.graph.UNKNOWN`; the rules treat those as "cannot tell: pass".
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Iterator, Mapping, Sequence
 
-from infra.core.cost.resources import as_bool, as_int, is_unknown, json_document, listify, to_plain
+from infra.core.graph import as_bool, as_int, is_unknown, json_document, listify, to_plain
 
 __all__ = [
     "as_bool", "as_int", "is_unknown", "json_document", "listify", "to_plain", "get", "mapping", "seq",

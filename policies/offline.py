@@ -1,9 +1,9 @@
-"""Run the pack's rules without the policy server: over a normalised resource list (the
-offline plan's graph or a preview digest), with the same config the real pack receives.
+"""Run the pack's rules without the policy server: over a stack's resource graph (the offline
+plan's or a preview digest's, `infra.core.graph`), with the same config the real pack receives.
 
+    from infra.core.graph import load_graph
     from policies import evaluate, load_pack_config, has_mandatory
-    violations = evaluate(doc["resources"], load_pack_config("policies/config.prod.json"),
-                          plan=doc["plan"], region=doc["region"])
+    violations = evaluate(load_graph("plan.json"), load_pack_config("policies/config.prod.json"))
 
 The config has the shape of `pulumi preview --policy-pack-config FILE`: one object per policy
 name (its properties, optionally `enforcementLevel`), a string level instead of an object, and
@@ -32,9 +32,12 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
-from infra.core.errors import InputError
-from infra.core.files import read_json_file
+from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of
+from infra.core.cost import Assumptions, cost_of_document, render_report_table
+from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError
 from policies._support import config_with_defaults
+from policies.config import config_for_stack
+from policies.rules import POLICIES
 
 SPEND_POLICIES = ("gpu-spend-cap", "gpu-spend-cap-stack")
 
@@ -82,22 +85,34 @@ def policy_config(policy: Policy, config: Mapping[str, Any]) -> tuple[dict[str, 
     return config_with_defaults(props, cfg), ("mandatory" if level == "remediate" else level)
 
 
+def _stack_resources(graph: ResourceGraph, provider: PolicyProviderResource | None) -> list[PolicyResource]:
+    """The graph as the engine hands a stack policy: parents and property dependencies linked."""
+    resources = [PolicyResource(n.type, n.inputs, n.urn, n.name, _opts(n.parent), provider, None, [], {}) for n in graph]
+    by_urn = {pr.urn: pr for pr in resources}
+    for n, pr in zip(graph, resources):
+        pr.parent = by_urn.get(n.parent or "")
+        pr.property_dependencies = {k: [by_urn[u] for u in urns if u in by_urn]
+                                    for k, urns in n.property_dependencies.items()}
+    return resources
+
+
 def evaluate(
-    resources: Iterable[Mapping[str, Any]],
+    source: ResourceGraph | Iterable[Mapping[str, Any]],
     config: Mapping[str, Any] | None = None,
     *,
     plan: Mapping[str, Any] | None = None,
     region: str | None = None,
     policies: Sequence[Policy] | None = None,
 ) -> list[Violation]:
-    """Every violation of every rule over `resources` ({urn, type, name, parent, inputs})."""
-    from policies.rules import POLICIES  # the pack's list, in its order
-
+    """Every violation of every rule over a resource graph (or plain resource dicts
+    {urn, type, name, parent, inputs}, made into one); `plan` and `region` default to the graph's."""
+    graph = source if isinstance(source, ResourceGraph) else graph_from_resources(source, region, plan=plan)
+    plan = plan if plan is not None else graph.plan
+    region = region or graph.region
     config = dict(config or {})
-    resources = [dict(r) for r in resources]
-    provider_res = next((r for r in resources if r.get("type") == "pulumi:providers:aws"), None)
-    provider = (PolicyProviderResource(provider_res["type"], provider_res.get("inputs") or {}, provider_res.get("urn", ""),
-                                       provider_res.get("name", "")) if provider_res else None)
+    provider_node = next(iter(graph.of_type(AWS_PROVIDER)), None)
+    provider = (PolicyProviderResource(provider_node.type, provider_node.inputs, provider_node.urn, provider_node.name)
+                if provider_node else None)
     out: list[Violation] = []
     for policy in policies if policies is not None else POLICIES:
         cfg, level = policy_config(policy, config)
@@ -112,27 +127,17 @@ def evaluate(
             out.append(Violation(_p.name, _l, urn or _u, message))
 
         if isinstance(policy, ResourceValidationPolicy):
-            for r in resources:
-                if r.get("type", "").startswith("pulumi:"):
+            for n in graph:
+                if n.type.startswith("pulumi:"):
                     continue
-                args = ResourceValidationArgs(r["type"], r.get("inputs") or {}, r.get("urn", ""), r.get("name", ""),
-                                              _opts(r.get("parent")), provider, cfg)
+                args = ResourceValidationArgs(n.type, n.inputs, n.urn, n.name, _opts(n.parent), provider, cfg)
                 try:
-                    policy.validate(args, lambda m, u=None, _r=r: report(m, u, _u=_r.get("urn", "")))
+                    policy.validate(args, lambda m, u=None, _n=n: report(m, u, _u=_n.urn))
                 except _NotApplicableError:
                     continue
         elif isinstance(policy, StackValidationPolicy):
-            by_urn: dict[str, PolicyResource] = {}
-            stack_resources = []
-            for r in resources:
-                pr = PolicyResource(r["type"], r.get("inputs") or {}, r.get("urn", ""), r.get("name", ""),
-                                    _opts(r.get("parent")), provider, None, [], {})
-                by_urn[pr.urn] = pr
-                stack_resources.append((pr, r.get("parent")))
-            for pr, parent in stack_resources:
-                pr.parent = by_urn.get(parent) if parent else None
             try:
-                policy.validate(StackValidationArgs([pr for pr, _ in stack_resources], cfg), report)
+                policy.validate(StackValidationArgs(_stack_resources(graph, provider), cfg), report)
             except _NotApplicableError:
                 continue
     return out
@@ -178,8 +183,6 @@ class PlanCheck:
 
     @property
     def exit_code(self) -> int:
-        from infra.core.errors import EXIT_OK, EXIT_POLICY
-
         return EXIT_POLICY if has_mandatory(self.violations) else EXIT_OK
 
     def sections(self) -> dict[str, Any]:
@@ -187,26 +190,22 @@ class PlanCheck:
         return {"cost": self.report.to_dict(), "policy": verdict_dict(self.violations, self.monthly_budget_usd)}
 
     def render(self) -> str:
-        from infra.core.cost import render_report_table
-
         return render_report_table(self.report) + "\n" + render_violations(self.violations)
 
 
-def check_plan(doc: Mapping[str, Any], config: Mapping[str, Any] | None = None, *,
+def check_plan(doc: ResourceGraph | Mapping[str, Any], config: Mapping[str, Any] | None = None, *,
                project_dir: Path | str | None = None) -> PlanCheck:
-    """Cost the plan document and run every rule over its resources.
+    """Cost the plan (its graph, or the plan document) and run every rule over its resources.
 
-    `config` defaults to `config_for_stack(doc["stack"], project_dir)` (the generated pack config). The cost report uses the
+    `config` defaults to `config_for_stack(stack, project_dir)` (the generated pack config). The cost report uses the
     spend cap's assumptions (price overrides, scale events), so both agree on the worst case.
     """
-    from infra.core.cost import Assumptions, cost_of_plan
-    from policies.config import config_for_stack
-
-    cfg = dict(config) if config is not None else config_for_stack(str(doc.get("stack") or ""), project_dir)
+    graph = doc if isinstance(doc, ResourceGraph) else graph_of(doc, "plan")
+    cfg = dict(config) if config is not None else config_for_stack(graph.stack, project_dir)
     spend = cfg.get("gpu-spend-cap") if isinstance(cfg.get("gpu-spend-cap"), Mapping) else {}
     keys = set(Assumptions.__dataclass_fields__)
     assume = Assumptions.from_mapping({k: v for k, v in spend.items() if k in keys and v is not None}, "gpu-spend-cap")
-    report = cost_of_plan(doc, assumptions=assume)
-    violations = evaluate(doc.get("resources") or [], cfg, plan=doc.get("plan"), region=doc.get("region"))
+    report = cost_of_document(graph, assumptions=assume)
+    violations = evaluate(graph, cfg)
     budget = spend.get("monthly_budget_usd")
     return PlanCheck(report, tuple(violations), Decimal(str(budget)) if budget is not None else None)

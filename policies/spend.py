@@ -2,10 +2,12 @@
 
 `gpu-spend-cap` runs per GPU node group (a ResourceValidationPolicy, so it also blocks
 `pulumi preview`, where stack policies do not run): one group's worst case - (maxSize + warm
-pool) x instance price x 730 h - must fit in the whole budget. `gpu-spend-cap-stack` runs on
-the stack (at `pulumi up` and in the offline plan): all GPU groups plus fixed infrastructure,
-worst case, as `infra.core.cost` computes it, must fit. Prices need the region: it comes from the
-policy config (`region`), because a policy sees resources, not the provider's configuration.
+pool) x instance price x HOURS_PER_MONTH - must fit in the whole budget. `gpu-spend-cap-stack`
+runs on the stack (at `pulumi up` and in the offline plan): all GPU groups plus fixed
+infrastructure, worst case, as `infra.core.cost` computes it over the stack's resource graph
+(property dependencies included: they lead a node group to its launch template), must fit.
+Prices need the region: it comes from the policy config (`region`), because a policy sees
+resources, not the provider's configuration.
 """
 from __future__ import annotations
 
@@ -23,12 +25,24 @@ from pulumi_policy import (
 )
 
 from infra.core.catalog import HOURS_PER_MONTH, load_catalog
-from infra.core.cost.model import Assumptions, cost_of_resources, node_group_shape, node_hour_price
-from infra.core.cost.resources import NODE_GROUP, as_decimal, to_plain
+from infra.core.cost import Assumptions, cost_of_document, node_group_shape, node_hour_price
+from infra.core.graph import (
+    BUCKET,
+    BUCKET_V2,
+    CLUSTER,
+    EIP,
+    KMS_KEY,
+    LAUNCH_TEMPLATE,
+    LOAD_BALANCER,
+    NAT_GATEWAY,
+    NODE_GROUP,
+    Node,
+    ResourceGraph,
+    as_decimal,
+    graph_from_resources,
+    to_plain,
+)
 from policies._support import as_int, config_with_defaults, get, is_gpu_type, listify, mapping
-
-NODE_GROUP_TYPE = NODE_GROUP
-LAUNCH_TEMPLATE_TYPE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 _COST_PROPERTIES: dict[str, dict[str, Any]] = {
     "monthly_budget_usd": {"type": "number", "minimum": 0, "description": "Monthly budget in USD the worst case must fit in."},
@@ -65,9 +79,8 @@ TAG_PROPERTIES: dict[str, dict[str, Any]] = {
 
 # Resources that cost money or carry the cost-center trail; each must be tagged.
 TAGGABLE_TYPES = frozenset({
-    "aws:eks/cluster:Cluster", NODE_GROUP, "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
-    "aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:kms/key:Key", "aws:lb/loadBalancer:LoadBalancer",
-    "aws:ec2/vpc:Vpc", LAUNCH_TEMPLATE_TYPE, "aws:cloudwatch/logGroup:LogGroup",
+    CLUSTER, NODE_GROUP, NAT_GATEWAY, EIP, BUCKET, BUCKET_V2, KMS_KEY, LOAD_BALANCER,
+    "aws:ec2/vpc:Vpc", LAUNCH_TEMPLATE, "aws:cloudwatch/logGroup:LogGroup",
 })
 
 
@@ -92,10 +105,11 @@ def _budget_and_region(cfg: Mapping[str, Any], report_violation: ReportViolation
 
 def validate_gpu_spend_cap(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """One GPU node group's worst case must fit in the whole monthly budget."""
-    if args.resource_type != NODE_GROUP_TYPE:
+    if args.resource_type != NODE_GROUP:
         return
     catalog = load_catalog()
-    shape = node_group_shape({"name": args.name, "urn": args.urn, "inputs": args.props})
+    # The props as handed (engine proxies stay lazy: only what the shape reads must be known).
+    shape = node_group_shape(Node(args.urn, args.resource_type, args.name, None, args.props))
     if not any(is_gpu_type(t, catalog.instances) for t in shape.instance_types):
         return
     cfg = config_with_defaults(_COST_PROPERTIES, args.get_config())
@@ -126,16 +140,20 @@ def validate_gpu_spend_cap(args: ResourceValidationArgs, report_violation: Repor
         )
 
 
-def _stack_resources(args: StackValidationArgs) -> list[dict]:
-    out = []
+def _stack_graph(args: StackValidationArgs, region: str, plan: Mapping[str, Any] | None = None) -> ResourceGraph:
+    """The stack's resource graph from the engine's PolicyResources, their parents and property
+    dependencies included (what resolves a node group's launch template)."""
+    resources = []
     for r in args.resources:
         parent = getattr(r, "parent", None)
-        out.append({
+        deps = getattr(r, "property_dependencies", None) or {}
+        resources.append({
             "urn": r.urn, "type": r.resource_type, "name": r.name,
             "parent": getattr(parent, "urn", None) if parent is not None else None,
             "inputs": to_plain(r.props),
+            "propertyDependencies": {str(k): [d.urn for d in v] for k, v in deps.items()},
         })
-    return out
+    return graph_from_resources(resources, region, plan=plan)
 
 
 def validate_gpu_spend_cap_stack(args: StackValidationArgs, report_violation: ReportViolation) -> None:
@@ -145,7 +163,7 @@ def validate_gpu_spend_cap_stack(args: StackValidationArgs, report_violation: Re
     if budget is None or region is None:
         return
     plan = cfg.get("_plan") if isinstance(cfg.get("_plan"), Mapping) else None  # offline only
-    report = cost_of_resources(_stack_resources(args), region, plan=plan, assumptions=_assumptions(cfg))
+    report = cost_of_document(_stack_graph(args, region, plan), assumptions=_assumptions(cfg))
     if report.unpriced:
         report_violation("every resource of the stack must have a known price for the spend cap to hold: "
                          + "; ".join(report.unpriced))
@@ -164,9 +182,9 @@ def validate_gpu_instance_allowlist(args: ResourceValidationArgs, report_violati
     cfg = config_with_defaults(ALLOWLIST_PROPERTIES, args.get_config())
     allowed = {str(t) for t in listify(cfg.get("allowed_instance_types"))}
     catalog = load_catalog()
-    if args.resource_type == NODE_GROUP_TYPE:
+    if args.resource_type == NODE_GROUP:
         types = [t for t in listify(args.props.get("instanceTypes")) if isinstance(t, str)]
-    elif args.resource_type == LAUNCH_TEMPLATE_TYPE:
+    elif args.resource_type == LAUNCH_TEMPLATE:
         t = args.props.get("instanceType")
         types = [t] if isinstance(t, str) else []
     else:
@@ -181,7 +199,7 @@ def validate_gpu_instance_allowlist(args: ResourceValidationArgs, report_violati
 
 def validate_gpu_node_group_max_size(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A GPU node group's maxSize must not exceed the configured per-group ceiling."""
-    if args.resource_type != NODE_GROUP_TYPE:
+    if args.resource_type != NODE_GROUP:
         return
     catalog = load_catalog()
     types = [t for t in listify(args.props.get("instanceTypes")) if isinstance(t, str)]
@@ -212,7 +230,8 @@ def validate_required_tags(args: ResourceValidationArgs, report_violation: Repor
 
 gpu_spend_cap = ResourceValidationPolicy(
     name="gpu-spend-cap",
-    description="A GPU node group's worst case (maxSize + RUNNING warm pool) x price x 730 h must fit in the monthly budget.",
+    description=f"A GPU node group's worst case (maxSize + RUNNING warm pool) x price x {HOURS_PER_MONTH} h must fit in "
+                "the monthly budget.",
     validate=validate_gpu_spend_cap,
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=SPEND_CAP_SCHEMA,

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+from infra.core.catalog import refresh as rf
 from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, load_price_book, write_price_document
-from infra.core.cost.diff import PolicyVerdict, diff_reports
-from infra.core.cost.model import Assumptions, CostReport, cost_of_document
+from infra.core.cost import Assumptions, CostReport, PolicyVerdict, cost_of_document, diff_reports
 from infra.core.cost.render import render_diff, render_report_json, render_report_markdown, render_report_table
-from infra.core.cost.resources import Document, as_decimal, load_documents
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
 from infra.core.files import read_yaml_file
+from infra.core.graph import ResourceGraph, as_decimal, load_graphs
+from infra.ops import aws
 
 SPEND_CAP = "gpu-spend-cap"
 
@@ -110,19 +111,18 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
 
 
 def cmd_prices_refresh(args: argparse.Namespace, client: Any = None) -> int:
-    from infra.core.catalog import refresh as rf  # the effectful module, imported only here
-
+    """Refresh through `client` (a Price List API client; default: boto3's, from infra.ops.aws)."""
     path = Path(args.prices) if args.prices else PRICES_PATH
     book = load_price_book(path)
     regions = args.region or list(REQUIRED_REGIONS)
     try:
-        client = client or rf.pricing_client()
+        client = client or aws.pricing_client()
         result = rf.refresh(client, book, regions, services=not args.no_services)
     except UserError:
         raise
     except Exception as exc:  # botocore errors: say what to do, no traceback
         if exc.__class__.__module__.startswith("botocore"):
-            raise rf.explain_aws_error(exc) from None
+            raise aws.explain_aws_error(exc) from None
         raise
     for line in result.changes:
         print(line)
@@ -151,12 +151,12 @@ def read_mapping(path: str | None, field: str) -> dict:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    docs = load_documents(args.file)
+    graphs = load_graphs(args.file)
     assume = Assumptions.from_mapping(read_mapping(args.cost_config, "--cost-config"), "--cost-config")
     renderer = {"table": render_report_table, "markdown": render_report_markdown, "json": render_report_json}[args.format]
     out = []
-    for doc in docs.values():
-        out.append(renderer(cost_of_document(doc, assumptions=assume)))
+    for graph in graphs.values():
+        out.append(renderer(cost_of_document(graph, assumptions=assume)))
     sys.stdout.write("\n".join(out))
     return EXIT_OK
 
@@ -180,32 +180,32 @@ def assumptions_from_pack_config(pack: Mapping[str, Any] | None) -> dict:
     return {k: v for k, v in section.items() if k in Assumptions.__dataclass_fields__}
 
 
-def budget_of(pack: Mapping[str, Any] | None, doc: Document | None) -> Decimal | None:
+def budget_of(pack: Mapping[str, Any] | None, graph: ResourceGraph | None) -> Decimal | None:
     """The budget the head was judged against (its plan's verdict), else the pack config's."""
-    if doc is not None and doc.policy and doc.policy.get("monthly_budget_usd") is not None:
-        return as_decimal(doc.policy["monthly_budget_usd"])
+    if graph is not None and graph.policy and graph.policy.get("monthly_budget_usd") is not None:
+        return as_decimal(graph.policy["monthly_budget_usd"])
     section = (pack or {}).get(SPEND_CAP)
     if isinstance(section, Mapping) and section.get("monthly_budget_usd") is not None:
         return as_decimal(section["monthly_budget_usd"])
     return None
 
 
-def verdict_of(doc: Document, pack: Mapping[str, Any] | None) -> PolicyVerdict | None:
+def verdict_of(graph: ResourceGraph, pack: Mapping[str, Any] | None) -> PolicyVerdict | None:
     """The plan's own verdict when it carries one, else the pack run offline, else None."""
-    if doc.policy:
-        return PolicyVerdict.from_dict(doc.policy)
+    if graph.policy:
+        return PolicyVerdict.from_dict(graph.policy)
     if pack is None:
         return None
     from policies import evaluate  # the policy pack's rule functions, run offline
 
-    violations = evaluate(list(doc.resources), pack, plan=doc.plan, region=doc.region)
+    violations = evaluate(graph, pack)
     return PolicyVerdict(True, tuple(v.to_dict() for v in violations))
 
 
 def cmd_cost_diff(args: argparse.Namespace) -> int:
     base_path = Path(args.base)
-    base = load_documents(args.base) if base_path.exists() and (base_path.is_file() or any(base_path.glob("*.json"))) else {}
-    head = load_documents(args.head)
+    base = load_graphs(args.base) if base_path.exists() and (base_path.is_file() or any(base_path.glob("*.json"))) else {}
+    head = load_graphs(args.head)
     cost_config = read_mapping(args.cost_config, "--cost-config")
     before: dict[str, CostReport] = {}
     after: dict[str, CostReport] = {}

@@ -200,7 +200,8 @@ class Node:
         return out
 
 
-def _own_az(node: Node) -> str | None:
+def own_az(node: Node) -> str | None:
+    """The AZ a resource names itself (inputs, labels, tags or name); its parents are not asked."""
     inputs = node.inputs
     for key in ("availabilityZone", "availabilityZoneId"):
         v = inputs.get(key)
@@ -260,7 +261,7 @@ class ResourceGraph:
         seen: set[str] = set()
         while current is not None and current.urn not in seen:
             seen.add(current.urn)
-            az = _own_az(current)
+            az = own_az(current)
             if az:
                 return az
             current = self.parent(current)

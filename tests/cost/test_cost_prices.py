@@ -54,14 +54,14 @@ def test_the_us_east_1_gpu_prices_are_the_confirmed_karpenter_figures():
     assert "capacity blocks" in BOOK.why_unpriced("us-east-1", "p5e.48xlarge")
 
 
-def test_the_catalog_api_reads_the_same_prices():
-    for region in REQUIRED_REGIONS:
-        for itype in CATALOG.instances:
-            price = CATALOG.instance_price(region, itype)
-            row = BOOK.instances.get(region, {}).get(itype)
-            assert (price is None) == (row is None)
-            if price is not None:
-                assert price.usd_per_hour == row.usd and price.source == row.source
+def test_sizing_and_the_cost_model_price_from_the_one_price_book():
+    from infra.core.cost import node_hour_price
+    from infra.core.resolve import resolve
+
+    plan = resolve("prod").plan
+    row = BOOK.instance(plan.region, plan.instance_type)
+    assert Decimal(str(plan.cost.usd_per_node_hour)) == row.usd  # the price the fleet was sized with
+    assert node_hour_price(plan.instance_type, plan.region) == (row.usd, f"{row.source} ({row.date})")
 
 
 def test_the_file_is_exactly_what_the_writer_renders():

@@ -1,4 +1,6 @@
-"""`prices refresh` against recorded Price List API responses (botocore Stubber, no network)."""
+"""`prices refresh` against recorded Price List API responses (botocore Stubber, no network).
+
+The refresh is pure over the client it is handed; the boto3 client comes from infra.ops.aws."""
 import argparse
 import json
 from decimal import Decimal
@@ -14,6 +16,7 @@ from infra.core.catalog.prices import load_price_book, parse_price_document, ren
 from infra.cli import main
 from infra.cli import cost as cost_cli
 from infra.core.catalog import refresh as rf
+from infra.ops import aws
 
 DATA = json.loads((Path(__file__).parent / "data" / "pricing_us-east-2.json").read_text())
 REGION = "us-east-2"
@@ -144,7 +147,7 @@ def test_the_pricing_client_talks_to_the_us_east_1_endpoint():
         seen.update(service=service, region=region_name)
         return object()
 
-    rf.pricing_client(factory)
+    aws.pricing_client(factory)
     assert seen == {"service": "pricing", "region": "us-east-1"}
 
 
@@ -156,7 +159,7 @@ def test_missing_credentials_are_a_user_error_without_traceback(tmp_path, monkey
         def get_products(self, **kwargs):
             raise NoCredentialsError()
 
-    monkeypatch.setattr(rf, "pricing_client", lambda factory=None: NoCreds())
+    monkeypatch.setattr(aws, "pricing_client", lambda factory=None: NoCreds())
     code = main(["prices", "refresh", "--prices", str(target), "--region", REGION])
     err = capsys.readouterr().err
     assert code == 2

@@ -1,5 +1,6 @@
 """The pack as a whole: importable without the server, offline evaluation, config, docs."""
 import ast
+import copy
 import json
 from pathlib import Path
 
@@ -7,12 +8,26 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.cost import fixtures as F
-from policies import MIRRORS, POLICIES, evaluate, has_mandatory, pack_config, render_violations, verdict_dict
+from infra.core.graph import UNKNOWN, graph_of
+from policies import MIRRORS, POLICIES, config_for_stack, evaluate, has_mandatory, pack_config, render_violations, verdict_dict
 from policies.offline import policy_config
+from tests.cost import fixtures as F
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "policies"
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return F.offline_plan()
+
+
+def with_budget(budget, **sections):
+    """prod's pack config with another budget (both spend caps) and sections replaced."""
+    cfg = config_for_stack("prod")
+    for section in ("gpu-spend-cap", "gpu-spend-cap-stack"):
+        cfg[section]["monthly_budget_usd"] = budget
+    return {**cfg, **sections}
 
 
 def test_names_are_unique_kebab_case_and_the_pack_loads_without_a_server():
@@ -40,18 +55,18 @@ def test_pulumi_policy_yaml_and_requirements():
     assert "pulumi-policy" in reqs and "PyYAML" in reqs
 
 
-def test_the_secure_fixture_stack_has_no_violations():
-    doc = F.plan_document()
-    cfg = pack_config(monthly_budget_usd=800000, region="us-east-1", allowed_instance_types=["p5.48xlarge"])
-    assert evaluate(doc["resources"], cfg, plan=doc["plan"], region="us-east-1") == []
+def test_the_prod_plan_has_no_violations_under_its_own_pack_config(prod):
+    assert evaluate(graph_of(prod), config_for_stack("prod")) == []
+    # The same resources as plain dicts, with the plan and region given apart, read the same.
+    assert evaluate(prod["resources"], config_for_stack("prod"), plan=prod["plan"], region=prod["region"]) == []
 
 
-def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation():
-    doc = F.plan_document()  # worst case: 3 AZs x (4 + 1) p5.48xlarge = $602,688/month of GPUs
-    violations = evaluate(doc["resources"], pack_config(monthly_budget_usd=500000, region="us-east-1"), plan=doc["plan"])
+def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation(prod):
+    # Worst case: $604,416.41 for the stack, 5 x $55.04 x 730 h = $200,896.00 per GPU node group.
+    violations = evaluate(graph_of(prod), with_budget(500000))
     assert has_mandatory(violations)
     assert {v.policy_name for v in violations} == {"gpu-spend-cap-stack"}
-    violations = evaluate(doc["resources"], pack_config(monthly_budget_usd=200000, region="us-east-1"), plan=doc["plan"])
+    violations = evaluate(graph_of(prod), with_budget(200000))
     assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
     text = render_violations(violations)
     assert "MANDATORY gpu-spend-cap " in text and "gpu-us-east-1a" in text
@@ -60,41 +75,39 @@ def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation():
     json.dumps(verdict)
 
 
-def test_enforcement_levels_come_from_the_config():
-    doc = F.plan_document()
-    low = pack_config(monthly_budget_usd=200000, region="us-east-1")
+def test_enforcement_levels_come_from_the_config(prod):
+    low = with_budget(200000, **{"gpu-spend-cap-stack": "disabled"})
     low["gpu-spend-cap"]["enforcementLevel"] = "advisory"
-    low["gpu-spend-cap-stack"] = "disabled"
-    violations = evaluate(doc["resources"], low, plan=doc["plan"])
+    violations = evaluate(graph_of(prod), low)
     assert {(v.policy_name, v.enforcement) for v in violations} == {("gpu-spend-cap", "advisory")}
     assert not has_mandatory(violations)
-    assert evaluate(doc["resources"], {**pack_config(monthly_budget_usd=1, region="us-east-1"), "all": "disabled"}) == []
+    assert evaluate(graph_of(prod), {**with_budget(1), "all": "disabled"}) == []
 
 
-def test_offline_conveniences_region_from_the_document_and_stack_config_fallback():
-    doc = F.plan_document()
+def test_offline_conveniences_region_from_the_document_and_stack_config_fallback(prod):
     only_resource_section = {"gpu-spend-cap": {"monthly_budget_usd": 200000}}
-    violations = evaluate(doc["resources"], only_resource_section, plan=doc["plan"], region="us-east-1")
+    violations = evaluate(graph_of(prod), only_resource_section)  # region: the graph's; stack cap: the group section
     assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
+    assert "$604,416.41/month" in next(v.message for v in violations if v.policy_name == "gpu-spend-cap-stack")
     cfg, level = policy_config(next(p for p in POLICIES if p.name == "gpu-spend-cap-stack"), only_resource_section)
     assert cfg["monthly_budget_usd"] == 200000 and cfg["scale_events_per_month"] == 30 and level == "mandatory"
 
 
-def test_unknown_values_of_a_preview_do_not_raise_violations():
-    resources = F.stack_resources()
-    unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+def test_unknown_values_of_a_preview_do_not_raise_violations(prod):
+    resources = copy.deepcopy(prod["resources"])
+    touched = set()
     for r in resources:
         if r["type"] == "aws:ec2/launchTemplate:LaunchTemplate":
-            r["inputs"]["metadataOptions"]["httpTokens"] = unknown
-        if r["type"] == "aws:iam/rolePolicy:RolePolicy":
-            r["inputs"]["policy"] = unknown
-        if r["type"].startswith("aws:s3/bucket") and r["type"] != "aws:s3/bucket:Bucket":
-            r["inputs"]["bucket"] = unknown
-    preview = F.preview_document(resources)
-    from infra.core.cost import normalise
-
-    d = normalise(preview)
-    assert evaluate(d.resources, pack_config(monthly_budget_usd=800000, region="us-east-1"), region=d.region) == []
+            r["inputs"]["metadataOptions"]["httpTokens"] = UNKNOWN
+        elif r["type"] == "aws:iam/rolePolicy:RolePolicy":
+            r["inputs"]["policy"] = UNKNOWN
+        elif r["type"].startswith("aws:s3/bucket") and r["type"] != "aws:s3/bucket:Bucket":
+            r["inputs"]["bucket"] = UNKNOWN
+        else:
+            continue
+        touched.add(r["type"])
+    assert len(touched) >= 3
+    assert evaluate(graph_of(F.preview_document(resources)), with_budget(800000)) == []
 
 
 def test_config_prod_json_agrees_with_the_stack_config_and_validates_against_the_schemas():
@@ -129,7 +142,7 @@ def test_bad_enforcement_levels_are_user_errors(bad):
     from infra.core.errors import InputError
 
     with pytest.raises(InputError):
-        evaluate(F.stack_resources(), bad)
+        evaluate(F.offline_plan()["resources"], bad)
 
 
 def test_the_pack_starts_its_analyzer_server_when_run_as_pulumi_runs_it():
@@ -146,19 +159,20 @@ def test_the_pack_starts_its_analyzer_server_when_run_as_pulumi_runs_it():
         proc.wait(timeout=10)
 
 
-def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call():
+@pytest.mark.parametrize("as_graph", [False, True], ids=["document", "graph"])
+def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call(prod, as_graph):
     from policies import check_plan
 
-    doc = F.plan_document()
-    ok = check_plan(doc, pack_config(monthly_budget_usd=800000, region="us-east-1"))
-    assert ok.exit_code == 0 and ok.violations == ()
-    low = check_plan(doc, pack_config(monthly_budget_usd=200000, region="us-east-1"))
+    doc = graph_of(prod) if as_graph else prod
+    ok = check_plan(doc)  # the stack's own pack config
+    assert ok.exit_code == 0 and ok.violations == () and ok.monthly_budget_usd == 650000
+    low = check_plan(doc, with_budget(200000))
     assert low.exit_code == 3
     sections = low.sections()
-    assert sections["cost"]["scenarios"]["worst"]["gpu_nodes"] == 15
+    assert sections["cost"]["scenarios"]["worst"]["usd_per_month"] == "604416.41"
     assert sections["policy"]["passed"] is False and sections["policy"]["monthly_budget_usd"] == "200000"
     text = low.render()
     assert "Cost of stack prod" in text and "MANDATORY gpu-spend-cap" in text
-    # The spend cap's price override reaches the cost report too.
+    # The spend cap's price override reaches the cost report too: 9 nodes x 8 GPUs x $1 x 730 h.
     cheap = check_plan(doc, pack_config(monthly_budget_usd=800000, region="us-east-1", usd_per_gpu_hour=1))
-    assert cheap.report.gpu_month("expected") < ok.report.gpu_month("expected")
+    assert cheap.report.gpu_month("expected") == 9 * 8 * 730

@@ -199,28 +199,52 @@ def stack_violations(policy_name, resources, config):
     return [v.message for v in evaluate(resources, {policy_name: config}, policies=[BY_NAME[policy_name]])]
 
 
-def test_stack_spend_cap_fails_over_budget_and_passes_under():
-    resources = F.stack_resources()
+@pytest.fixture(scope="module")
+def prod_resources():
+    return F.offline_plan()["resources"]
+
+
+def test_stack_spend_cap_fails_over_budget_and_passes_under(prod_resources):
+    resources = prod_resources
     bad, good = STACK_CASES["gpu-spend-cap-stack"]
     [message] = stack_violations("gpu-spend-cap-stack", resources, bad)
     assert "must keep its worst case within the monthly budget" in message and "15 GPU nodes" in message
     assert stack_violations("gpu-spend-cap-stack", resources, good) == []
 
 
-def test_stack_spend_cap_sees_stack_validation_args_like_the_engine_sends():
+def engine_resources(resources, property_dependencies=True):
+    """PolicyResources as the engine hands a stack policy: parents and property dependencies linked."""
     from pulumi_policy import PolicyResource
 
-    resources = [PolicyResource(r["type"], r["inputs"], r["urn"], r["name"], OPTS, None, None, [], {})
-                 for r in F.stack_resources()]
+    out = [PolicyResource(r["type"], r["inputs"], r["urn"], r["name"], OPTS, None, None, [], {}) for r in resources]
+    by_urn = {pr.urn: pr for pr in out}
+    for r, pr in zip(resources, out):
+        pr.parent = by_urn.get(r.get("parent") or "")
+        if property_dependencies:
+            pr.property_dependencies = {k: [by_urn[u] for u in urns] for k, urns in (r.get("propertyDependencies") or {}).items()}
+    return out
+
+
+@pytest.mark.parametrize("property_dependencies", [True, False])
+def test_stack_spend_cap_finds_launch_templates_through_the_engines_property_dependencies(prod_resources,
+                                                                                          property_dependencies):
+    from decimal import Decimal
+
+    from infra.core.cost import cost_of_resources
+
     messages = []
     BY_NAME["gpu-spend-cap-stack"].validate(
-        StackValidationArgs(resources, {"monthly_budget_usd": 100, "region": "us-east-1"}),
+        StackValidationArgs(engine_resources(prod_resources, property_dependencies),
+                            {"monthly_budget_usd": 100, "region": "us-east-1"}),
         lambda m, urn=None: messages.append(m))
-    assert len(messages) == 1
+    [message] = messages
+    # The graph's worst case: every node group on its launch template's 200/50 GB volumes.
+    worst = cost_of_resources(prod_resources, "us-east-1").total_month("worst").quantize(Decimal("0.01"))
+    assert (f"${worst:,}/month" in message) is property_dependencies, message
 
 
-def test_s3_bucket_controls_fail_without_companions_and_pass_with_them():
-    resources = F.stack_resources()
+def test_s3_bucket_controls_fail_without_companions_and_pass_with_them(prod_resources):
+    resources = prod_resources
     assert stack_violations("s3-bucket-controls", resources, {}) == []
     lonely = [r for r in resources if not r["type"].startswith("aws:s3/bucket") or r["type"] == "aws:s3/bucket:Bucket"]
     [message] = stack_violations("s3-bucket-controls", lonely, {})

@@ -4,14 +4,16 @@
 the date it was recorded and whether it was confirmed against a source (`confirmed: false`
 rows are estimates: see `basis`). Three sections, each keyed by region:
 
-* `instances` - GPU instance types of the catalog (also read by `Catalog.instance_price`);
+* `instances` - GPU instance types of the catalog;
 * `general_instances` - non-GPU types a system node group may use;
 * `services` - EKS, NAT gateway, public IPv4, NLB, EBS gp3, S3 and KMS unit prices;
 
 plus `unpriced` (region -> instance type -> why no on-demand price exists).
 
-Pure: reads YAML, builds Decimals. `python -m infra prices refresh` (infra/core/catalog/refresh.py,
-the one effectful module) rewrites the file through `write_price_document`, atomically.
+The PriceBook is the only reader of `prices.yaml` (sizing, the cost model, the policies and the
+program all ask it). Pure: reads YAML, builds Decimals. `python -m infra prices refresh`
+(infra/core/catalog/refresh.py over a client from infra/ops/aws.py) rewrites the file through
+`write_price_document`, atomically.
 """
 from __future__ import annotations
 

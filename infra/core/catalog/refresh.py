@@ -1,7 +1,8 @@
-"""`python -m infra prices refresh`: re-read prices from the AWS Price List API (boto3).
+"""`python -m infra prices refresh`: re-read prices from the AWS Price List API.
 
-The ONE effectful module of infra/core/cost: it talks to AWS. `infra/core/cost/__init__.py` does not
-import it, so the cost model stays pure; the CLI imports it only for `prices refresh`.
+Pure over an injected client: `refresh(client, ...)` calls only `client.get_products`. The boto3
+client itself is made at the edge (`infra.ops.aws.pricing_client`, handed in by
+`infra/cli/cost.py`), so nothing here imports boto3.
 
 * Instances: `pricing.get_products(ServiceCode="AmazonEC2")` with TERM_MATCH filters on
   regionCode, operatingSystem=Linux, preInstalledSw=NA, capacitystatus=Used,
@@ -15,8 +16,7 @@ import it, so the cost model stays pure; the CLI imports it only for `prices ref
   checked against the live API from this repository (no AWS access here); a key the API does
   not answer keeps its old row and is reported.
 
-The Price List API endpoint lives in us-east-1 whatever region is priced. The file is
-rewritten atomically (infra.core.catalog.prices.write_price_document).
+The file is rewritten atomically (infra.core.catalog.prices.write_price_document).
 """
 from __future__ import annotations
 
@@ -24,13 +24,11 @@ import datetime as _dt
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from infra.core.catalog import Catalog, load_catalog
 from infra.core.catalog.prices import PriceBook, PriceRow, SERVICE_KEYS
-from infra.core.errors import UserError
 
-PRICING_ENDPOINT_REGION = "us-east-1"
 EC2_SOURCE = "AWS Price List API (pricing.get_products AmazonEC2, on-demand Linux shared)"
 
 
@@ -200,27 +198,3 @@ def refresh(
     unpriced = {r: v for r, v in unpriced.items() if v}
     new = PriceBook(instances=instances, general_instances=general, services=svc, unpriced=unpriced)
     return RefreshResult(new, tuple(changes))
-
-
-def pricing_client(factory: Callable[..., Any] | None = None) -> Any:
-    """A boto3 `pricing` client on the Price List API endpoint (us-east-1)."""
-    if factory is None:
-        try:
-            import boto3
-        except ImportError as exc:  # pragma: no cover - boto3 is a runtime requirement
-            raise UserError(f"prices refresh needs boto3 ({exc}); pip install -r requirements.txt") from None
-        factory = boto3.client
-    return factory("pricing", region_name=PRICING_ENDPOINT_REGION)
-
-
-def explain_aws_error(exc: Exception) -> UserError:
-    """An AWS client error as a one-line user error that says how to fix it."""
-    name = exc.__class__.__name__
-    if name in ("NoCredentialsError", "PartialCredentialsError"):
-        return UserError(
-            "prices refresh needs AWS credentials with pricing:GetProducts (the Price List API, us-east-1); "
-            "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and retry"
-        )
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
-        return UserError(f"prices refresh could not reach the Price List API endpoint in us-east-1 ({exc})")
-    return UserError(f"prices refresh failed: {name}: {exc}")

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from infra.core.cost.model import SCENARIOS, ZERO, CostReport, cents
+from infra.core.cost.report import SCENARIOS, ZERO, CostReport, cents
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from infra.core.catalog import HOURS_PER_MONTH
 from infra.core.cost.diff import CostDiff, StackDiff
-from infra.core.cost.model import SCENARIOS, CostReport, cents
+from infra.core.cost.report import SCENARIOS, CostReport, cents
 
 MARKER = "<!-- llm-fleet:cost-diff -->"
 SCENARIO_LABEL = {"baseline": "baseline (min)", "expected": "expected (desired)", "worst": "worst case (max + pool)"}
@@ -171,7 +172,7 @@ def render_diff_markdown(diff: CostDiff) -> str:
         rows, right={2, 3, 4, 5, 6},
     ))
     out.append("")
-    out.append("Monthly figures are the expected fleet (desired nodes); hours per month: 730.")
+    out.append(f"Monthly figures are the expected fleet (desired nodes); hours per month: {HOURS_PER_MONTH}.")
     for d in diff.stacks:
         out += ["", f"### {d.stack} ({d.region})", ""]
         out.append(_md_table(
