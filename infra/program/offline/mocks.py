@@ -262,16 +262,3 @@ class FleetMocks:
                     "endpoint": f"ec2.{self.region}.{self.dns_suffix}", "description": self.region}, []
         # The program called a data source the mocks do not answer: a bug in this file, loudly.
         raise LookupError(f"offline plan: no mock answer for invoke {token}; add one to infra/program/offline/mocks.py")
-
-
-def _as_pulumi_mocks(mocks: FleetMocks) -> Any:
-    import pulumi
-
-    class _Adapter(pulumi.runtime.Mocks):
-        def new_resource(self, args):  # type: ignore[override]
-            return mocks.new_resource(args)
-
-        def call(self, args):  # type: ignore[override]
-            return mocks.call(args)
-
-    return _Adapter()
