@@ -204,6 +204,14 @@ def test_the_hydrator_entry_point_loads_neither_pulumi_nor_yaml():
     assert out.stdout.strip() == ""
 
 
+def test_building_the_cli_loads_no_cloud_sdk():
+    # Every command registers at start-up; `python -m infra size` must not pay for pulumi.
+    code = ("import sys, infra.cli\ninfra.cli.build_parser()\n"
+            f"print(','.join(m for m in {CLOUD_SDKS!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
+
+
 @pytest.mark.parametrize("src, dst", [("infra.core.sizing.search", "infra.program.compose"),
                                       ("infra.ops.weights.hydrate", "policies.offline")])
 def test_the_layer_rules_would_catch_a_wrong_arrow(src, dst):

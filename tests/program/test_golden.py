@@ -1,13 +1,13 @@
 """Golden files for the prod plan: the resource inventory (types, names, AZs, parents, key
-inputs) and the human output of `python -m infra plan`. Regenerate with UPDATE_GOLDEN=1."""
+inputs) and the human output of `python -m infra plan`. Regenerate with UPDATE_GOLDEN=1 (the diff is shown)."""
 from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 
 from infra.cli.plan import render_text
+from tests.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -88,22 +88,13 @@ def inventory(run) -> list[dict]:
     return rows
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run with UPDATE_GOLDEN=1 to create it"
-    expected = path.read_text()
-    assert text == expected, f"{name} differs from the golden file; if intended, rerun with UPDATE_GOLDEN=1"
-
-
 def test_prod_inventory_golden(prod_run):
     rows = inventory(prod_run)
     assert len(rows) == len(prod_run.resources)
-    check_golden("prod_inventory.json", json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    check_golden(GOLDEN / "prod_inventory.json", json.dumps(rows, indent=2, sort_keys=True) + "\n")
 
 
 def test_prod_plan_text_golden(prod_run):
     buf = io.StringIO()
     render_text(prod_run, buf)
-    check_golden("prod_plan.txt", buf.getvalue())
+    check_golden(GOLDEN / "prod_plan.txt", buf.getvalue())
