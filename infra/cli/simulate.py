@@ -19,7 +19,7 @@ from typing import Any
 from infra.cli.argtypes import fraction, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json
 from infra.cli.progress import DelayedStatus
-from infra.cli.size import add_trace_arguments, load_trace
+from infra.cli.size import add_trace_arguments, load_trace, replica_from_args
 from infra.core.errors import InputError
 from infra.core.files import atomic_write
 from infra.core.paths import REPO_ROOT
@@ -93,25 +93,12 @@ def run(args: argparse.Namespace) -> int:
 def run_replica(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from infra.core.catalog import load_catalog
     from infra.core.sizing.load import steady_state
-    from infra.core.sizing.perf import ReplicaModel, engine_params
     from infra.core.sizing.simulate.replica import run_closed, run_open
     from infra.core.sizing.simulate.workload import Lengths, OpenLoop, fixed_count
 
-    catalog = load_catalog()
-    arch = catalog.model(args.model, "--model")
-    gpu = catalog.gpu(args.gpu, "--gpu")
-    if arch.num_attention_heads % args.tp:
-        raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
-    engine = engine_params(args.engine)
-    rm = ReplicaModel(
-        arch, gpu, args.tp, args.weights, args.kv, engine,
-        gpu_memory_utilization=args.gpu_memory_utilization or engine.default_gpu_memory_utilization,
-        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-    )
-    if not rm.fits:
-        raise InputError("--tp", args.tp, f"a degree at which {arch.key} ({args.weights}) fits with a KV cache")
+    rm = replica_from_args(args)
+    arch, gpu, engine = rm.arch, rm.gpu, rm.engine
     trace = load_trace(args)
     if trace is not None:
         lengths = Lengths.from_trace(trace)
@@ -279,11 +266,16 @@ def plot_timeline(doc: dict[str, Any], path: str, targets: dict[str, float | Non
         ax.axhline(doc["replicas"]["min"], color="grey", linewidth=0.8, linestyle=":", label="baseline")
         ax.set_ylabel("replicas")
         ax = axes[2][col]
+        top = 0.0
         for key, label, color in (("ttft_p95_ms", "TTFT p95", "tab:orange"), ("e2e_p95_ms", "end-to-end p95", "tab:blue")):
             ax.plot(t, [row[key] if row[key] is not None else math.nan for row in tl], label=label, color=color)
             target = targets.get(key.split("_")[0])
             if target:
                 ax.axhline(target, color=color, linewidth=0.8, linestyle=":", label=f"{label} SLO")
+            top = max([top, target or 0.0, *(row[key] for row in tl if row[key] is not None)])
+        missed = [row["t_s"] for row in tl if row["offered_per_s"] and row["e2e_p95_ms"] is None]
+        if missed:  # over 5 % of the interval's requests shed, lost or unanswered
+            ax.scatter(missed, [top * 1.5] * len(missed), marker="x", color="tab:red", label="p95 is a miss")
         ax.set_yscale("log")
         ax.set_ylabel("ms (per interval)")
         ax = axes[3][col]

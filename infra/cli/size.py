@@ -87,15 +87,14 @@ def load_trace(args: argparse.Namespace):
     return read_trace(args.trace).scaled(rate=args.trace_rate, factor=args.trace_scale)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from infra.core.sizing.load import steady_state
+def replica_from_args(args: argparse.Namespace):
+    """The replica `--model --gpu --tp --weights --kv --engine ...` describe (predict, simulate);
+    a bad combination exits 2 naming the flag."""
     from infra.core.sizing.perf import ReplicaModel, engine_params
 
     catalog = load_catalog()
     arch = catalog.model(args.model, "--model")
     gpu = catalog.gpu(args.gpu, "--gpu")
-    if args.gpus % args.tp:
-        raise InputError("--gpus", args.gpus, f"a multiple of --tp {args.tp}")
     if arch.num_attention_heads % args.tp:
         raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
     engine = engine_params(args.engine)
@@ -112,6 +111,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"activations {m.activation_bytes / 2**30:.1f} GiB per GPU leave no KV cache within "
             f"{m.usable_bytes / 2**30:.1f} GiB; use more GPUs per replica or a lower precision",
         )
+    return rm
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from infra.core.sizing.load import steady_state
+
+    if args.gpus % args.tp:
+        raise InputError("--gpus", args.gpus, f"a multiple of --tp {args.tp}")
+    rm = replica_from_args(args)
+    arch, gpu, engine = rm.arch, rm.gpu, rm.engine
     replicas = args.gpus // args.tp
     kw: dict = {"request_overhead_ms": engine.request_overhead_ms}
     if args.max_load:

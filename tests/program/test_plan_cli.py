@@ -54,13 +54,20 @@ def _size(stack: str = "prod"):
     return resolve(stack).plan
 
 
+# The verified prod plan's worst case is above prod's declared budget (README, Seed 004), so
+# `plan --stack prod` reports the stack spend cap and exits 3.
+PROD_EXIT = 3
+PROD_VIOLATIONS = ["gpu-spend-cap-stack"]
+
+
 def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
     import infra.program.offline
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
-    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == PROD_EXIT
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, PLAN_SCHEMA)
+    assert [v["policy"] for v in doc["policy"]["violations"]] == PROD_VIOLATIONS
     assert doc["stack"] == "prod" and doc["region"] == "us-east-1"
     assert doc["plan"] == json.loads(json.dumps(_size().to_dict()))  # the plan as `size` issues it
     types = {r["type"] for r in doc["resources"]}
@@ -76,7 +83,7 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
     target = tmp_path / "plan.json"
-    assert main(["plan", "--json", str(target)]) == 0
+    assert main(["plan", "--json", str(target)]) == PROD_EXIT
     out = capsys.readouterr().out
     assert "instance type     p5.48xlarge" in out
     assert "GPU nodes per AZ  min" in out and "warm spare" in out
@@ -137,7 +144,7 @@ def test_fresh_copy_of_the_repository_plans_prod(tmp_path):
         [sys.executable, "-m", "infra", "plan", "--stack", "prod", "--json", str(out)],
         cwd=clone, capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == PROD_EXIT, proc.stderr
     assert proc.stderr == ""
     assert "llm-fleet plan: stack prod in us-east-1" in proc.stdout
     doc = json.loads(out.read_text())

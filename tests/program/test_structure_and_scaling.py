@@ -90,7 +90,7 @@ def test_node_groups_hold_exactly_the_plans_nodes(prod_run):
 
 
 def test_more_users_means_more_p5_nodes(prod_run):
-    bigger = run_variant(workload__concurrent_requests=800, workload__output_tokens_per_s=20000)
+    bigger = run_variant(workload__concurrent_requests=400, workload__output_tokens_per_s=10000)
     assert bigger.plan.instance_type == prod_run.plan.instance_type == "p5.48xlarge"
     assert gpu_nodes_total(bigger) > gpu_nodes_total(prod_run)
     assert gpu_nodes_total(bigger, "maxSize") > gpu_nodes_total(prod_run, "maxSize")

@@ -220,3 +220,14 @@ def test_high_availability_requires_surviving_an_az_loss():
 def test_explicit_warm_spares_are_used():
     p = prefilter(make_spec(fleet__warm_spares_per_az=0))
     assert p.warm_spares_per_az == 0 and p.nodes_per_az.min == p.replicas_per_az // p.replicas_per_node
+
+
+def test_rag_8k_plan_passes_its_own_simulation_and_is_larger_than_the_closed_forms():
+    """Long prompts are where the closed form is optimistic (a step carries one budget-sized
+    chunk or none): the verified plan needs more GPUs than the pre-filter's."""
+    from infra.core.config import load_sizing_spec
+
+    spec = load_sizing_spec("examples/rag-8k.yaml")
+    verified = sized(spec)[0]
+    assert [v.name for v in verified.verification if v.passed] == ["sustained", "az-loss", "burst"]
+    assert verified.gpus_baseline > prefilter(spec).gpus_baseline

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from infra.cli import main
 from infra.core.errors import InputError
 from infra.core.sizing.simulate.trace import read_trace
 
@@ -13,19 +12,6 @@ TRACE = "examples/traces/azure-llm-conv-2023.csv"
 REPLICA = ["simulate", "--model", "llama-3.3-70b", "--gpu", "H100-SXM-80GB", "--tp", "8", "--weights", "fp8",
            "--kv", "fp8", "--input-tokens", "500", "--output-tokens", "200"]
 LATENCY_KEYS = {"mean", "p50", "p95", "p99"}
-
-
-@pytest.fixture
-def call(capsys):
-    def _call(*argv):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _call
 
 
 @pytest.mark.parametrize("load", [["--concurrency", "32"], ["--rate", "12"]])

@@ -14,21 +14,6 @@ def run(*argv):
     return p.returncode, p.stdout, p.stderr
 
 
-@pytest.fixture
-def call(capsys):
-    """Run the CLI in process (fast); argparse's own errors exit through SystemExit."""
-
-    def _call(*argv):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _call
-
-
 PREDICT = ["predict", "--model", "llama-3.3-70b", "--gpu", "H100-SXM-80GB", "--gpus", "2", "--tp", "2",
            "--weights", "fp8", "--kv", "fp8", "--input-tokens", "1000", "--output-tokens", "1000"]
 

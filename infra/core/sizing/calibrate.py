@@ -51,9 +51,10 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
 _ALL = ("bw_eff", "kv_bw_eff", "compute_eff", "attn_eff", "allreduce_latency_us", "link_eff", "step_overhead_ms", "overlap_k")
 STAGES: dict[str, dict[str, tuple[str, ...]]] = {
     "trtllm-2023": {"public": _ALL, "load": ()},
-    # NIM sweeps: first-token latency (prefill compute) and inter-token latency under load.
-    "trtllm": {"public": ("bw_eff", "kv_bw_eff", "allreduce_latency_us", "link_eff", "overlap_k"),
-               "load": ("compute_eff", "attn_eff", "step_overhead_ms")},
+    # NIM sweeps: first-token latency (prefill compute) and inter-token latency under load at
+    # TP 1, 2, 4 and 8 (the per-step overhead and the all-reduces).
+    "trtllm": {"public": ("bw_eff", "kv_bw_eff", "link_eff", "overlap_k"),
+               "load": ("compute_eff", "attn_eff", "step_overhead_ms", "allreduce_latency_us")},
     # vLLM's public rows are decode-dominated (batch 8, 32-token prompts); its load rows are one
     # configuration (H200, 70B FP8, TP=1): prefill compute and KV reads at long contexts.
     "vllm": {"public": ("bw_eff", "allreduce_latency_us", "step_overhead_ms"),
@@ -66,6 +67,9 @@ BORROWED = {"vllm": {"link_eff": "trtllm", "overlap_k": "trtllm"}}
 OPTIMISM_LIMIT = 0.20  # predictions more than 20 % above a measurement are penalised hard
 LOAD_OPTIMISM_LIMIT = 0.25  # a simulated latency more than 25 % below a measurement is penalised hard
 NIM_MAX_BATCH_CHOICES = (64, 128, 256, 512, 1024, 2048)
+# Stage two weighs the public rows this much against the load rows: those are several
+# configurations measured directly, the load rows one source's sweeps behind an unstated setup.
+PUBLIC_WEIGHT = 2.0
 
 _MODEL_KEYS = [
     (r"405B", "llama-3.1-405b"),
@@ -285,7 +289,8 @@ def fit_on_load(name: str, rows: list[Measurement], lrows: list[load_rows.LoadRo
     loaded = [r for r in lrows if r.engine == name and r.fitted]
 
     def loss_of(e: EngineParams) -> float:
-        return _loss(evaluate(mine, {name: e}, catalog)) + load_loss(load_rows.simulate_rows(loaded, {name: e}, catalog))
+        public = _loss(evaluate(mine, {name: e}, catalog))
+        return PUBLIC_WEIGHT * public + load_loss(load_rows.simulate_rows(loaded, {name: e}, catalog))
 
     return _descend(STAGES[name]["load"], start, loss_of, rounds, 2)
 
@@ -365,8 +370,9 @@ def summarise(results: list[RowResult]) -> dict[str, float]:
 
 _ENGINE_HEADER = """\
 # Engine efficiency factors for the step-time model (infra/core/sizing/perf.py).
-# Written by `python -m infra calibrate --write` from infra/core/catalog/calibration/public_measurements.csv;
-# do not edit the fitted values by hand. Non-fitted fields are engine defaults:
+# Written by `python -m infra calibrate --write` from infra/core/catalog/calibration/public_measurements.csv
+# and load_measurements.csv (the replica simulator under load); do not edit the fitted values or the
+# load_assumptions (figures the load sources leave unstated) by hand. Non-fitted fields are engine defaults:
 #   default_max_num_seqs / default_max_num_batched_tokens: vLLM's defaults on >=70 GiB GPUs (1024 / 8192);
 #   TensorRT-LLM's trtllm-bench runs with a large batch (2048) and kv_cache_free_gpu_mem_fraction ~0.95.
 #   reserve_full_context: TensorRT-LLM's GUARANTEED_NO_EVICT scheduler reserves KV for the whole answer.

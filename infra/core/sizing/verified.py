@@ -148,14 +148,15 @@ class VerifiedSearch:
         self.why_not: dict[tuple, str] = {}  # candidates with no proposal, and why
         self.tried: list[Proposal] = []
         # Fewer requests per knee run for long answers: the same simulated time, about.
-        self.knee_requests = max(400, min(KNEE_REQUESTS, int(240_000 / spec.workload.output_tokens)))
+        self.knee_requests = max(300, min(KNEE_REQUESTS, int(150_000 / spec.workload.output_tokens)))
 
     # --- knee ----------------------------------------------------------------------------------
     def knee(self, cand, guess_per_s: float | None = None, guess_concurrency: int | None = None) -> CandidateKnee:
         key = group_key(cand)
         if key not in self.knees:
             sibling = next((k.knee for g, k in self.knees.items() if g[:3] == key[:3] and k.knee.run), None)
-            if sibling is not None:  # the same replica with another token budget: start there
+            # (the same replica with another token budget: its knees are where to start)
+            if sibling is not None:
                 self.knees[key] = self._knee(cand, sibling.rate_per_s, 1.03, sibling.max_num_seqs)
             else:
                 self.knees[key] = self._knee(cand, guess_per_s, 1.25, guess_concurrency)
@@ -186,6 +187,8 @@ class VerifiedSearch:
             return CandidateKnee(rm_for(1), Knee(0.0, 0.0, 0, None, at_mns))
         rm = rm_for(mns)
         hi = steady_state(rm, w.input_tokens, w.output_tokens, max_load=True).requests_per_s * 1.3
+        if guess_step > 1.1 or mns != guess_concurrency:  # the closed loop at max-num-seqs bounds the knee rate
+            guess_per_s, guess_step = 0.85 * at_mns.requests_per_s, 1.12
         k = find_knee(rm, self.lengths, targets_ms(w), rate_hi_per_s=hi, guess_per_s=guess_per_s,
                       guess_step=guess_step, seed=self.seed, requests=self.knee_requests, attainment_pct=attainment)
         return CandidateKnee(rm, replace(k, max_num_seqs=mns))

@@ -65,7 +65,7 @@ class Pod:
     az: int
     engine: Engine
     state: int
-    ready_at_s: float = 0.0
+    ready_at_s: float = 0.0  # when it started serving (created, until then)
 
 
 @dataclass
@@ -218,15 +218,17 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
                 if not place(t):
                     break
         elif target < len(live):
-            victims = sorted(live, key=lambda i: (pods[i].state == READY, pods[i].ready_at_s), reverse=False)
+            # The ReplicaSet deletes pods that do not serve yet first, then the newest.
+            victims = sorted(live, key=lambda i: (pods[i].state == READY, -pods[i].ready_at_s))
             for i in victims[: len(live) - target]:
                 p = pods[i]
-                if p.state == STARTING:
-                    p.state = LOST  # deleted before it served; its slot is freed
+                if p.state == READY:
+                    ready.remove(i)
+                if p.state == STARTING or not p.engine.busy:
+                    p.state = LOST  # gone at once; its slot is freed
                     node_slots_free[p.az] += 1
                 else:
-                    p.state = DRAINING
-                    ready.remove(i)
+                    p.state = DRAINING  # finishes what it has, then goes
 
     # Control events.
     scrape = control.metrics_scrape_interval_s
@@ -285,7 +287,7 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
             p = pods[arg]
             if p.state == STARTING and az_up[p.az]:
                 p.state = READY
-                p.engine.t = t
+                p.ready_at_s = p.engine.t = t
                 ready.append(arg)
         elif kind == "spare":
             if az_up[arg]:

@@ -12,6 +12,7 @@ stream (each decode token's step), TPOT the per-request mean of them.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -116,7 +117,9 @@ def run_open(rm: ReplicaModel, load: OpenLoop, prefix_hit_fraction: float = 0.0)
     return _run_open(rm, load, prefix_hit_fraction)[0]
 
 
-def _run_open(rm: ReplicaModel, load: OpenLoop, prefix_hit_fraction: float) -> tuple[ReplicaRun, Engine]:
+def _run_open(rm: ReplicaModel, load: OpenLoop, prefix_hit_fraction: float,
+              give_up_s: float | None = None) -> tuple[ReplicaRun, Engine]:
+    """`give_up_s`: stop that long after the last arrival (what is still in flight then is a miss)."""
     arrivals = load.arrival_s.tolist()
     prompts = load.input_tokens.tolist()
     R = Requests.open_loop(arrivals, prompts, load.output_tokens.tolist(),
@@ -124,7 +127,8 @@ def _run_open(rm: ReplicaModel, load: OpenLoop, prefix_hit_fraction: float) -> t
     engine = Engine(rm, R, record_steps=True)
     n, i = len(arrivals), 0
     waiting = engine.waiting
-    while i < n or engine.busy:
+    stop = arrivals[-1] + give_up_s if give_up_s is not None and n else math.inf
+    while (i < n or engine.busy) and engine.t < stop:
         if not engine.busy and engine.t < arrivals[i]:
             engine.t = arrivals[i]
         t = engine.t
@@ -161,9 +165,13 @@ def find_knee(rm: ReplicaModel, lengths: Lengths, targets_ms: dict[str, float | 
     base_t = np.cumsum(gaps) - gaps[0]
     runs: dict[float, tuple[bool, ReplicaRun]] = {}
 
+    # A request still unanswered this long after the last arrival misses an SLO whatever comes next.
+    e2e_ms = targets_ms.get("e2e") or (targets_ms["ttft"] + float(np.max(outs)) * targets_ms["tpot"])
+    give_up_s = 2 * e2e_ms / 1e3
+
     def at(rate: float) -> bool:
         if rate not in runs:
-            r, _ = _run_open(rm, OpenLoop(base_t / rate, ins, outs), prefix_hit_fraction)
+            r, _ = _run_open(rm, OpenLoop(base_t / rate, ins, outs), prefix_hit_fraction, give_up_s)
             ok = not r.latencies.broken(targets_ms)
             if ok and attainment_pct is not None:
                 ok = r.latencies.attainment_pct(targets_ms) >= attainment_pct
@@ -174,16 +182,19 @@ def find_knee(rm: ReplicaModel, lengths: Lengths, targets_ms: dict[str, float | 
     if not at(light):
         return Knee(0.0, 0.0, rm.max_num_seqs, None, runs[light][1])
     g = min(max(guess_per_s or rate_hi_per_s / 2, light), rate_hi_per_s)
+    step = guess_step  # squared after every step that does not cross: a wrong guess costs few runs
     if at(g):
-        lo, hi = g, min(g * guess_step, rate_hi_per_s)
+        lo, hi = g, min(g * step, rate_hi_per_s)
         while hi < rate_hi_per_s and at(hi):
-            lo, hi = hi, min(hi * guess_step, rate_hi_per_s)
+            step *= step
+            lo, hi = hi, min(hi * step, rate_hi_per_s)
         if hi >= rate_hi_per_s and at(hi):
             lo = hi
     else:
-        hi, lo = g, max(g / guess_step, light)
+        hi, lo = g, max(g / step, light)
         while lo > light and not at(lo):
-            hi, lo = lo, max(lo / guess_step, light)
+            step *= step
+            hi, lo = lo, max(lo / step, light)
     while hi - lo > tolerance * lo:
         mid = (lo + hi) / 2
         if at(mid):
