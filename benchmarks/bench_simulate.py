@@ -40,12 +40,14 @@ def accuracy() -> list[dict]:
     out = []
     for x in calibrate.summarise_load(loaded):
         mine = [r for r in loaded if r.row.engine == x.engine and not r.row.anchor]
-        errs = [e for r in mine for e in r.errors(calibrate.load_rows.TARGET_METRICS).values()]
+        figures = [(r.row.id, m, e) for r in mine for m, e in calibrate.load_figure_errors(r).items()]
+        errs = [e for _, _, e in figures]
         out.append({
             "engine": x.engine, "rows": x.rows, "figures": x.figures,
             "within_20_pct": round(x.within_20_pct, 3), "median_abs_error": round(x.median_abs_error, 3),
             "most_optimistic": round(x.most_optimistic, 3), "most_pessimistic": round(x.most_pessimistic, 3),
             "optimistic_beyond_25_pct": sum(e < -OPTIMISM for e in errs),
+            "optimistic_figures": [f"{rid} {m} {e:+.0%}" for rid, m, e in figures if e < -OPTIMISM][:12],
             "meets_target": x.within_20_pct == 1.0 and x.most_optimistic >= -OPTIMISM,
         })
     return out

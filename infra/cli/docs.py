@@ -317,7 +317,7 @@ def calibration_summary(f: Facts) -> str:
              f"- first-token latency: {s['rows_ttft']} rows (2023 TensorRT-LLM), median |error| "
              f"{s['median_abs_error_ttft'] * 100:.0f} %;"]
     for x in under_load:
-        lines.append(f"- under load, {x.engine} (the replica simulator): {x.rows} rows, {x.within_20_pct:.0%} of their "
+        lines.append(f"- under load, {x.engine} (the replica simulator): {x.rows} rows, {x.within_20_pct * 100:.0f} % of their "
                      f"TTFT/TPOT p50/p95 figures within 20 %, median |error| {x.median_abs_error * 100:.1f} %, most "
                      f"optimistic {x.most_optimistic * 100:+.1f} % (target: never below -25 %);")
     lines[-1] = lines[-1].rstrip(";") + "."

@@ -101,3 +101,17 @@ def test_fleet_mode_json_and_plot(call, tmp_path):
     assert {"t_s", "offered_per_s", "replicas_ready", "spares_in_use", "rejected_per_s", "ttft_p95_ms",
             "e2e_p95_ms", "attainment_pct"} <= set(row)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_size_from_a_trace_replays_its_lengths_at_the_given_rate(call, seed_doc, write_workload, tmp_path):
+    seed_doc["workload"].update(burst_factor=2, ttft_p95_ms=2000, e2e_p95_ms=15000, output_tokens_per_s=None)
+    seed_doc["model"]["max_model_len"] = 16384  # the trace's longest request is 14,050 + 1,000 tokens
+    seed_doc["fleet"]["instance_types"] = ["p5.48xlarge"]
+    out = tmp_path / "plan.json"
+    code, _, err = call("size", "--workload", write_workload(seed_doc), "--trace", TRACE, "--trace-rate", "20",
+                        "--json", str(out))
+    assert code == 0, err
+    d = json.loads(out.read_text())
+    assert d["load"]["arrival_rate_per_s"] == pytest.approx(20.0)
+    assert any("the trace's rate, 20.00 requests/s" in n for n in d["notes"])
+    assert [v["name"] for v in d["verification"] if v["passed"]] == ["sustained", "az-loss", "burst"]

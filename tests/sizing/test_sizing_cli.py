@@ -159,3 +159,20 @@ def test_size_yaml_that_is_not_a_mapping_exits_2(call, tmp_path):
     p.write_text("- a\n- b\n")
     code, _, err = call("size", "--workload", str(p))
     assert code == 2 and "expected a mapping" in err and "Traceback" not in err
+
+
+def test_size_verify_alternatives_simulates_them_and_says_why_they_lost(call, seed_doc, write_workload, tmp_path):
+    seed_doc["fleet"]["instance_types"] = ["p5.48xlarge"]
+    out = tmp_path / "plan.json"
+    code, _, err = call("size", "--workload", write_workload(seed_doc), "--verify-alternatives", "--json", str(out))
+    assert code == 0, err
+    d = json.loads(out.read_text())
+    simulated = [a for a in d["alternatives"] if a["verification"]]
+    assert simulated, "the other TP degree that the closed form accepts is simulated too"
+    for a in simulated:
+        names = [v["name"] for v in a["verification"]]
+        assert names and set(names) <= {"sustained", "az-loss", "burst"}
+        if a["feasible"]:
+            assert a["usd_per_hour_baseline"] >= d["cost"]["usd_per_hour_baseline"] and "verified" in a["why"]
+        else:
+            assert "fails in simulation" in a["why"] and any(f"{n}: " in a["why"] for n in names)

@@ -258,15 +258,20 @@ def fit_engine(name: str, rows: list[Measurement], start: EngineParams, catalog:
                     lambda e: _loss(evaluate(mine, {name: e}, catalog)), rounds, 4)
 
 
-def _load_pairs(result: load_rows.LoadResult) -> list[float]:
-    """log(simulated / measured) for TTFT and TPOT at the median and p95 (or what the row states)."""
-    out = []
+def load_figure_errors(result: load_rows.LoadResult) -> dict[str, float]:
+    """simulated / measured - 1 for TTFT and TPOT at the median and p95 (or what the row states)."""
     errors = result.errors()
+    out = {}
     for pair in LOAD_METRIC_PAIRS:
         key = next((m for m in pair if m in errors), None)
         if key is not None:
-            out.append(math.log1p(errors[key]))
+            out[key] = errors[key]
     return out
+
+
+def _load_pairs(result: load_rows.LoadResult) -> list[float]:
+    """log(simulated / measured) of `load_figure_errors`, for the losses."""
+    return [math.log1p(e) for e in load_figure_errors(result).values()]
 
 
 LOAD_METRIC_PAIRS = (("ttft_ms_median", "ttft_ms_mean"), ("ttft_ms_p95",), ("tpot_ms_median", "itl_ms_mean"),
@@ -486,8 +491,8 @@ def render_load_section(loaded: list[load_rows.LoadResult], not_simulated: list[
         "|---|---|---|---|---|---|---|",
     ]
     for x in summarise_load(loaded):
-        lines.append(f"| {x.engine} | {x.rows} | {x.figures} | {x.within_20_pct:.0%} | {x.median_abs_error:.1%} "
-                     f"| {x.most_optimistic:+.1%} | {x.most_pessimistic:+.1%} |")
+        lines.append(f"| {x.engine} | {x.rows} | {x.figures} | {x.within_20_pct * 100:.0f} % | "
+                     f"{x.median_abs_error * 100:.1f} % | {x.most_optimistic * 100:+.1f} % | {x.most_pessimistic * 100:+.1f} % |")
     borrowed = ", ".join(f"`{k}` from {v}" for k, v in BORROWED["vllm"].items())
     lines += [
         "",

@@ -77,10 +77,13 @@ def derive_control(*, served_name: str, knee: KneeFigures, ttft_target_ms: float
     admission = mns + max(1, queue)
     derivation = (
         f"max_num_seqs {mns}: the most requests a replica can run at once (closed loop) within every p95",
-        f"threshold {threshold} in flight per replica: the ramp ({growth_per_s:.3f} req/s per replica per s) is "
-        f"{lag_s:.0f} s (scale-up lag + poll + scrape) short of {KNEE_HEADROOM:.0%} of the knee rate at "
-        f"{max(at_rate, 0):.2f} req/s, {lead:.1f} in flight; within [{floor_} (sustained {sustained_per_replica:.1f} "
-        f"+ tolerance + margin), {ceiling} (knee)]",
+        (f"threshold {threshold} in flight per replica: the ramp ({growth_per_s:.3f} req/s per replica per s) is "
+         f"{lag_s:.0f} s (scale-up lag + poll + scrape) short of {KNEE_HEADROOM:.0%} of the knee rate at "
+         f"{at_rate:.2f} req/s, {lead:.1f} in flight" if at_rate > rate0 else
+         f"threshold {threshold} in flight per replica: the ramp ({growth_per_s:.3f} req/s per replica per s) "
+         f"reaches {KNEE_HEADROOM:.0%} of the knee rate sooner than a replica serves ({lag_s:.0f} s: scale-up "
+         "lag + poll + scrape), so the signal is set as low as sustained load allows")
+        + f"; within [{floor_} (sustained {sustained_per_replica:.1f} + tolerance + margin), {ceiling} (knee)]",
         f"admission {admission} per ready replica: max_num_seqs {mns} + {max(1, queue)} waiting "
         f"({slack_s * 1e3:.0f} ms TTFT slack at the knee x {knee.rate_per_replica:.2f} req/s)",
     )

@@ -50,7 +50,7 @@ class Requests:
         R.arrival, R.prompt, R.output, R.cached = list(arrival_s), list(prompt), list(output), list(cached)
         R.todo = [p - c for p, c in zip(prompt, cached)]
         R.done = list(cached)
-        R.gen, R.blocks, R.fin_step, R.s0, R.base, R.phase = ([0] * n for _ in range(6))
+        R.gen, R.blocks, R.s0, R.base, R.phase = ([0] * n for _ in range(5))
         R.fin_step = [-1] * n
         R.replica = [-1] * n
         R.state = [WAITING] * n

@@ -339,10 +339,10 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
             if p.state == LOST:
                 continue
             e = p.engine
-            e.step()
+            te = e.step()
             steps += 1
-            if e.busy:
-                heappush(heap, (e.t, pi))
+            if e.n_dec or e.pf or e.waiting:  # still busy (Engine.busy, inlined: the hot loop)
+                heappush(heap, (te, pi))
             elif p.state == DRAINING:
                 p.state = LOST
                 node_slots_free[p.az] += 1

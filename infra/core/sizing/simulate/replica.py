@@ -20,7 +20,7 @@ import numpy as np
 
 from infra.core.sizing.perf import ReplicaModel
 from infra.core.sizing.simulate.engine import DONE, Engine, Requests, cached_tokens
-from infra.core.sizing.simulate.stats import Latencies, summary_ms, weighted_percentiles_ms
+from infra.core.sizing.simulate.stats import Latencies, weighted_percentiles_ms
 from infra.core.sizing.simulate.workload import Lengths, OpenLoop
 
 

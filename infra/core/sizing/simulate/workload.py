@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 
 from infra.core.sizing.simulate.trace import Trace
@@ -141,8 +139,3 @@ def fixed_count(rng: np.random.Generator, lengths: Lengths, rate_per_s: float, n
     ins, outs = lengths.draw(rng, n)
     return OpenLoop(t, ins, outs)
 
-
-def concat(parts: Sequence[OpenLoop]) -> OpenLoop:
-    order = np.argsort(np.concatenate([p.arrival_s for p in parts]), kind="stable")
-    return OpenLoop(*(np.concatenate([getattr(p, f) for p in parts])[order]
-                      for f in ("arrival_s", "input_tokens", "output_tokens")))
