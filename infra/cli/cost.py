@@ -23,7 +23,7 @@ from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, load_price_
 from infra.core.cost import Assumptions, CostReport, PolicyVerdict, cost_of_document, diff_reports
 from infra.core.cost.render import render_diff, render_report_json, render_report_markdown, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
-from infra.core.files import read_yaml_file
+from infra.core.files import atomic_write, read_yaml_file
 from infra.core.graph import ResourceGraph, as_decimal, load_graphs
 from infra.ops import aws
 
@@ -223,7 +223,7 @@ def cmd_cost_diff(args: argparse.Namespace) -> int:
     diff = diff_reports(before, after, budgets, verdicts)
     text = render_diff(diff, args.format)
     if args.output:
-        Path(args.output).write_text(text)
+        atomic_write(args.output, text, field="--output")
     else:
         sys.stdout.write(text)
     mandatory = sum(v.mandatory for v in verdicts.values() if v)

@@ -26,6 +26,13 @@ KUBERNETES_VERSION = r"^1\.(2[89]|3\d)$"
 AMI_RELEASE = r"^\d+\.\d+\.\d+-\d{8}$"
 ABSOLUTE_PATH = r"^/[A-Za-z0-9._/-]*$"
 S3_PREFIX = r"^[A-Za-z0-9._/-]{0,200}$"
+# Weights: a model is 'name' or 'org/name', a revision one such segment; digests and UTC times.
+_WEIGHTS_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+MODEL_NAME = rf"^{_WEIGHTS_SEGMENT}(/{_WEIGHTS_SEGMENT})?$"
+SHA256_HEX = r"^[0-9a-f]{64}$"
+UTC_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+# A path naming one of this process's open descriptors (what /dev/stdout links to); group `fd`.
+OWN_DESCRIPTOR_PATH = r"^/(proc/(self|thread-self)/fd|dev/fd)/(?P<fd>\d+)$"
 
 # Found inside longer text (resource names, URNs): an AZ name, or a zone id like use1-az1.
 AZ_IN_TEXT = re.compile(

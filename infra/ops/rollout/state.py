@@ -91,24 +91,30 @@ class LocalStateStore:
     def read_journal(self) -> dict[str, Any] | None:
         return _read_json(self.journal_path, "rollout journal")
 
+    def _dir(self, *parts: str) -> Path:
+        """The store's directory (or a subdirectory), created here: the file writer creates none."""
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def write_journal(self, doc: Mapping[str, Any]) -> None:
         # Compact (C encoder): the journal is rewritten after every step.
+        self._dir()
         atomic_write(self.journal_path, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
 
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
-        atomic_write(self.root / "history" / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self._dir("history") / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
         self.journal_path.unlink(missing_ok=True)
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return _read_json(self.root / "deployed" / f"{_check_stack(stack)}.json", "deployed record")
 
     def write_deployed(self, stack: str, doc: Mapping[str, Any]) -> None:
-        atomic_write(self.root / "deployed" / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self._dir("deployed") / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     @contextlib.contextmanager
     def lock(self, holder: Mapping[str, Any]) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / "lock"
+        path = self._dir() / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:

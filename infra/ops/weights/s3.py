@@ -6,8 +6,9 @@ loopback S3-compatible server with `endpoint_url`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
+from infra.core import patterns
 from infra.core.errors import InputError, UserError
 from infra.core.errors import IntegrityError, NotFoundError
 from infra.core.weights_layout import BUCKET_ENV, manifest_key, parse_manifest, Manifest
@@ -15,6 +16,10 @@ from infra.core.weights_layout import BUCKET_ENV, manifest_key, parse_manifest, 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                  "ExpiredToken", "InvalidToken"}
+# A conditional write lost: 412 when If-None-Match/If-Match does not hold, 409 when two
+# conditional writes of one key race (AWS S3 User Guide, "conditional writes").
+_CONDITION_FAILED_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_ENDPOINT_ALLOWED = "an http:// or https:// URL, e.g. http://127.0.0.1:9000"
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None,
@@ -23,6 +28,8 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
     import boto3
     from botocore.config import Config
 
+    if endpoint_url is not None and not patterns.matches(patterns.HTTP_URL, endpoint_url):
+        raise InputError("--endpoint-url", endpoint_url, _ENDPOINT_ALLOWED)
     config = Config(
         # One connection per worker, plus headroom for HEADs; botocore's default pool is 10.
         max_pool_connections=max(10, max_connections + 2),
@@ -30,7 +37,10 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    try:
+        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    except ValueError as exc:  # botocore's "Invalid endpoint", urllib's "Invalid IPv6 URL"
+        raise InputError("--endpoint-url", endpoint_url, _ENDPOINT_ALLOWED, str(exc)) from None
 
 
 def resolve_bucket(bucket: str | None) -> str:
@@ -74,6 +84,25 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in _NOT_FOUND_CODES
 
 
+def is_condition_failed(exc: BaseException) -> bool:
+    """A conditional write (If-None-Match / If-Match) did not hold: someone else wrote first."""
+    status = str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return error_code(exc) in _CONDITION_FAILED_CODES or status in _CONDITION_FAILED_CODES
+
+
+def s3_call(bucket: str, key: str, call: Callable[[], Any]) -> Any:
+    """Run one S3 request; an error we understand becomes a user error, the rest propagate."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (ClientError, BotoCoreError) as exc:
+        mapped = describe_s3_error(exc, bucket, key)
+        if mapped:
+            raise mapped from None
+        raise
+
+
 def check_bucket(client: Any, bucket: str) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -88,11 +117,14 @@ def check_bucket(client: Any, bucket: str) -> None:
         raise
 
 
-def head(client: Any, bucket: str, key: str) -> dict | None:
-    """HeadObject, or None when the object does not exist."""
+def head(client: Any, bucket: str, key: str, *, checksums: bool = False) -> dict | None:
+    """HeadObject, or None when the object does not exist; `checksums` asks S3 for the stored
+    checksums of the object's bytes (ChecksumCRC32, ChecksumType)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
+        if checksums:
+            return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         return client.head_object(Bucket=bucket, Key=key)
     except (ClientError, BotoCoreError) as exc:
         if is_not_found(exc):

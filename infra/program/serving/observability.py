@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart
 from infra.core import metrics
+from infra.core.files import atomic_write
 from infra.program.serving import kube
 from infra.program.serving.gpu_plumbing import DCGM_SERVICE_LABELS, DCGM_SERVICE_PORT_NAME
 from infra.program.serving.spec import GPU_NODE_SELECTOR, SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
@@ -228,5 +229,5 @@ class Observability(pulumi.ComponentResource):
 def write_dashboard() -> Path:
     """Regenerate the shipped dashboard file from `vllm_dashboard()`."""
     DASHBOARD_FILE.parent.mkdir(parents=True, exist_ok=True)
-    DASHBOARD_FILE.write_text(render_dashboard())
+    atomic_write(DASHBOARD_FILE, render_dashboard())
     return DASHBOARD_FILE
