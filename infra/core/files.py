@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.core import patterns
-from infra.core.errors import InputError, StorageError, UserError
+from infra.core.errors import InputError, StorageError
 
 DEFAULT_FILE_MODE = 0o644  # outputs are read by other users (vLLM pods, CI steps)
 
@@ -97,9 +97,18 @@ def storage_error(exc: OSError, path: str | Path, consequence: str = "", field: 
                         + (f"; {consequence}" if consequence else ""))
 
 
-def _write_error(exc: OSError, path: str | Path, field: str) -> UserError:
-    return (storage_error(exc, path, "the previous file, if any, is unchanged", field)
-            or InputError(field, str(path), "a file path this process can write", exc.strerror or str(exc)))
+# errno -> the target path is the problem (the caller can fix it): exit 2.
+_BAD_TARGET = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+               errno.ELOOP, errno.ENXIO, errno.ETXTBSY}
+
+
+def _write_error(exc: OSError, path: str | Path, field: str) -> BaseException:
+    """The user error for a failed write, or `exc` itself when it is neither the storage's state
+    nor the target's fault (EIO and the like: a real fault, reported with its traceback)."""
+    mapped = storage_error(exc, path, "the previous file, if any, is unchanged", field)
+    if mapped is None and exc.errno in _BAD_TARGET:
+        mapped = InputError(field, str(path), "a file path this process can write", exc.strerror or str(exc))
+    return mapped or exc
 
 
 def write_all(fd: int, data: bytes) -> None:
