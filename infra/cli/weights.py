@@ -115,6 +115,14 @@ def _names(args: argparse.Namespace) -> None:
     validate_revision(args.revision)
 
 
+def _bucket(args: argparse.Namespace) -> str:
+    """The names checked, then the bucket: what every S3 subcommand starts with."""
+    from infra.ops.weights.s3 import resolve_bucket
+
+    _names(args)
+    return resolve_bucket(args.bucket)
+
+
 def _emit(args: argparse.Namespace, payload: dict, human: Callable[[], str],
           bar: ProgressBar | None = None) -> None:
     if bar is not None:
@@ -167,12 +175,10 @@ def _gib(n: int) -> str:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from infra.ops.weights.s3 import resolve_bucket
     from infra.ops.weights.upload import upload_model
 
     def body(bar: ProgressBar | None) -> int:
-        _names(args)
-        bucket = resolve_bucket(args.bucket)
+        bucket = _bucket(args)
         res = upload_model(_client(args), bucket, args.dir, args.model, args.revision,
                            concurrency=args.concurrency, part_size_bytes=args.part_size_mib * MIB,
                            source=args.source, replace=args.replace, **_hooks(bar))
@@ -188,13 +194,10 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from infra.core.errors import IntegrityError
-    from infra.ops.weights.s3 import resolve_bucket
     from infra.ops.weights.verify import verify_model
 
     def body(bar: ProgressBar | None) -> int:
-        _names(args)
-        bucket = resolve_bucket(args.bucket)
+        bucket = _bucket(args)
         res = verify_model(_client(args), bucket, args.model, args.revision, deep=args.deep,
                            concurrency=args.concurrency, **_hooks(bar))
         if res.ok:
@@ -228,11 +231,9 @@ def _run_reporting(args: argparse.Namespace, body: Callable[[ProgressBar | None]
 
 def _repair(args: argparse.Namespace) -> int:
     from infra.ops.weights.repair import repair_model
-    from infra.ops.weights.s3 import resolve_bucket
 
     def body(bar: ProgressBar | None) -> int:
-        _names(args)
-        bucket = resolve_bucket(args.bucket)
+        bucket = _bucket(args)
         res = repair_model(_client(args), bucket, args.dir, args.model, args.revision,
                            concurrency=args.concurrency, part_size_bytes=args.part_size_mib * MIB,
                            **_hooks(bar))
@@ -259,11 +260,9 @@ class _Reported(Exception):
 
 def _hydrate(args: argparse.Namespace) -> int:
     from infra.ops.weights.hydrate import hydrate_model
-    from infra.ops.weights.s3 import resolve_bucket
 
     def body(bar: ProgressBar | None) -> int:
-        _names(args)
-        bucket = resolve_bucket(args.bucket)
+        bucket = _bucket(args)
         if not args.dest:
             raise InputError("--dest", args.dest, "a directory path")
         res = hydrate_model(_client(args), bucket, args.model, args.revision, args.dest,

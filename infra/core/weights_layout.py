@@ -116,34 +116,19 @@ def check_relative_path(path: str) -> str:
     return path
 
 
-def _check_model(value: str) -> str:
-    if not patterns.matches(patterns.MODEL_NAME, value):
-        raise ValueError("not a valid model name")
-    return value
+def _matching(pattern: str, problem: str) -> AfterValidator:
+    """A pydantic check that the whole value matches `pattern` (patterns.matches: no `$` slack)."""
+    def check(value: str) -> str:
+        if not patterns.matches(pattern, value):
+            raise ValueError(problem)
+        return value
+    return AfterValidator(check)
 
 
-def _check_revision(value: str) -> str:
-    if not patterns.matches(patterns.REVISION, value):
-        raise ValueError("not a valid revision")
-    return value
-
-
-def _check_sha256(value: str) -> str:
-    if not patterns.matches(patterns.SHA256_HEX, value):
-        raise ValueError("must be 64 lowercase hex characters")
-    return value
-
-
-def _check_utc(value: str) -> str:
-    if not patterns.matches(patterns.UTC_TIMESTAMP, value):
-        raise ValueError("must look like 2026-01-31T12:00:00Z")
-    return value
-
-
-ModelName = Annotated[str, AfterValidator(_check_model)]
-Revision = Annotated[str, AfterValidator(_check_revision)]
-Sha256Hex = Annotated[str, AfterValidator(_check_sha256)]
-UtcTimestamp = Annotated[str, AfterValidator(_check_utc)]
+ModelName = Annotated[str, _matching(patterns.MODEL_NAME, "not a valid model name")]
+Revision = Annotated[str, _matching(patterns.REVISION, "not a valid revision")]
+Sha256Hex = Annotated[str, _matching(patterns.SHA256_HEX, "must be 64 lowercase hex characters")]
+UtcTimestamp = Annotated[str, _matching(patterns.UTC_TIMESTAMP, "must look like 2026-01-31T12:00:00Z")]
 
 
 class ManifestFile(BaseModel):
@@ -175,7 +160,6 @@ class Manifest(BaseModel):
     total_size_bytes: int = Field(ge=0, description="sum of files[].size_bytes")
     files: tuple[ManifestFile, ...] = Field(description="every file, sorted by path")
     content_sha256: str = Field(description="sha256 of the canonical JSON of all other fields")
-
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":

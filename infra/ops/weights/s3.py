@@ -90,13 +90,16 @@ def is_condition_failed(exc: BaseException) -> bool:
     return error_code(exc) in _CONDITION_FAILED_CODES or status in _CONDITION_FAILED_CODES
 
 
-def s3_call(bucket: str, key: str, call: Callable[[], Any]) -> Any:
-    """Run one S3 request; an error we understand becomes a user error, the rest propagate."""
+def s3_request(bucket: str, key: str, call: Callable[[], Any], *, missing_ok: bool = False) -> Any:
+    """Run one S3 request. A missing object is None when `missing_ok`; an error we understand
+    becomes a user error; the rest propagate."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         return call()
     except (ClientError, BotoCoreError) as exc:
+        if missing_ok and is_not_found(exc):
+            return None
         mapped = describe_s3_error(exc, bucket, key)
         if mapped:
             raise mapped from None
@@ -120,19 +123,8 @@ def check_bucket(client: Any, bucket: str) -> None:
 def head(client: Any, bucket: str, key: str, *, checksums: bool = False) -> dict | None:
     """HeadObject, or None when the object does not exist; `checksums` asks S3 for the stored
     checksums of the object's bytes (ChecksumCRC32, ChecksumType)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        if checksums:
-            return client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        return client.head_object(Bucket=bucket, Key=key)
-    except (ClientError, BotoCoreError) as exc:
-        if is_not_found(exc):
-            return None
-        mapped = describe_s3_error(exc, bucket, key)
-        if mapped:
-            raise mapped from None
-        raise
+    extra = {"ChecksumMode": "ENABLED"} if checksums else {}
+    return s3_request(bucket, key, lambda: client.head_object(Bucket=bucket, Key=key, **extra), missing_ok=True)
 
 
 def fetch_manifest(client: Any, bucket: str, model: str, revision: str) -> tuple[Manifest, str]:

@@ -35,7 +35,7 @@ from infra.core.weights_layout import (
 )
 from infra.ops.weights.localfs import FileDigest, digest_file
 from infra.ops.weights.s3 import (
-    check_bucket, describe_s3_error, fetch_manifest, head, is_condition_failed, is_not_found, s3_call,
+    check_bucket, describe_s3_error, fetch_manifest, head, is_condition_failed, is_not_found, s3_request,
 )
 
 MIB = 1024 * 1024
@@ -167,19 +167,9 @@ def put_conditional(client: Any, bucket: str, key: str, body: bytes, **condition
 
 def read_claim(client: Any, bucket: str, model: str, revision: str) -> tuple[bytes, str] | None:
     """The claim object's bytes and ETag, or None when the revision is unclaimed."""
-    from botocore.exceptions import ClientError
-
     key = claim_key(model, revision)
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if is_not_found(exc):
-            return None
-        mapped = describe_s3_error(exc, bucket, key)
-        if mapped:
-            raise mapped from None
-        raise
-    return response["Body"].read(), response["ETag"]
+    response = s3_request(bucket, key, lambda: client.get_object(Bucket=bucket, Key=key), missing_ok=True)
+    return None if response is None else (response["Body"].read(), response["ETag"])
 
 
 def _conflict(bucket: str, held: Claim, ours: Claim, published: bool) -> UserError:
@@ -298,7 +288,7 @@ def upload_model(
     how, holder = claim_revision(client, bucket, ours, replace=replace, published=manifest_exists)
     if manifest_exists and not same:
         # Unpublish first: while files are replaced, the revision reads as incomplete.
-        s3_call(bucket, mkey, lambda: client.delete_object(Bucket=bucket, Key=mkey))
+        s3_request(bucket, mkey, lambda: client.delete_object(Bucket=bucket, Key=mkey))
     if same:
         manifest = existing  # keep the original created_at: nothing new is being published
 
