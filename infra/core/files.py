@@ -203,10 +203,7 @@ def _replace(shown: str, target: str, data: bytes, mode: int | None, field: str)
         if isinstance(exc, OSError):
             raise _write_error(exc, shown, field) from None
         raise
-    try:
-        fsync_dir(parent)
-    except OSError as exc:
-        raise _write_error(exc, shown, field) from None
+    fsync_dir(parent)  # the new file is in place; an error here is a real fault, not input
 
 
 def atomic_write(path: str | Path, data: str | bytes, *, mode: int | None = None,

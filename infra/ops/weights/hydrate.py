@@ -18,6 +18,7 @@ A full disk mid-way is exit 4 with the finished ranges kept for the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -162,10 +163,6 @@ def _stat_fields(path: str) -> dict:
     return {"size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
 
 
-def _stat_record(path: str, entry: ManifestFile) -> dict:
-    return {"path": entry.path, "sha256": entry.sha256, **_stat_fields(path)}
-
-
 def changed_since_verified(rec: dict, path: str) -> list[str]:
     """Which of size, mtime, ctime and inode differ from the record (["missing"]: no file).
     A same-size rewrite within one filesystem timestamp tick of the verification is invisible
@@ -239,8 +236,9 @@ class _Hydration:
         if n_bytes and self.on_bytes:
             self.on_bytes(n_bytes)
 
-    def record_verified(self, entry: ManifestFile, final: str) -> None:
-        line = json.dumps(_stat_record(final, entry), sort_keys=True) + "\n"
+    def record_verified(self, entry: ManifestFile, fields: dict) -> None:
+        """Append that `entry` was verified while its file had these stat fields."""
+        line = json.dumps({"path": entry.path, "sha256": entry.sha256, **fields}, sort_keys=True) + "\n"
         with self.counter_lock:
             write_small(self.verified_log, line.encode(), append=True)
 
@@ -416,7 +414,7 @@ class _Hydration:
         os.replace(job.tmp_path, job.final_path)
         job.published = True
         _unlink(job.ranges_path)
-        self.record_verified(job.entry, job.final_path)
+        self.record_verified(job.entry, _stat_fields(job.final_path))
         with self.counter_lock:
             self.downloaded_files += 1
 
@@ -497,16 +495,16 @@ def _reset_ranged(job: _FileJob, part_size_bytes: int) -> None:
     _prepare_ranged(job, part_size_bytes)
 
 
-def _rehash_ok(final: str, entry: ManifestFile) -> bool:
-    """Is the file under its final name the manifest's file? Hashes it (a local read beats a
-    download); a missing file, another size or a non-regular file is not."""
+def _rehash(final: str, entry: ManifestFile) -> dict | None:
+    """The stat fields of the file under its final name if hashing it shows it is the manifest's
+    file (a local read beats a download) and it did not change while it was read; else None."""
     try:
-        st = os.lstat(final)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size_bytes:
-        return False
-    return sha256_file(final) == entry.sha256
+        before = _stat_fields(final)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if before["size_bytes"] != entry.size_bytes or sha256_file(final) != entry.sha256:
+        return None
+    return before if _stat_fields(final) == before else None
 
 
 def _check_dest(dest: str) -> str:
@@ -568,7 +566,8 @@ def hydrate_model(
         mapped.partial = run.partial(jobs)
         raise mapped from None
     except BaseException as exc:  # user errors, Ctrl-C, bugs: the caller reports what was done
-        exc.partial = run.partial(jobs)
+        with contextlib.suppress(AttributeError):
+            exc.partial = run.partial(jobs)
         raise
 
 
@@ -598,12 +597,12 @@ def _hydrate_locked(run: _Hydration, jobs: list[_FileJob], manifest: Manifest, m
 
     unknown = [f for f in manifest.files if f.path not in trusted]
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        rehashed_ok = list(pool.map(lambda f: _rehash_ok(finals[f.path], f), unknown))
-    rehashed = [f for f, ok in zip(unknown, rehashed_ok) if ok]
-    to_fetch = [f for f, ok in zip(unknown, rehashed_ok) if not ok]
+        hashed = list(pool.map(lambda f: _rehash(finals[f.path], f), unknown))
+    rehashed = [(f, fields) for f, fields in zip(unknown, hashed) if fields is not None]
+    to_fetch = [f for f, fields in zip(unknown, hashed) if fields is None]
     skipped_bytes = manifest.total_size_bytes - sum(f.size_bytes for f in to_fetch)
-    for f in rehashed:
-        run.record_verified(f, finals[f.path])
+    for f, fields in rehashed:
+        run.record_verified(f, fields)
 
     parts_dir = _state(dest, PARTS_DIR)
     os.makedirs(parts_dir, exist_ok=True)
