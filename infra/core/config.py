@@ -66,9 +66,12 @@ class FleetOptions(_Strict):
     precisions: tuple[Precision, ...] = Field(
         default=("fp8",), min_length=1, description="Weight precisions the search may pick from."
     )
-    capacity_type: CapacityType = Field(default="on-demand", description="How GPU nodes are bought.")
-    price_usd_per_gpu_hour: Decimal | None = Field(
-        default=None, gt=0, description="Override of the catalog price, per GPU-hour (capacity block, discount)."
+    capacity_type: CapacityType = Field(
+        default="on-demand", description="How GPU nodes are bought; the sizing prices this capacity type."
+    )
+    instance_usd_per_hour: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Price per instance-hour by instance type, over the price book (a discount, a quoted block).",
     )
     engine: Engine = Field(default="vllm", description="Serving engine the step-time model is calibrated for.")
     gpu_memory_utilization: float = Field(default=0.90, gt=0.3, le=0.98, description="vLLM --gpu-memory-utilization.")
@@ -89,6 +92,34 @@ class FleetOptions(_Strict):
             if name not in known:
                 raise ValueError(f"{name!r} is not a known instance type; known: {', '.join(sorted(known))}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "price_usd_per_gpu_hour" in data:
+            raise ValueError(
+                "price_usd_per_gpu_hour (one price for every instance type) was replaced by "
+                "instance_usd_per_hour: {INSTANCE_TYPE: USD per instance-hour}, e.g. {p5.48xlarge: 31.46}"
+            )
+        return data
+
+    @field_validator("instance_usd_per_hour")
+    @classmethod
+    def _positive_prices(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for name, usd in value.items():
+            if not usd.is_finite() or usd <= 0:
+                raise ValueError(f"{name}: {usd} must be a positive USD amount per instance-hour")
+        return value
+
+    @model_validator(mode="after")
+    def _prices_for_allowed_types(self) -> "FleetOptions":
+        stray = sorted(set(self.instance_usd_per_hour) - set(self.instance_types))
+        if stray:
+            raise ValueError(
+                f"instance_usd_per_hour prices {', '.join(stray)}, not in instance_types "
+                f"({', '.join(self.instance_types)}); price only the types the search may pick"
+            )
+        return self
 
     @model_validator(mode="after")
     def _az_loss_needs_two_azs(self) -> "FleetOptions":
@@ -536,6 +567,13 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             problems.append(
                 f"{NAMESPACE}network.availability_zones: {wrong!r} is not allowed; AZs must be in {region}"
             )
+    if cfg.fleet.engine != "vllm":
+        # The sizing library models other engines (`predict`, `size --workload`), but
+        # a stack deploys vLLM (infra/program/serving/vllm.py): its plan must be sized for vLLM.
+        problems.append(
+            f"{NAMESPACE}fleet.engine: {cfg.fleet.engine!r} is not allowed; the stack deploys vLLM, so use 'vllm' "
+            f"({cfg.fleet.engine} is for `predict` and `size --workload`)"
+        )
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
     if cfg.fleet.capacity_type == "on-demand":

@@ -127,6 +127,10 @@ INVALID = [
     ("warm-pool-hibernated", dict(gpu_nodes__warm_pool_state="HIBERNATED"), "llm-fleet:gpu_nodes.warm_pool_state: 'HIBERNATED'"),
     ("image-not-pinned", dict(weights__hydrator_image="public.ecr.aws/example/hydrator:latest"), "llm-fleet:weights.hydrator_image"),
     ("revision-missing", dict(weights__revision=DELETE), "llm-fleet:weights.revision: required key is missing"),
+    ("trtllm-engine", dict(fleet__engine="trtllm"), "llm-fleet:fleet.engine: 'trtllm' is not allowed; the stack deploys vLLM, so use 'vllm'"),
+    ("price-for-every-type", dict(fleet__price_usd_per_gpu_hour=4.9), "llm-fleet:fleet: price_usd_per_gpu_hour (one price for every instance type) was replaced by instance_usd_per_hour"),
+    ("price-for-a-type-not-allowed", dict(fleet__instance_usd_per_hour={"p5en.48xlarge": 60}), "llm-fleet:fleet: instance_usd_per_hour prices p5en.48xlarge, not in instance_types"),
+    ("non-positive-price", dict(fleet__instance_usd_per_hour={"p5.48xlarge": 0}), "llm-fleet:fleet.instance_usd_per_hour: "),
     ("foreign-namespace", {"gcp:project": "x"}, "gcp:project: namespace 'gcp' is not allowed"),
     ("secret-value", dict(ingress={"secure": "v1:abc"}), "llm-fleet:ingress: is an encrypted secret"),
 ]

@@ -174,3 +174,17 @@ def test_size_yaml_that_is_not_a_mapping_exits_2(call, tmp_path):
     p.write_text("- a\n- b\n")
     code, _, err = call("size", "--workload", str(p))
     assert code == 2 and "expected a mapping" in err and "Traceback" not in err
+
+
+def test_predict_refuses_mixtral_on_one_l40s_and_an_unmodelled_layout(call, tmp_path):
+    # tests/sizing/hf_configs/mixtral-8x7b-v0.1.json: huggingface.co/mistralai/Mixtral-8x7B-v0.1 config.json
+    mixtral = "tests/sizing/hf_configs/mixtral-8x7b-v0.1.json"
+    base = ["predict", "--gpu", "L40S-48GB", "--gpus", "1", "--tp", "1", "--weights", "fp8", "--input-tokens", "500",
+            "--output-tokens", "200", "--concurrency", "4"]
+    code, _, err = call(*base, "--model", mixtral)
+    assert code == 2 and "a degree at which mixtral-8x7b-v0.1 (fp8) fits" in err and "Traceback" not in err
+    cfg = json.loads(open(mixtral).read())
+    cfg["moe_layer_freq"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    code, _, err = call(*base, "--model", str(tmp_path / "config.json"))
+    assert code == 2 and "--model.moe_layer_freq: 2 is not allowed; supported: 1" in err and "Traceback" not in err

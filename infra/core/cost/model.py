@@ -87,14 +87,18 @@ def node_hour_price(
     prices: PriceBook | None = None,
     assumptions: Assumptions | Mapping[str, Any] | None = None,
     plan: Mapping[str, Any] | None = None,
+    capacity_type: str = "ON_DEMAND",
 ) -> tuple[Decimal | None, str]:
     """$/instance-hour of one type in one region, by the rules the cost model uses, and its source.
 
     Overrides first (`instance_usd_per_hour`, then `usd_per_gpu_hour` for GPU types), then the
-    plan's own price for its instance type, then the price book. (None, why) when unpriced.
+    plan's own price for its instance type, then the price book for the node group's
+    `capacity_type` (EKS spelling). (None, why) when unpriced.
     """
     ctx = PricingContext(region, catalog or load_catalog(), prices or load_price_book(), _assumptions(assumptions),
                          dict(plan) if plan else None)
-    lookup = ctx.gpu_price if instance_type in ctx.catalog.instances else ctx.general_price
-    price, source, _ = lookup(instance_type, instance_type)
+    if instance_type in ctx.catalog.instances:
+        price, source, _ = ctx.gpu_price(instance_type, instance_type, capacity_type)
+    else:
+        price, source, _ = ctx.general_price(instance_type, instance_type)
     return price, (source if price is not None else "; ".join(ctx.unpriced))
