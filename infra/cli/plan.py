@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from infra.core.errors import InputError
 from infra.core.files import atomic_write
+from infra.core.graph import short_type
 from infra.core.paths import REPO_ROOT
 
 REGIONAL = "regional"
@@ -93,13 +94,6 @@ def sizing_lines(plan: Any) -> list[str]:
         f"  GPU cost          {_fmt_usd(plan.cost.usd_per_hour_baseline)}/h baseline, "
         f"{_fmt_usd(plan.cost.usd_per_hour_max)}/h at burst ({_fmt_usd(plan.cost.usd_per_node_hour)}/node-h)",
     ]
-
-
-def short_type(token: str) -> str:
-    """`aws:ec2/vpc:Vpc` -> `aws:ec2:Vpc` (how `pulumi preview` shows types)."""
-    package, _, rest = token.partition(":")
-    module, _, name = rest.partition(":")
-    return f"{package}:{module.split('/')[0]}:{name}" if name else token
 
 
 def resource_table(result: Any) -> list[str]:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.cli.argtypes import endpoint_url
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
 from infra.core.files import read_json_file
 from infra.core.paths import REPO_ROOT
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model name weights are stored under (default: the catalog's Hugging Face id)")
     p.add_argument("--first-deploy", action="store_true",
                    help="the stack is not deployed yet: a missing bucket, key or manifest is skipped, not failed")
-    p.add_argument("--endpoint-url", default=None, help="AWS endpoint override (tests, LocalStack)")
+    p.add_argument("--endpoint-url", type=endpoint_url, default=None, help="AWS endpoint override (tests, LocalStack)")
     p.add_argument("--project-dir", default=None, help="directory holding Pulumi.<stack>.yaml (default: repo root)")
     p.set_defaults(func=run)
 

@@ -161,6 +161,27 @@ def name_of_urn(urn: str) -> str:
 
 
 def type_of_urn(urn: str) -> str:
+    """The resource's own type token (the last of a `Parent$Child` chain), or ''."""
+    parts = urn.split("::")
+    return parts[2].rsplit("$", 1)[-1] if len(parts) >= 4 else ""
+
+
+def short_type(token: str) -> str:
+    """`aws:ec2/vpc:Vpc` -> `aws:ec2:Vpc` (how `pulumi preview` shows types)."""
+    package, _, rest = token.partition(":")
+    module, _, name = rest.partition(":")
+    return f"{package}:{module.split('/')[0]}:{name}" if name else token
+
+
+def urn_label(urn: str) -> str:
+    """A resource as a person reads it: `gpu-us-east-1a (aws:eks:NodeGroup)`; '' for no URN."""
+    if not urn:
+        return ""
+    typ = type_of_urn(urn)
+    return f"{name_of_urn(urn)} ({short_type(typ)})" if typ else name_of_urn(urn)
+
+
+def type_of_urn(urn: str) -> str:
     parts = urn.split("::")
     return parts[2].rsplit("$", 1)[-1] if len(parts) >= 4 else ""
 

@@ -68,7 +68,7 @@ def test_dry_run_golden(tmp_path):
 def test_dry_run_verdicts_and_exit_code(tmp_path):
     report, evaluator = _report(tmp_path)
     west, prod = report.stacks
-    assert west.cost.status == "pass" and west.cost.data["delta"] == "13567.56"
+    assert west.cost.status == "pass" and west.cost.data["delta_usd"] == "13567.56"
     assert prod.cost.status == "fail" and prod.cost.data["new_stack"] is True
     assert prod.policy.status == "fail" and west.policy.status == "pass"
     assert report.exit_code == 3  # a mandatory policy would fail
@@ -97,7 +97,7 @@ def test_dry_run_over_the_real_program_json(tmp_path, capsys):
         assert s["error"] is None
         assert s["plan"]["instance_type"].startswith("p5")
         assert s["resources"] > 10
-        assert Decimal(s["gates"]["cost"]["data"]["after"]) > 0
+        assert Decimal(s["gates"]["cost"]["data"]["after_usd"]) > 0
         assert s["gates"]["policy"]["status"] in ("pass", "fail", "not-evaluated")
         assert s["sized_load"]["concurrent_requests"] == 200
     assert not list(tmp_path.rglob("journal.json"))  # a dry run writes no journal

@@ -134,7 +134,7 @@ def test_cost_gate_compares_against_the_last_deployed_cost(harness):
     harness.cost.usd["west"] = Decimal("9800")  # +800 <= 1000
     journal = harness.run()
     assert journal.status == "completed"
-    assert journal.stacks["west"].cost["delta"] == "800.00"
+    assert journal.stacks["west"].cost["delta_usd"] == "800.00"
 
 
 def test_unknown_approval_is_refused(harness):

@@ -34,7 +34,7 @@ class StackRecord(_Model):
     preflight: list[dict[str, str]] = Field(default_factory=list)
     changes: dict[str, int] = Field(default_factory=dict)
     policy: dict[str, Any] | None = None  # {"mandatory": n, "advisory": n, "violations": [...]}
-    cost: dict[str, str] | None = None  # {"scenario", "before", "after", "delta", "limit", "verdict"}
+    cost: dict[str, str] | None = None  # {"scenario", "before_usd", "after_usd", "delta_usd", "limit_usd", "status"}
     health: str = ""
     detail: str = ""
     rollback: str = ""

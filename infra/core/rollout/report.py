@@ -14,10 +14,10 @@ def exit_code(journal: Journal) -> int:
 
 
 def _cost(rec: Any) -> str:
-    if not rec.cost or "delta" not in rec.cost:
+    if not rec.cost or "delta_usd" not in rec.cost:
         return "-"
     try:
-        text = signed_usd(Decimal(rec.cost["delta"]))
+        text = signed_usd(Decimal(rec.cost["delta_usd"]))
     except InvalidOperation:
         return "?"
     return text + (" (approved)" if rec.cost.get("status") == "approved" else "")

@@ -304,7 +304,7 @@ class Runner:
 
         self.store.write_deployed(stack, {
             "config": config_text,
-            "cost": {rec.cost.get("scenario", ""): rec.cost.get("after", "")} if rec.cost else {},
+            "cost": {rec.cost.get("scenario", ""): rec.cost.get("after_usd", "")} if rec.cost else {},
             "rollout_id": journal.rollout_id,
             "at": self.clock.now(),
         })
