@@ -32,6 +32,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
+from infra.core import money
 from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of
 from infra.core.cost import Assumptions, cost_of_document, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError
@@ -156,7 +157,7 @@ def verdict_dict(violations: Sequence[Violation], monthly_budget_usd: Any = None
         "violations": [v.to_dict() for v in violations],
     }
     if monthly_budget_usd is not None:
-        out["monthly_budget_usd"] = str(monthly_budget_usd)
+        out["monthly_budget_usd"] = money.usd(monthly_budget_usd)  # the one money rule (infra/core/money.py)
     return out
 
 

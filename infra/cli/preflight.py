@@ -15,12 +15,12 @@ failed; 2 bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 from infra.cli.argtypes import endpoint_url
+from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
 from infra.core.files import read_json_file
 from infra.core.paths import REPO_ROOT
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_json_argument(p, "the checks")
     p.add_argument("--bucket", default=None, help="weights bucket (default: stack outputs, else the naming convention)")
     p.add_argument("--kms-alias", default=None, help="KMS alias of the weights key (default: alias/<bucket>)")
     p.add_argument("--outputs", metavar="FILE", default=None,
@@ -82,13 +82,11 @@ def run(args: argparse.Namespace, clients: Any = None) -> int:
     )
     report = run_checks(inputs, clients or boto3_clients(inputs.region, args.endpoint_url))
     code = EXIT_OK if report.ok else EXIT_PREFLIGHT
-    if args.json:
-        json.dump({
-            "stack": args.stack, "region": inputs.region, "ok": report.ok, "exit_code": code,
-            "instance_type": inputs.instance_type, "required_vcpus": inputs.required_vcpus,
-            "sources": dict(inputs.sources), "checks": report.to_list(),
-        }, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+    doc = {
+        "stack": args.stack, "region": inputs.region, "ok": report.ok, "exit_code": code,
+        "instance_type": inputs.instance_type, "required_vcpus": inputs.required_vcpus,
+        "sources": dict(inputs.sources), "checks": report.to_list(),
+    }
+    if not emit_json(args.json, doc):
         render_table(args.stack, inputs.region, report, sys.stdout)
     return code

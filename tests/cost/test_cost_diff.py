@@ -90,7 +90,7 @@ def test_cli_cost_diff_over_directories_with_policy_config(tmp_path, capsys, mon
     write(tmp_path, "base/prod.json", base)
     write(tmp_path, "head/prod.json", head)
     cfg = write(tmp_path, "cfg/config.prod.json", {"gpu-spend-cap": {"monthly_budget_usd": 300000, "region": "us-east-1"}})
-    code = main(["cost-diff", str(tmp_path / "base"), str(tmp_path / "head"), "--format", "json",
+    code = main(["cost-diff", str(tmp_path / "base"), str(tmp_path / "head"), "--json",
                  "--policy-config", str(cfg.parent)])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -134,11 +134,19 @@ def test_bad_paths_exit_2_without_traceback(tmp_path, capsys, monkeypatch, args)
     assert err.startswith("error:") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("fmt,render", [("table", "render_report_table"), ("markdown", "render_report_markdown"),
-                                        ("json", "render_report_json")])
-def test_cost_command_prints_the_report(tmp_path, capsys, base, fmt, render):
+@pytest.mark.parametrize("args,render", [(["--format", "table"], "render_report_table"),
+                                         (["--format", "markdown"], "render_report_markdown"),
+                                         (["--json"], "render_report_json"), (["--json", "-"], "render_report_json")])
+def test_cost_command_prints_the_report(tmp_path, capsys, base, args, render):
     import infra.core.cost as cost
 
     path = write(tmp_path, "prod.json", base)
-    assert main(["cost", str(path), "--format", fmt]) == 0
+    assert main(["cost", str(path), *args]) == 0
     assert capsys.readouterr().out == getattr(cost, render)(cost_of_plan(base))
+
+
+@pytest.mark.parametrize("command", [["cost", "PLAN"], ["cost-diff", "PLAN", "PLAN"]])
+def test_format_json_points_at_the_json_flag(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--format", "json"])
+    assert exc.value.code == 2 and "use --json" in capsys.readouterr().err

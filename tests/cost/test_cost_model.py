@@ -146,4 +146,4 @@ def test_to_dict_is_json_ready_with_money_as_strings(report):
     d = json.loads(json.dumps(report.to_dict()))
     assert d["scenarios"]["worst"]["usd_per_month"] == "604416.41" and d["hours_per_month"] == int(H)
     assert d["scenarios"]["worst"]["gpus"] == 120
-    assert all(set(v) == set(SCENARIOS) for v in d["components"].values())
+    assert all(set(v) == set(SCENARIOS) for v in d["components_usd_per_month"].values())

@@ -258,7 +258,7 @@ def test_full_run_with_reservations_mixes_moto_and_stubber(moto_endpoint, world,
 
 
 def _args(**kw):
-    base = dict(stack=STACK, json=False, bucket=None, kms_alias=None, outputs=None, weights_model=None,
+    base = dict(stack=STACK, json=None, bucket=None, kms_alias=None, outputs=None, weights_model=None,
                 first_deploy=False, endpoint_url=None, project_dir=str(REPO))
     return argparse.Namespace(**{**base, **kw})
 
@@ -275,7 +275,7 @@ def test_cli_table_and_exit_codes(moto_endpoint, world, capsys):
 def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"weights_bucket": BUCKET, "availability_zones": ["us-west-2a", "us-west-2b", "us-west-2c"]}))
-    code = cli_run(_args(json=True, outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(3072)))
+    code = cli_run(_args(json="-", outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(3072)))
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"] is True and doc["exit_code"] == 0
     assert doc["sources"]["bucket"] == "stack output weights_bucket"

@@ -11,7 +11,8 @@ import pytest
 
 from infra.cli import main
 from infra.core.config import load_stack_config
-from infra.cli.plan import short_type, write_json_atomic
+from infra.cli.output import emit_json
+from infra.cli.plan import short_type
 from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from infra.program.offline import normalize, region_azs
 
@@ -98,7 +99,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "plan.json"
     target.write_text('{"old": true}')
     with pytest.raises(TypeError):
-        write_json_atomic(target, {"bad": object.__new__(type("X", (), {"__str__": None}))})
+        emit_json(str(target), {"bad": object.__new__(type("X", (), {"__str__": None}))})
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 

@@ -212,7 +212,7 @@ class StackDiff:
                     "pct": money.pct(self.pct(s)) if ok else None}
                 for s in SCENARIOS
             },
-            "components": {
+            "components_usd_per_month": {
                 c: {
                     s: {"before": side(self.base_failure, self.component_month(c, s, "before")),
                         "after": side(self.head_failure, self.component_month(c, s, "after")),

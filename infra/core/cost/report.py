@@ -150,8 +150,8 @@ class CostReport:
             "currency": "USD",
             "hours_per_month": money.number(self.hours_per_month),
             "scenarios": scenarios,
-            "components": {c: {s: m(self.component_month(c, s)) for s in SCENARIOS} for c in self.components()},
-            "azs": {a: {s: m(v) for s, v in ((s, self.by_az(s)[a]) for s in SCENARIOS)} for a in self.azs()},
+            "components_usd_per_month": {c: {s: m(self.component_month(c, s)) for s in SCENARIOS} for c in self.components()},
+            "azs_usd_per_month": {a: {s: m(v) for s, v in ((s, self.by_az(s)[a]) for s in SCENARIOS)} for a in self.azs()},
             "items": [
                 {
                     "component": i.component,
