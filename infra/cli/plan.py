@@ -66,13 +66,15 @@ def _run(args: argparse.Namespace) -> int:
     project_dir = Path(args.project_dir) if args.project_dir else REPO_ROOT
     if not (project_dir / "Pulumi.yaml").is_file():
         raise InputError("--project-dir", str(project_dir), "a directory with a Pulumi.yaml")
-    result = plan_stack(args.stack, project_dir)
-    for warning in resolve(args.stack, project_dir).warnings:  # memoised: the plan just resolved it
-        print(f"warning: {warning}", file=sys.stderr)
-    doc = result.to_json()
-    from policies import check_plan  # the pack's rules, run offline over the mocked graph
+    from policies import check_plan, config_for_stack  # the pack's rules, run offline over the mocked graph
 
-    check = check_plan(doc, project_dir=project_dir)
+    resolved = resolve(args.stack, project_dir)  # config errors and infeasible SLOs first (memoised)
+    pack_config = config_for_stack(args.stack, project_dir)  # a missing or stale one: before the program runs
+    for warning in resolved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    result = plan_stack(args.stack, project_dir)
+    doc = result.to_json()
+    check = check_plan(doc, pack_config, project_dir=project_dir)
     doc.update(check.sections())
     if emit_json(args.json, doc):
         return check.exit_code

@@ -15,6 +15,7 @@ from infra.core.graph import graph_of
 from policies import config_for_stack, evaluate
 from tests.cost import fixtures as F
 from tests.golden import check_golden
+from tests.money_rule import assert_money_rule
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -94,6 +95,7 @@ def test_cli_cost_diff_over_directories_with_policy_config(tmp_path, capsys, mon
                  "--policy-config", str(cfg.parent)])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
+    assert_money_rule(out)
     stack = out["stacks"][0]
     assert stack["gpu"]["expected"]["nodes_after"] > stack["gpu"]["expected"]["nodes_before"]
     assert stack["budget"]["monthly_budget_usd"] == "300000.00"
@@ -142,7 +144,10 @@ def test_cost_command_prints_the_report(tmp_path, capsys, base, args, render):
 
     path = write(tmp_path, "prod.json", base)
     assert main(["cost", str(path), *args]) == 0
-    assert capsys.readouterr().out == getattr(cost, render)(cost_of_plan(base))
+    out = capsys.readouterr().out
+    assert out == getattr(cost, render)(cost_of_plan(base))
+    if "--json" in args:
+        assert_money_rule(json.loads(out))
 
 
 @pytest.mark.parametrize("command", [["cost", "PLAN"], ["cost-diff", "PLAN", "PLAN"]])

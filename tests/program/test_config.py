@@ -359,8 +359,13 @@ def test_fuzz_stack_file_text_never_crashes(tmp_path, text):
 
 
 def test_unavailable_az_is_refused_by_the_program(tmp_path, capsys):
+    from policies.config import config_path, render_pack_config, stack_pack_config
+
     entries = with_changes(prod_entries(), network__availability_zones=["us-east-1a", "us-east-1b", "us-east-1z"])
-    code = main(["plan", "--stack", "test", "--project-dir", str(write_stack(tmp_path, entries))])
+    project = write_stack(tmp_path, entries)
+    config_path("test", project).parent.mkdir()
+    config_path("test", project).write_text(render_pack_config(stack_pack_config(load_stack_config("test", project))))
+    code = main(["plan", "--stack", "test", "--project-dir", str(project)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: llm-fleet:network.availability_zones: ['us-east-1z'] is not allowed; AZs available")

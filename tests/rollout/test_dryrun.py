@@ -18,6 +18,7 @@ from infra.core.rollout.spec import load_rollout_plan
 from infra.ops.rollout.state import LocalStateStore
 from rollout_support import REPO
 from tests.golden import check_golden
+from tests.money_rule import assert_money_rule
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run_prod.txt"
 PLAN_PATH = "stacks/prod.yaml"
@@ -91,6 +92,7 @@ def test_dry_run_over_the_real_program_json(tmp_path, capsys):
                  "--state-dir", str(tmp_path), "--project-dir", str(REPO)])
     doc = json.loads(capsys.readouterr().out)
     assert code == doc["exit_code"]
+    assert_money_rule(doc)
     stacks = [s for w in doc["waves"] for s in w["stacks"]]
     assert [s["stack"] for s in stacks] == ["prod-us-west-2", "prod"]
     for s in stacks:
@@ -100,4 +102,5 @@ def test_dry_run_over_the_real_program_json(tmp_path, capsys):
         assert Decimal(s["gates"]["cost"]["data"]["after_usd"]) > 0
         assert s["gates"]["policy"]["status"] in ("pass", "fail", "not-evaluated")
         assert s["sized_load"]["concurrent_requests"] == 200
+        assert s["traffic_share_pct"] in (40, 60) and s["budget_usd_per_month"] == "650000.00"
     assert not list(tmp_path.rglob("journal.json"))  # a dry run writes no journal
