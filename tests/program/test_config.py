@@ -361,7 +361,8 @@ def test_fuzz_stack_file_text_never_crashes(tmp_path, text):
 def test_unavailable_az_is_refused_by_the_program(tmp_path, capsys):
     from policies.config import config_path, render_pack_config, stack_pack_config
 
-    entries = with_changes(prod_entries(), network__availability_zones=["us-east-1a", "us-east-1b", "us-east-1z"])
+    entries = with_changes(prod_entries(), network__availability_zones=["us-east-1a", "us-east-1b", "us-east-1z"],
+                           tags__environment="test")
     project = write_stack(tmp_path, entries)
     config_path("test", project).parent.mkdir()
     config_path("test", project).write_text(render_pack_config(stack_pack_config(load_stack_config("test", project))))
