@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "infra.cli.rollout",
     "infra.cli.preflight",
     "infra.cli.docs",
+    "infra.cli.new_stack",
 )
 
 

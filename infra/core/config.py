@@ -383,7 +383,7 @@ def _validate_tags(value: Any) -> dict[str, str]:
         out[key] = str(val)
     missing = [k for k in REQUIRED_TAGS if not out.get(k)]
     if missing:
-        raise ValueError(f"must include {', '.join(REQUIRED_TAGS)}; missing: {', '.join(missing)}")
+        raise ValueError(f"must include {', '.join(REQUIRED_TAGS)}; missing or blank: {', '.join(missing)}")
     return out
 
 
@@ -486,7 +486,7 @@ def problem_lines(exc: ValidationError, root: type[BaseModel] | None = None, pre
         elif isinstance(value, (dict, list)) and err["type"] not in ("list_type", "dict_type", "model_type"):
             lines.append(f"{path}: {msg}")  # a rule about the whole mapping or list
         elif value == "":
-            lines.append(f"{path}: is blank; fill it in (the comment above it in the stack file says with what): {msg}")
+            lines.append(f"{path}: is blank; fill it in (the comment above it in the stack file says with what)")
         else:
             lines.append(f"{path}: {shown(value)} is not allowed; {msg}")
     return lines
@@ -651,14 +651,17 @@ def project_config_defaults(project_dir: Path) -> dict[str, Any]:
     return out
 
 
-def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
-    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
-    `config:` mapping (full keys to values). Not validated yet."""
-
+def stack_file_path(stack: str, project_dir: Path | str = Path(".")) -> Path:
+    """`Pulumi.<stack>.yaml` of the project (the name checked, the file not required to exist)."""
     if not patterns.matches(patterns.STACK, stack):
         raise InputError("--stack", stack, "a stack name of letters, digits, '-', '_' and '.' (starting with a letter or digit)")
+    return Path(project_dir) / f"Pulumi.{stack}.yaml"
+
+
+def stack_file_config(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """The `config:` mapping of `Pulumi.<stack>.yaml` as written (full keys to values), not validated."""
     project_dir = Path(project_dir)
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file_path(stack, project_dir)
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise InputError("--stack", stack, f"a stack with a Pulumi.<stack>.yaml file; found: {', '.join(known) or 'none'}")
@@ -670,7 +673,13 @@ def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[
         config = {}
     if not isinstance(config, dict):
         raise UserError(f"{path.name}: config: expected a mapping of keys to values, got {type(config).__name__}")
-    return {**project_config_defaults(project_dir), **config}
+    return config
+
+
+def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
+    `config:` mapping (full keys to values). Not validated yet."""
+    return {**project_config_defaults(Path(project_dir)), **stack_file_config(stack, project_dir)}
 
 
 def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackConfig:

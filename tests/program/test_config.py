@@ -112,7 +112,7 @@ INVALID = [
     ("unknown-precision", dict(fleet__precisions=["fp16"]), "llm-fleet:fleet.precisions.0: 'fp16'"),
     ("kv-dtype", dict(model__kv_cache_dtype="fp4"), "llm-fleet:model.kv_cache_dtype: 'fp4'"),
     ("one-az-with-az-loss", dict(fleet__azs=1), "llm-fleet:fleet: "),
-    ("tags-missing-owner", dict(tags={"environment": "prod", "cost-center": "ml"}), "llm-fleet:tags: must include environment, cost-center, owner; missing: owner"),
+    ("tags-missing-owner", dict(tags={"environment": "prod", "cost-center": "ml"}), "llm-fleet:tags: must include environment, cost-center, owner; missing or blank: owner"),
     ("aws-tag-prefix", dict(tags={"environment": "p", "cost-center": "c", "owner": "o", "aws:x": "y"}), "tag key 'aws:x' must be 1-128 characters and not start with 'aws:'"),
     ("zero-budget", dict(budget__monthly_usd=0), "llm-fleet:budget.monthly_usd: 0"),
     ("alert-over-100", dict(budget__alert_pct=150), "llm-fleet:budget.alert_pct: 150"),
@@ -143,6 +143,7 @@ INVALID = [
     ("certificate-other-region", dict(ingress__tls_certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/abc"),
      "llm-fleet:ingress.tls_certificate_arn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' is not allowed; it is a certificate in eu-west-1 and the stack deploys to us-east-1"),
     ("blank-revision", dict(weights__revision=""), "llm-fleet:weights.revision: is blank; fill it in"),
+    ("blank-environment", dict(tags={"environment": "", "cost-center": "c", "owner": "o"}), "missing or blank: environment"),
 ]
 
 
