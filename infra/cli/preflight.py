@@ -80,6 +80,10 @@ def run(args: argparse.Namespace, clients: Any = None) -> int:
         args.stack, project_dir, outputs=outputs, bucket=args.bucket, kms_alias=args.kms_alias,
         weights_model=args.weights_model, first_deploy=True if args.first_deploy else False,
     )
+    from infra.core.resolve import resolve
+
+    for warning in resolve(args.stack, project_dir).warnings:  # memoised: preflight_inputs resolved it
+        print(f"warning: {warning}", file=sys.stderr)
     report = run_checks(inputs, clients or boto3_clients(inputs.region, args.endpoint_url))
     code = EXIT_OK if report.ok else EXIT_PREFLIGHT
     doc = {
