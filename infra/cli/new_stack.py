@@ -282,23 +282,17 @@ def run(args: argparse.Namespace) -> int:
     if not (project_dir / "Pulumi.yaml").is_file():
         raise InputError("--project-dir", str(project_dir), "a directory with a Pulumi.yaml")
     target = stack_file_path(args.name, project_dir)
+    if args.name == args.source:
+        raise InputError("NAME", args.name, f"a name other than --from {args.source} (a copy never replaces its source)")
     if target.exists() and not args.force:
         raise InputError("NAME", args.name, f"a stack name without a {target.name} (it exists; --force overwrites it)")
-    if args.vpc_cidr is not None:
-        from infra.core.config import NetworkConfig, format_validation_error
-        from pydantic import ValidationError
-
-        try:
-            NetworkConfig(vpc_cidr=args.vpc_cidr)
-        except ValidationError as exc:
-            raise UserError(format_validation_error(exc, "--vpc-cidr ")) from None
 
     new = build(args, project_dir)
     text = render(new, command_line(args))
     if yaml.safe_load(text)["config"] != new.entries:  # the comments must never change a value
         raise RuntimeError(f"bug: {target.name} as rendered does not read back as the config it was made from")
     probe = probe_entries(new, project_dir)
-    resolved = resolve(args.name, project_dir, entries=probe)  # validates and sizes the rest (exit 2 if not)
+    resolved = resolve(args.name, project_dir, entries=probe)  # validates (flags included) and sizes: exit 2 if not
     pack = render_pack_config(stack_pack_config(resolved.config))
 
     pack_path = config_path(args.name, project_dir)

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.cli.output import STDOUT, add_json_argument, emit_json
+from infra.cli.output import STDOUT, add_json_argument, emit_json, warn
 from infra.core.cost.diff import failure_document
 from infra.core.errors import InputError, UserError
 from infra.core.graph import short_type
@@ -70,8 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
     resolved = resolve(args.stack, project_dir)  # config errors and infeasible SLOs first (memoised)
     pack_config = config_for_stack(args.stack, project_dir)  # a missing or stale one: before the program runs
-    for warning in resolved.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+    warn(resolved.warnings)
     result = plan_stack(args.stack, project_dir)
     doc = result.to_json()
     check = check_plan(doc, pack_config, project_dir=project_dir)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra.cli.argtypes import endpoint_url
-from infra.cli.output import add_json_argument, emit_json
+from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
 from infra.core.files import read_json_file
 from infra.core.paths import REPO_ROOT
@@ -82,8 +82,7 @@ def run(args: argparse.Namespace, clients: Any = None) -> int:
     )
     from infra.core.resolve import resolve
 
-    for warning in resolve(args.stack, project_dir).warnings:  # memoised: preflight_inputs resolved it
-        print(f"warning: {warning}", file=sys.stderr)
+    warn(resolve(args.stack, project_dir).warnings)  # memoised: preflight_inputs resolved it
     report = run_checks(inputs, clients or boto3_clients(inputs.region, args.endpoint_url))
     code = EXIT_OK if report.ok else EXIT_PREFLIGHT
     doc = {

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from infra.cli.argtypes import fraction, positive_float, positive_int
-from infra.cli.output import add_json_argument, emit_json
+from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.catalog import load_catalog
 from infra.core.config import load_sizing_spec
 from infra.core.errors import InputError
@@ -209,8 +209,7 @@ def cmd_size(args: argparse.Namespace) -> int:
     if args.stack is not None:
         resolved = resolve(args.stack, Path(args.project_dir) if args.project_dir else REPO_ROOT)
         spec, plan = resolved.spec, resolved.plan
-        for warning in resolved.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+        warn(resolved.warnings)
     else:
         spec = load_sizing_spec(args.workload)
         plan = sized(spec)[0]

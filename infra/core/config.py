@@ -54,7 +54,6 @@ class StrictModel(BaseModel):
         return value
 
 
-
 class Workload(StrictModel):
     """What the service owes its users at sustained load."""
 

@@ -111,6 +111,7 @@ def test_an_existing_stack_is_refused_unless_forced(tmp_path, capsys):
     (["--concurrent-requests", "5000000"], "llm-fleet:workload.concurrent_requests: 5000000 is not allowed"),
     (["--model", "gpt-9"], "gpt-9"),
     (["--from", "nope"], "--stack: 'nope' is not allowed"),
+    (["--from", "eu", "--force"], "a copy never replaces its source"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, flags, expected):
     root = project(tmp_path)
