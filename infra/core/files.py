@@ -89,7 +89,7 @@ def read_yaml_file(path: str | Path, field_name: str) -> Any:
     try:
         return yaml.load(p.read_text(), Loader=yaml_loader())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        why = clip(" ".join(str(exc).split()))
+        why = clip(" ".join(str(exc).split()), 300)
         raise InputError(field_name, str(path), f"a readable YAML file ({exc.__class__.__name__}: {why})") from None
 
 
