@@ -96,7 +96,7 @@ def test_refreshed_book_renders_to_yaml_that_loads_back_identically():
 
 def _args(tmp_path, **kw):
     return argparse.Namespace(prices=str(tmp_path / "prices.yaml"), region=[REGION], no_services=True,
-                              dry_run=kw.get("dry_run", False))
+                              dry_run=kw.get("dry_run", False), json=kw.get("json"))
 
 
 def test_prices_refresh_command_rewrites_the_file_atomically(tmp_path, capsys):

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from infra.cli import main
+from tests.money_rule import assert_money_rule
 
 
 def run(*argv):
@@ -70,6 +71,8 @@ def test_size_seed_json_contract():
     code, out, err = run("size", "--workload", "examples/seed-004.yaml", "--json")
     assert code == 0, err
     d = json.loads(out)
+    assert_money_rule(d)
+    assert d["cost"]["usd_per_node_hour"] == "55.04" and d["alternatives"][0]["usd_per_hour_baseline"]
     assert d["instance_type"].startswith("p5") and d["precision"] == "fp8" and d["azs"] == 3
     assert d["predicted"]["e2e_p95_ms"] <= 4000
     assert isinstance(d["alternatives"], list) and d["alternatives"]

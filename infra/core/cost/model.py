@@ -16,7 +16,7 @@ from infra.core.catalog.prices import PriceBook, load_price_book
 from infra.core.cost.context import Assumptions, PricingContext, facts_of
 from infra.core.cost.nodegroup import plan_node_groups
 from infra.core.cost.pricers import price_graph
-from infra.core.cost.report import CostReport
+from infra.core.cost.report import CostReport, GpuGroup
 from infra.core.errors import InputError
 from infra.core.graph import NODE_GROUP, ResourceGraph, graph_from_resources, graph_of
 
@@ -55,8 +55,10 @@ def cost_of_document(
     if ctx.unpriced:
         ctx.note("NOT PRICED (cost is understated): " + "; ".join(ctx.unpriced))
     ctx.note("not modelled: CloudWatch logs, S3/KMS request charges, cross-AZ and internet data transfer")
+    groups = tuple(GpuGroup(g.shape.name, g.az, g.shape.instance_types, g.shape.sizes())
+                   for g in ctx.facts.groups if g.gpu)
     return CostReport(graph.stack, region, graph.kind, tuple(items), ctx.facts.gpu, ctx.facts.output_tokens_per_s,
-                      tuple(ctx.notes), tuple(ctx.unpriced))
+                      tuple(ctx.notes), tuple(ctx.unpriced), gpu_groups=groups)
 
 
 def cost_of_plan(plan_json: Mapping[str, Any], catalog: Catalog | None = None, prices: PriceBook | None = None,
