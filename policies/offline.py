@@ -32,7 +32,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
-from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of
+from infra.core import money
+from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of, urn_label
 from infra.core.cost import Assumptions, cost_of_document, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError
 from policies._support import config_with_defaults
@@ -156,7 +157,7 @@ def verdict_dict(violations: Sequence[Violation], monthly_budget_usd: Any = None
         "violations": [v.to_dict() for v in violations],
     }
     if monthly_budget_usd is not None:
-        out["monthly_budget_usd"] = str(monthly_budget_usd)
+        out["monthly_budget_usd"] = money.usd(monthly_budget_usd)  # the one money rule (infra/core/money.py)
     return out
 
 
@@ -168,7 +169,7 @@ def render_violations(violations: Sequence[Violation]) -> str:
     lines = [f"policy: {sum(v.enforcement == 'mandatory' for v in violations)} mandatory, "
              f"{sum(v.enforcement != 'mandatory' for v in violations)} advisory violation(s)"]
     for v in ordered:
-        where = v.urn.rsplit("::", 1)[-1] if v.urn else "(stack)"
+        where = urn_label(v.urn) or "(stack)"
         lines.append(f"  {v.enforcement.upper():<9} {v.policy_name:<34} {where}: {v.message}")
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,7 @@ from infra.core.errors import EXIT_PREFLIGHT, EXIT_USAGE, InputError, StorageErr
 from infra.core.files import atomic_write
 from tests.fs_faults import full_disk, read_only
 
+MARKDOWN = "<!-- llm-fleet:cost-diff -->"
 OLD, NEW = '{"old": true}\n', '{"new": true, "pad": "' + "x" * 10_000 + '"}\n'
 
 
@@ -151,7 +152,7 @@ def _cost_diff(tmp_path, plan_doc, output, capsys):
 
     (tmp_path / "head").mkdir(exist_ok=True)
     (tmp_path / "head" / "prod.json").write_text(json.dumps(plan_doc))
-    code = main(["cost-diff", str(tmp_path / "no-base"), str(tmp_path / "head"), "--format", "json",
+    code = main(["cost-diff", str(tmp_path / "no-base"), str(tmp_path / "head"), "--format", "markdown",
                  "--budget-usd", "800000", "--output", str(output)])
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -161,9 +162,9 @@ def _cost_diff(tmp_path, plan_doc, output, capsys):
 def test_cost_diff_output_on_a_full_disk_keeps_the_old_file(tmp_path, monkeypatch, capsys, plan_doc):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    target = out_dir / "diff.json"
+    target = out_dir / "diff.md"
     target.write_text(OLD)
-    full_disk(monkeypatch, out_dir, 4096)
+    full_disk(monkeypatch, out_dir, 100)  # the diff is a few KB: a short write, then ENOSPC
     code, err = _cost_diff(tmp_path, plan_doc, target, capsys)
     assert code == EXIT_PREFLIGHT and f"--output: cannot write {target}: no space left" in err
     assert target.read_text() == OLD and _leftovers(out_dir) == []
@@ -181,7 +182,7 @@ def test_cost_diff_output_through_a_symlink_and_a_fifo(tmp_path, capsys, plan_do
     real.write_text(OLD)
     (tmp_path / "link.json").symlink_to(real)
     assert _cost_diff(tmp_path, plan_doc, tmp_path / "link.json", capsys)[0] == 0
-    assert (tmp_path / "link.json").is_symlink() and json.loads(real.read_text())["stacks"]
+    assert (tmp_path / "link.json").is_symlink() and real.read_text().startswith(MARKDOWN)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received = []
@@ -189,4 +190,4 @@ def test_cost_diff_output_through_a_symlink_and_a_fifo(tmp_path, capsys, plan_do
     reader.start()
     assert _cost_diff(tmp_path, plan_doc, fifo, capsys)[0] == 0
     reader.join(10)
-    assert json.loads(received[0])["stacks"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert received[0].decode().startswith(MARKDOWN) and stat.S_ISFIFO(os.lstat(fifo).st_mode)

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, UserError, exit_code_table
 from infra.core.files import atomic_write
 from infra.core.paths import REPO_ROOT
@@ -413,7 +414,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--write", action="store_true", help="rewrite what is stale (atomically)")
-    p.add_argument("--json", action="store_true", help="print {path: diff} of what is (or was) stale")
+    add_json_argument(p, "{written, stale: {path: diff}} of what is (or was) stale")
     p.add_argument("--project-dir", default=None, help="repository root (default: this repository)")
     p.set_defaults(func=run)
 
@@ -427,10 +428,7 @@ def run(args: argparse.Namespace) -> int:
             if old != new:
                 diffs[path] = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path, path))
                 atomic_write(project_dir / path, new)
-    if args.json:
-        json.dump({"written": args.write, "stale": diffs}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+    if not emit_json(args.json, {"written": args.write, "stale": diffs}):
         for path, diff in diffs.items():
             print(f"{'wrote' if args.write else 'stale'}: {path}")
             if not args.write:

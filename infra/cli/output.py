@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Iterable
 
 from infra.core.files import atomic_write
 
@@ -22,6 +22,12 @@ def add_json_argument(parser: argparse.ArgumentParser, what: str = "the result")
         "--json", nargs="?", const=STDOUT, default=None, metavar="FILE",
         help=f"{what} as JSON: on stdout (bare --json or '-'), or written to FILE; positional arguments first",
     )
+
+
+def warn(warnings: Iterable[str]) -> None:
+    """Warnings go to stderr, one line each, so stdout keeps a --json document intact."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def json_text(doc: Any) -> str:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
+from pathlib import Path
 
 from infra.cli.argtypes import fraction, positive_float, positive_int
+from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.catalog import load_catalog
 from infra.core.config import load_sizing_spec
 from infra.core.errors import InputError
+from infra.core.paths import REPO_ROOT
 from infra.core.tables import table
 
 
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict TTFT, TPOT and throughput of one configuration (calibrated step-time model).",
     )
     p.add_argument("--model", required=True, help="catalog key (llama-3.3-70b, ...) or path to a HF config.json")
-    p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, L40S-48GB")
+    p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, A100-SXM-40GB, L40S-48GB, L4-24GB, A10G-24GB")
     p.add_argument("--gpus", type=positive_int, required=True, help="GPUs in total (replicas = gpus / tp)")
     p.add_argument("--tp", type=positive_int, required=True, help="tensor-parallel degree per replica")
     p.add_argument("--weights", choices=["bf16", "fp8", "int8", "int4"], default="bf16", help="weight precision")
@@ -35,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gpu-memory-utilization", type=fraction, default=None)
     p.add_argument("--max-num-seqs", type=positive_int, default=None)
     p.add_argument("--max-num-batched-tokens", type=positive_int, default=None)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_argument(p, "the prediction")
     p.set_defaults(func=cmd_predict)
 
     s = subparsers.add_parser(
@@ -44,8 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Search instance type x TP x precision x max-num-seqs for the cheapest plan that meets "
         "every SLO at sustained load with any one AZ lost.",
     )
-    s.add_argument("--workload", required=True, metavar="FILE.yaml", help="workload/model/fleet document")
-    s.add_argument("--json", action="store_true", help="print the FleetPlan as JSON")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workload", metavar="FILE.yaml", help="workload/model/fleet document")
+    source.add_argument("--stack", metavar="NAME",
+                        help="a stack's Pulumi.<NAME>.yaml, sized as the program sizes it (its region share included)")
+    s.add_argument("--project-dir", metavar="DIR", default=None,
+                   help="directory holding Pulumi.yaml and Pulumi.<stack>.yaml (default: the repository root)")
+    add_json_argument(s, "the FleetPlan")
     s.set_defaults(func=cmd_size)
 
     c = subparsers.add_parser(
@@ -54,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit engine efficiency factors on infra/core/catalog/calibration/public_measurements.csv.",
     )
     c.add_argument("--write", action="store_true", help="rewrite infra/core/catalog/engines.yaml and docs/calibration-report.md")
-    c.add_argument("--json", action="store_true")
+    add_json_argument(c, "the fit summary and engine factors")
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -116,8 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ) * replicas,
     }
     out = {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in out.items()}
-    if args.json:
-        print(json.dumps(out, indent=2))
+    if emit_json(args.json, out):
         return 0
     print(f"{arch.key} ({args.weights} weights, {args.kv} KV) on {args.gpus} x {gpu.key}, TP={args.tp}, "
           f"{replicas} replica(s), engine {engine.name}")
@@ -198,15 +204,19 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
-    from infra.core.sizing.search import size
+    from infra.core.resolve import resolve, sized
 
-    spec = load_sizing_spec(args.workload)
-    plan = size(spec)
-    if args.json:
-        print(json.dumps(plan.to_dict(), indent=2))
+    if args.stack is not None:
+        resolved = resolve(args.stack, Path(args.project_dir) if args.project_dir else REPO_ROOT)
+        spec, plan = resolved.spec, resolved.plan
+        warn(resolved.warnings)
     else:
-        w = spec.workload
-        print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
+        spec = load_sizing_spec(args.workload)
+        plan = sized(spec)[0]
+    if emit_json(args.json, plan.to_dict()):
+        return 0
+    w = spec.workload
+    print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
     return 0
 
 
@@ -220,9 +230,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.write:
         calibrate.write_engines(engines)
         calibrate.write_report(calibrate.render_report(results, excluded, engines))
-    if args.json:
-        print(json.dumps({"summary": summary, "engines": {k: vars(v) for k, v in engines.items()}}, indent=2))
-    else:
+    if not emit_json(args.json, {"summary": summary, "engines": {k: vars(v) for k, v in engines.items()}}):
         print(
             f"throughput rows {summary['rows_throughput']}: median |error| {summary['median_abs_error_throughput']:.1%}, "
             f"most optimistic {summary['max_optimism_throughput']:+.1%}\n"

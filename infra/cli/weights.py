@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-from infra.cli.argtypes import positive_int, seconds
+from infra.cli.argtypes import endpoint_url, positive_int, seconds
 from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_INTERRUPTED, InputError, IntegrityError, UserError, exit_code_epilog
 from infra.core.weights_layout import BUCKET_ENV, validate_model_name, validate_revision
@@ -26,7 +26,7 @@ def _common(p: argparse.ArgumentParser, *, s3: bool = True) -> None:
     p.add_argument("--revision", required=True, help="immutable revision, e.g. a commit hash")
     if s3:
         p.add_argument("--bucket", help=f"weights bucket (default: ${BUCKET_ENV})")
-        p.add_argument("--endpoint-url", default=None,
+        p.add_argument("--endpoint-url", type=endpoint_url, default=None,
                        help="S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS)")
         p.add_argument("--region", default=None, help="AWS region (default: boto3's resolution)")
     add_json_argument(p, "one object (also on failure)")

@@ -7,15 +7,17 @@ allowed. Nothing here imports pulumi at module import time.
 """
 from __future__ import annotations
 
+import types
+import typing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from infra.core import patterns
 from infra.core.catalog import load_catalog
-from infra.core.errors import InputError, UserError
+from infra.core.errors import InputError, UserError, clip, shown
 from infra.core.files import read_yaml_file
 from infra.core.labels import PROJECT, REQUIRED_TAGS
 
@@ -26,11 +28,33 @@ CapacityType = Literal["on-demand", "capacity-block", "reservation"]
 WarmPoolState = Literal["RUNNING", "STOPPED"]
 
 
-class _Strict(BaseModel):
+def _numbers_only(annotation: Any) -> bool:
+    """Whether a field takes numbers (int, float, Decimal, a Literal of numbers) and no boolean."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        return bool(members) and all(_numbers_only(a) for a in members)
+    return annotation in (int, float, Decimal)
+
+
+class StrictModel(BaseModel):
+    """Unknown keys refused, frozen, and no boolean where a number goes: pydantic's lax mode reads
+    `true` as 1 (and YAML reads yes/no/on/off as booleans), which would size a fleet for one user."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name and _numbers_only(cls.model_fields[info.field_name].annotation):
+            raise ValueError("a boolean is not a number; write the number (YAML reads true/false, yes/no, on/off "
+                             "as booleans)")
+        return value
 
-class Workload(_Strict):
+
+class Workload(StrictModel):
     """What the service owes its users at sustained load."""
 
     concurrent_requests: int = Field(gt=0, le=1_000_000, description="Requests in flight at sustained load.")
@@ -46,7 +70,7 @@ class Workload(_Strict):
     availability_pct: float = Field(default=99.9, gt=0, lt=100, description="Availability target per region, percent.")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """What is served."""
 
     name: str = Field(min_length=1, description="Catalog key (e.g. llama-3.3-70b) or path to a HF config.json.")
@@ -55,7 +79,7 @@ class ModelSpec(_Strict):
     max_model_len: int = Field(default=8192, ge=256, le=1_048_576, description="Context window cap, tokens.")
 
 
-class FleetOptions(_Strict):
+class FleetOptions(StrictModel):
     """Where and on what it may run."""
 
     region: str = Field(default="us-east-1", pattern=patterns.REGION, description="AWS region.")
@@ -66,9 +90,12 @@ class FleetOptions(_Strict):
     precisions: tuple[Precision, ...] = Field(
         default=("fp8",), min_length=1, description="Weight precisions the search may pick from."
     )
-    capacity_type: CapacityType = Field(default="on-demand", description="How GPU nodes are bought.")
-    price_usd_per_gpu_hour: Decimal | None = Field(
-        default=None, gt=0, description="Override of the catalog price, per GPU-hour (capacity block, discount)."
+    capacity_type: CapacityType = Field(
+        default="on-demand", description="How GPU nodes are bought; the sizing prices this capacity type."
+    )
+    instance_usd_per_hour: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Price per instance-hour by instance type, over the price book (a discount, a quoted block).",
     )
     engine: Engine = Field(default="vllm", description="Serving engine the step-time model is calibrated for.")
     gpu_memory_utilization: float = Field(default=0.90, gt=0.3, le=0.98, description="vLLM --gpu-memory-utilization.")
@@ -87,8 +114,36 @@ class FleetOptions(_Strict):
         known = load_catalog().instances
         for name in value:
             if name not in known:
-                raise ValueError(f"{name!r} is not a known instance type; known: {', '.join(sorted(known))}")
+                raise ValueError(f"{shown(name)} is not a known instance type; known: {', '.join(sorted(known))}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "price_usd_per_gpu_hour" in data:
+            raise ValueError(
+                "price_usd_per_gpu_hour (one price for every instance type) was replaced by "
+                "instance_usd_per_hour: {INSTANCE_TYPE: USD per instance-hour}, e.g. {p5.48xlarge: 31.46}"
+            )
+        return data
+
+    @field_validator("instance_usd_per_hour")
+    @classmethod
+    def _positive_prices(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for name, usd in value.items():
+            if not usd.is_finite() or usd <= 0:
+                raise ValueError(f"{name}: {usd} must be a positive USD amount per instance-hour")
+        return value
+
+    @model_validator(mode="after")
+    def _prices_for_allowed_types(self) -> "FleetOptions":
+        stray = sorted(set(self.instance_usd_per_hour) - set(self.instance_types))
+        if stray:
+            raise ValueError(
+                f"instance_usd_per_hour prices {', '.join(stray)}, not in instance_types "
+                f"({', '.join(self.instance_types)}); price only the types the search may pick"
+            )
+        return self
 
     @model_validator(mode="after")
     def _az_loss_needs_two_azs(self) -> "FleetOptions":
@@ -97,7 +152,7 @@ class FleetOptions(_Strict):
         return self
 
 
-class SizingSpec(_Strict):
+class SizingSpec(StrictModel):
     """The input of the sizing search (the `size --workload FILE.yaml` document)."""
 
     workload: Workload
@@ -105,22 +160,9 @@ class SizingSpec(_Strict):
     fleet: FleetOptions = FleetOptions()
 
 
-def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "", root: type[BaseModel] | None = None) -> str:
     """One line per problem: `key.path: value ... ; what is allowed`."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"] if p != "__root__")
-        path = f"{prefix}{path}" if path else prefix.rstrip(".") or "(document)"
-        value = err.get("input")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key (value {value!r}); remove it or check the spelling")
-        elif err["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        else:
-            shown = value if not isinstance(value, dict) else "{...}"
-            lines.append(f"{path}: {shown!r} is not allowed; {msg}")
-    return "\n".join(lines)
+    return "\n".join(capped(problem_lines(exc, root, prefix)))
 
 
 def parse_model(model_cls: type[BaseModel], data: Any, prefix: str = "") -> Any:
@@ -130,7 +172,7 @@ def parse_model(model_cls: type[BaseModel], data: Any, prefix: str = "") -> Any:
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        raise UserError(format_validation_error(exc, prefix)) from None
+        raise UserError(format_validation_error(exc, prefix, model_cls)) from None
 
 
 def load_sizing_spec(path: str | Path) -> SizingSpec:
@@ -160,16 +202,21 @@ def _check_cidr(value: str, *, allow_any: bool = True) -> str:
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
-        raise ValueError(f"{value!r} is not a CIDR block like 203.0.113.0/24 ({exc})") from None
+        raise ValueError(f"{shown(value)} is not a CIDR block like 203.0.113.0/24 ({exc})") from None
     if not allow_any and net.prefixlen == 0:
-        raise ValueError(f"{value!r} opens the endpoint to the whole internet; list your own CIDR blocks")
+        raise ValueError(f"{shown(value)} opens the endpoint to the whole internet; list your own CIDR blocks")
     return str(net)
 
 
-class BudgetConfig(_Strict):
+# The largest monthly amount any budget or limit may name: well above any fleet, and small enough
+# that cents stay exact in Decimal's 28 digits.
+MAX_MONTHLY_USD = Decimal(100_000_000)
+
+
+class BudgetConfig(StrictModel):
     """What the stack may spend; the policy pack refuses changes that would break it."""
 
-    monthly_usd: Decimal = Field(gt=0, le=100_000_000, description="Monthly spending cap for the stack, USD.")
+    monthly_usd: Decimal = Field(gt=0, le=MAX_MONTHLY_USD, description="Monthly spending cap for the stack, USD.")
     alert_pct: float = Field(
         default=80.0, gt=0, le=100, description="Percent of monthly_usd at which the budget alert fires."
     )
@@ -178,7 +225,7 @@ class BudgetConfig(_Strict):
 LISTENER_PORT = 443  # the public HTTPS listener of the gateway (its NLB and security group)
 
 
-class IngressConfig(_Strict):
+class IngressConfig(StrictModel):
     """The public OpenAI-compatible endpoint (served by the Envoy gateway in a later issue)."""
 
     hostname: str = Field(max_length=253, pattern=patterns.HOSTNAME, description="Public DNS name clients call, e.g. llm.example.com.")
@@ -211,7 +258,7 @@ class IngressConfig(_Strict):
         return self
 
 
-class NetworkConfig(_Strict):
+class NetworkConfig(StrictModel):
     """The VPC. Subnets are carved from vpc_cidr: one private block per AZ (an eighth of the VPC
     each, for pod IPs) and small public subnets (NAT gateways, load balancers) from the last eighth."""
 
@@ -242,13 +289,13 @@ class NetworkConfig(_Strict):
             return None
         for name in value:
             if not patterns.matches(patterns.AZ, name):
-                raise ValueError(f"{name!r} is not an AZ name like us-east-1a")
+                raise ValueError(f"{shown(name)} is not an AZ name like us-east-1a")
         if len(set(value)) != len(value):
             raise ValueError("AZ names must be unique")
         return value
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(StrictModel):
     """The EKS control plane and its small system node group."""
 
     kubernetes_version: str = Field(
@@ -283,7 +330,7 @@ class ClusterConfig(_Strict):
 
         for arn in value:
             if not patterns.matches(patterns.IAM_PRINCIPAL, arn):
-                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/name)")
+                raise ValueError(f"{shown(arn)} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/name)")
         return value
 
     @model_validator(mode="after")
@@ -295,7 +342,7 @@ class ClusterConfig(_Strict):
         return self
 
 
-class GpuNodesConfig(_Strict):
+class GpuNodesConfig(StrictModel):
     """Per-AZ GPU node groups (counts come from the fleet plan, not from here)."""
 
     root_volume_gib: int = Field(default=200, ge=50, le=16384, description="Encrypted gp3 root volume per GPU node, GiB.")
@@ -321,13 +368,13 @@ class GpuNodesConfig(_Strict):
 
         for az, rid in value.items():
             if not patterns.matches(patterns.AZ, str(az)):
-                raise ValueError(f"key {az!r} is not an AZ name like us-east-1a")
+                raise ValueError(f"key {shown(az)} is not an AZ name like us-east-1a")
             if not isinstance(rid, str) or not patterns.matches(patterns.CAPACITY_RESERVATION, rid):
-                raise ValueError(f"{rid!r} (for {az}) is not a capacity reservation id like cr-0123456789abcdef0")
+                raise ValueError(f"{shown(rid)} (for {shown(az)}) is not a capacity reservation id like cr-0123456789abcdef0")
         return value
 
 
-class WeightsConfig(_Strict):
+class WeightsConfig(StrictModel):
     """Where model weights live (S3) and how nodes hydrate them onto local NVMe."""
 
     revision: str = Field(pattern=patterns.REVISION, description="Model revision to serve (a tag or commit under models/<name>/).")
@@ -360,17 +407,17 @@ def _validate_tags(value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, val in value.items():
         if not isinstance(key, str) or not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
-            raise ValueError(f"tag key {key!r} must be 1-128 characters and not start with 'aws:'")
+            raise ValueError(f"tag key {shown(key)} must be 1-128 characters and not start with 'aws:'")
         if isinstance(val, bool) or not isinstance(val, (str, int, float)) or len(str(val)) > 256:
-            raise ValueError(f"tag {key!r} must have a string value of at most 256 characters")
+            raise ValueError(f"tag {shown(key)} must have a string value of at most 256 characters")
         out[key] = str(val)
     missing = [k for k in REQUIRED_TAGS if not out.get(k)]
     if missing:
-        raise ValueError(f"must include {', '.join(REQUIRED_TAGS)}; missing: {', '.join(missing)}")
+        raise ValueError(f"must include {', '.join(REQUIRED_TAGS)}; missing or blank: {', '.join(missing)}")
     return out
 
 
-class StackConfig(_Strict):
+class StackConfig(StrictModel):
     """Everything under `llm-fleet:` in a stack's config, one field per config key."""
 
     workload: Workload = Field(description="What the service owes its users: load and latency SLOs.")
@@ -403,10 +450,8 @@ class StackConfig(_Strict):
 STACK_SECTIONS = tuple(StackConfig.model_fields)
 
 
-def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the key at `loc` (for 'did you mean' hints)."""
-    import typing
-
     current: Any = model
     for part in loc:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
@@ -423,24 +468,46 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 def _key(part: Any) -> str:
     """A key as shown in a message: plain when it is a simple name, quoted otherwise."""
     text = str(part)
-    return text if text and text.isprintable() and " " not in text else repr(text)
+    return text if text and text.isprintable() and " " not in text and len(text) <= 64 else shown(text, 64)
 
 
-def _stack_errors(exc: ValidationError) -> list[str]:
-    """One line per problem, keys named as `llm-fleet:section.field`."""
+# At most this many problems are listed in one message; the rest are counted.
+MAX_PROBLEMS_SHOWN = 20
+
+
+def capped(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS_SHOWN:
+        return problems
+    return problems[:MAX_PROBLEMS_SHOWN] + [f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more"]
+
+
+def joined_problems(problems: list[str]) -> str:
+    """`a` for one problem, `N problems: a; b; ...` for several (at most MAX_PROBLEMS_SHOWN listed)."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems: " + "; ".join(capped(problems))
+
+
+def problem_lines(exc: ValidationError, root: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """One line per pydantic error, keys named `prefix` + `section.field`; values through `shown`.
+
+    The one formatter of config errors (stack config, workload file, rollout plan): the key path,
+    the value (bounded, never a whole expanded document) and what is allowed; for an unknown key,
+    the closest allowed one when `root` (the model validated) is given.
+    """
     import difflib
 
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
-        path = f"{NAMESPACE}{'.'.join(_key(p) for p in loc)}" if loc else PROJECT
+        loc = tuple(p for p in err["loc"] if p != "__root__")
+        path = f"{prefix}{'.'.join(_key(p) for p in loc)}" if loc else (prefix.rstrip(".:") or "(document)")
         value = err.get("input")
-        msg = err["msg"].removeprefix("Value error, ").replace("\n", " ")
+        msg = clip(err["msg"].removeprefix("Value error, ").replace("\n", " "), 300)
         if err["type"] == "extra_forbidden":
-            owner = _model_at(StackConfig, loc[:-1])
+            owner = _model_at(root, loc[:-1])
             known = sorted(owner.model_fields) if owner else []
-            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1) if loc else []
+            extra = f"; did you mean {hint[0]!r}?" if hint else "; remove it or check the spelling"
             if known:
                 extra += f" (allowed: {', '.join(known)})"
             lines.append(f"{path}: unknown key{extra}")
@@ -448,8 +515,10 @@ def _stack_errors(exc: ValidationError) -> list[str]:
             lines.append(f"{path}: required key is missing")
         elif isinstance(value, (dict, list)) and err["type"] not in ("list_type", "dict_type", "model_type"):
             lines.append(f"{path}: {msg}")  # a rule about the whole mapping or list
+        elif value == "":
+            lines.append(f"{path}: is blank; fill it in (the comment above it in the stack file says with what)")
         else:
-            lines.append(f"{path}: {value!r} is not allowed; {msg}")
+            lines.append(f"{path}: {shown(value)} is not allowed; {msg}")
     return lines
 
 
@@ -478,7 +547,7 @@ def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig
         namespace, _, name = key.partition(":")
         if namespace not in ALLOWED_NAMESPACES:
             problems.append(
-                f"{_key(key)}: namespace {namespace!r} is not allowed; use '{NAMESPACE}<key>' or 'aws:<key>'"
+                f"{_key(key)}: namespace {shown(namespace)} is not allowed; use '{NAMESPACE}<key>' or 'aws:<key>'"
             )
             continue
         if isinstance(value, dict) and set(value) == {"secure"}:
@@ -493,7 +562,7 @@ def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig
     if region is None:
         problems.append("aws:region: required key is missing (set it with `pulumi config set aws:region us-east-1`)")
     elif not isinstance(region, str) or not patterns.matches(patterns.REGION, region):
-        problems.append(f"aws:region: {region!r} is not allowed; an AWS region name like us-east-1")
+        problems.append(f"aws:region: {shown(region)} is not allowed; an AWS region name like us-east-1")
         region = None
     fleet = sections.get("fleet")
     if region is not None and isinstance(fleet, dict):
@@ -501,7 +570,7 @@ def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig
             sections["fleet"] = {**fleet, "region": region}
         elif fleet["region"] != region:
             problems.append(
-                f"{NAMESPACE}fleet.region: {fleet['region']!r} is not allowed; it must equal aws:region "
+                f"{NAMESPACE}fleet.region: {shown(fleet['region'])} is not allowed; it must equal aws:region "
                 f"({region!r}): set both to the region you deploy to"
             )
     elif region is not None and fleet is None:
@@ -509,13 +578,12 @@ def parse_stack_config(entries: dict[str, Any], source: str = "") -> StackConfig
     try:
         cfg = StackConfig.model_validate(sections)
     except ValidationError as exc:
-        problems.extend(_stack_errors(exc))
+        problems.extend(problem_lines(exc, StackConfig, NAMESPACE))
         cfg = None
     if cfg is not None and not problems:
         problems.extend(_cross_checks(cfg))
     if problems:
-        raise _parse_error("; ".join(problems) if len(problems) == 1 else
-                           f"{len(problems)} problems: " + "; ".join(problems), source)
+        raise _parse_error(joined_problems(problems), source)
     assert cfg is not None
     return cfg
 
@@ -524,40 +592,83 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
     """Rules that span sections; each names the key to change."""
     problems = []
     region, azs = cfg.fleet.region, cfg.fleet.azs
+    arn = cfg.ingress.tls_certificate_arn
+    cert_region = arn.split(":")[3] if arn else region
+    if cert_region != region:
+        # "To use an ACM certificate with Elastic Load Balancing, you must request or import the
+        # certificate in the same Region as your load balancer" (ACM user guide, "Supported
+        # Regions"); the NLB listener would fail at `pulumi up`, long after a preview passed.
+        problems.append(
+            f"{NAMESPACE}ingress.tls_certificate_arn: {shown(arn)} is not allowed; it is a certificate in "
+            f"{cert_region} and the stack deploys to {region}: ACM certificates are regional, so request or "
+            f"import one in {region} (`aws acm list-certificates --region {region}`)"
+        )
     named = cfg.network.availability_zones
     if named is not None:
         if len(named) != azs:
             problems.append(
-                f"{NAMESPACE}network.availability_zones: {list(named)!r} is not allowed; list exactly "
+                f"{NAMESPACE}network.availability_zones: {shown(list(named))} is not allowed; list exactly "
                 f"fleet.azs = {azs} AZ names"
             )
         wrong = [n for n in named if not n.startswith(region)]
         if wrong:
             problems.append(
-                f"{NAMESPACE}network.availability_zones: {wrong!r} is not allowed; AZs must be in {region}"
+                f"{NAMESPACE}network.availability_zones: {shown(wrong)} is not allowed; AZs must be in {region}"
             )
+    if cfg.fleet.engine != "vllm":
+        # The sizing library models other engines (`predict`, `size --workload`), but
+        # a stack deploys vLLM (infra/program/serving/vllm.py): its plan must be sized for vLLM.
+        problems.append(
+            f"{NAMESPACE}fleet.engine: {cfg.fleet.engine!r} is not allowed; the stack deploys vLLM, so use 'vllm' "
+            f"({cfg.fleet.engine} is for `predict` and `size --workload`)"
+        )
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
     if cfg.fleet.capacity_type == "on-demand":
         if reservations:
             problems.append(
-                f"{key}: {reservations!r} is not allowed; reservations are only used with "
+                f"{key}: {shown(reservations)} is not allowed; reservations are only used with "
                 "fleet.capacity_type capacity-block or reservation"
             )
     else:
         if len(reservations) != azs:
             problems.append(
-                f"{key}: {reservations!r} is not allowed; fleet.capacity_type {cfg.fleet.capacity_type} needs one "
+                f"{key}: {shown(reservations)} is not allowed; fleet.capacity_type {cfg.fleet.capacity_type} needs one "
                 f"reservation id per AZ ({azs} entries, AZ name -> cr-...)"
             )
         wrong = [n for n in reservations if not n.startswith(region)]
         if wrong:
-            problems.append(f"{key}: {wrong!r} is not allowed; AZs must be in {region}")
+            problems.append(f"{key}: {shown(wrong)} is not allowed; AZs must be in {region}")
         if named is not None and set(named) != set(reservations):
             problems.append(
                 f"{key}: AZs {sorted(reservations)} do not match network.availability_zones {sorted(named)}"
             )
     return problems
+
+
+ENVIRONMENT_SEPARATORS = ("-", "_", ".")
+
+
+def stack_warnings(stack: str, cfg: StackConfig, environment: str | None = None) -> list[str]:
+    """What looks copied from another stack but is not wrong enough to refuse.
+
+    `environment` is the environment whose rollout plan (stacks/<env>.yaml) lists the stack, if
+    any: its `tags.environment` should name it. Otherwise the tag should be the stack's name or
+    its prefix (`prod` for `prod-us-west-2`). A `region` tag should be the stack's region.
+    """
+    out = []
+    tag = cfg.tags.get("environment", "")
+    key = f"{NAMESPACE}tags.environment"
+    if environment is not None and tag != environment:
+        out.append(f"{key}: {shown(tag)} but stacks/{environment}.yaml lists stack {stack!r}; "
+                   f"tag it environment: {environment} (cost reports and budgets group by this tag)")
+    elif environment is None and not (stack == tag or stack.startswith(tuple(tag + s for s in ENVIRONMENT_SEPARATORS))):
+        out.append(f"{key}: {shown(tag)} does not match stack {stack!r} (copied from another stack?); "
+                   f"use the stack's environment, e.g. {stack.split('-')[0]!r}")
+    region_tag = cfg.tags.get("region")
+    if region_tag is not None and region_tag != cfg.region:
+        out.append(f"{NAMESPACE}tags.region: {shown(region_tag)} but the stack deploys to {cfg.region}")
+    return out
 
 
 def project_config_defaults(project_dir: Path) -> dict[str, Any]:
@@ -577,14 +688,17 @@ def project_config_defaults(project_dir: Path) -> dict[str, Any]:
     return out
 
 
-def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
-    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
-    `config:` mapping (full keys to values). Not validated yet."""
-
+def stack_file_path(stack: str, project_dir: Path | str = Path(".")) -> Path:
+    """`Pulumi.<stack>.yaml` of the project (the name checked, the file not required to exist)."""
     if not patterns.matches(patterns.STACK, stack):
         raise InputError("--stack", stack, "a stack name of letters, digits, '-', '_' and '.' (starting with a letter or digit)")
+    return Path(project_dir) / f"Pulumi.{stack}.yaml"
+
+
+def stack_file_config(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """The `config:` mapping of `Pulumi.<stack>.yaml` as written (full keys to values), not validated."""
     project_dir = Path(project_dir)
-    path = project_dir / f"Pulumi.{stack}.yaml"
+    path = stack_file_path(stack, project_dir)
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in project_dir.glob("Pulumi.*.yaml"))
         raise InputError("--stack", stack, f"a stack with a Pulumi.<stack>.yaml file; found: {', '.join(known) or 'none'}")
@@ -596,7 +710,13 @@ def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[
         config = {}
     if not isinstance(config, dict):
         raise UserError(f"{path.name}: config: expected a mapping of keys to values, got {type(config).__name__}")
-    return {**project_config_defaults(project_dir), **config}
+    return config
+
+
+def stack_file_entries(stack: str, project_dir: Path | str = Path(".")) -> dict[str, Any]:
+    """What the engine would hand the program: Pulumi.yaml's defaults under `Pulumi.<stack>.yaml`'s
+    `config:` mapping (full keys to values). Not validated yet."""
+    return {**project_config_defaults(Path(project_dir)), **stack_file_config(stack, project_dir)}
 
 
 def load_stack_config(stack: str, project_dir: Path | str = Path(".")) -> StackConfig:

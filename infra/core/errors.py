@@ -7,6 +7,7 @@ from it (`python -m infra docs --write`), with the wording a command adds in `fo
 """
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -80,6 +81,27 @@ def exit_code_epilog(command: str | None = None) -> str:
     return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in exit_code_table(command).items())
 
 
+# How much of a value an error message shows: enough to recognise it, never a whole document
+# (an expanded mapping, a pasted file). Every formatter of a user error goes through `shown`.
+SHOWN_CHARS = 120
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = SHOWN_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 8
+_REPR.maxlevel = 3
+
+
+def clip(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A value as an error message shows it: its repr, bounded in depth, items and length."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value):,} characters)"
+    return clip(_REPR.repr(value), limit)
+
+
 class UserError(Exception):
     """An error the user can fix; `str()` says what is wrong and what is allowed."""
 
@@ -94,7 +116,7 @@ class InputError(UserError):
 
     def __init__(self, field: str, value: object, allowed: str, hint: str = "") -> None:
         self.field, self.value, self.allowed, self.hint = field, value, allowed, hint
-        msg = f"{field}: {value!r} is not allowed; {allowed}"
+        msg = f"{field}: {shown(value)} is not allowed; {allowed}"
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)

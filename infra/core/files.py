@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
@@ -32,17 +33,71 @@ from pathlib import Path
 from typing import Any
 
 from infra.core import patterns
-from infra.core.errors import InputError, StorageError
+from infra.core.errors import InputError, StorageError, clip
 
 DEFAULT_FILE_MODE = 0o644  # outputs are read by other users (vLLM pods, CI steps)
 
 
+# A document may use anchors and aliases (`<<: *defaults` is handy in a stack file), but what they
+# expand to is bounded: the largest file the project reads expands to under 3,000 nodes, and a
+# 313-byte "billion laughs" document expands to ~10^9. Each alias counts once per use.
+MAX_YAML_NODES = 100_000
+
+
+@functools.lru_cache(maxsize=None)
 def yaml_loader() -> Any:
-    """libyaml's safe loader when PyYAML has it (config and catalogs load on every CLI start).
-    PyYAML is imported here, not at module level: the hydrator image ships without it."""
+    """A safe loader (libyaml's when PyYAML has it: config and catalogs load on every CLI start)
+    that refuses a document expanding to more than MAX_YAML_NODES nodes through its aliases, or
+    holding a recursive alias, before any value is built. PyYAML is imported here, not at module
+    level: the hydrator image ships without it."""
     import yaml
 
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class BoundedSafeLoader(base):  # type: ignore[misc, valid-type]
+        def get_single_data(self) -> Any:
+            node = self.get_single_node()
+            if node is None:
+                return None
+            _check_expansion(node, yaml)
+            return self.construct_document(node)
+
+    return BoundedSafeLoader
+
+
+def _check_expansion(root: Any, yaml: Any) -> None:
+    """Count the nodes `root` expands to (shared alias targets counted at every use), iteratively
+    and memoised per node, stopping as soon as the count passes MAX_YAML_NODES."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if key in sizes:
+            continue
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            sizes[key] = 1
+            continue
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.YAMLError(
+                    f"the document expands to more than {MAX_YAML_NODES:,} values through its aliases "
+                    f"(*name references, near line {node.start_mark.line + 1}); write the values out or "
+                    "use fewer aliases")
+            continue
+        if key in on_path:
+            raise yaml.YAMLError(f"a recursive alias (an anchor used inside itself, near line "
+                                 f"{node.start_mark.line + 1}) cannot be configuration")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
 def read_yaml_file(path: str | Path, field_name: str) -> Any:
@@ -54,7 +109,8 @@ def read_yaml_file(path: str | Path, field_name: str) -> Any:
     try:
         return yaml.load(p.read_text(), Loader=yaml_loader())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(field_name, str(path), f"a readable YAML file ({exc.__class__.__name__})") from None
+        why = clip(" ".join(str(exc).split()), 300)
+        raise InputError(field_name, str(path), f"a readable YAML file ({exc.__class__.__name__}: {why})") from None
 
 
 def read_json_file(path: str | Path, field_name: str, what: str) -> Any:

@@ -102,7 +102,9 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
                 az=az,
                 subnet_id=network.private_subnets[az].id,
                 node_role_arn=cluster.node_role.arn,
-                security_group_ids=[network.efa_security_group.id, cluster.cluster_security_group_id],
+                # EFA traffic needs the self-referencing EFA group; a type without EFA only the cluster's.
+                security_group_ids=([network.efa_security_group.id] if instance.efa_interfaces else [])
+                + [cluster.cluster_security_group_id],
                 instance_type=plan.instance_type,
                 efa_interfaces=instance.efa_interfaces,
                 gpu=plan.gpu,

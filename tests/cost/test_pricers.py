@@ -35,6 +35,7 @@ BOOK = PriceBook(
     instances={REGION: {"gpu.8x": _row("10"), "gpu.4x": _row("20", confirmed=False)}},
     general_instances={REGION: {"sys.1x": _row("0.50")}},
     services={REGION: {k: _row(v, k) for k, v in SERVICES.items()}},
+    capacity_blocks={REGION: {"gpu.8x": _row("6")}},
     unpriced={REGION: {"gpu.2x": "capacity blocks only"}},
 )
 _GPU = Gpu("G", 80, 80000, 3000, 900, 1800, "nvlink", 900)
@@ -149,6 +150,21 @@ def test_gpu_price_overrides_then_plan_then_book(plan, assume, usd_per_hour, sou
         (D(usd_per_hour), source)
 
 
+def test_a_capacity_block_group_is_priced_at_the_books_block_rate():
+    report = cost(group(sizes=(1, 1, 1), capacityType="CAPACITY_BLOCK"))
+    [item] = [i for i in report.items if i.component == "gpu-nodes"]
+    assert item.usd_per_month == (D("6") * 730,) * 3 and item.price_source == "test book (2026-01-01), capacity block"
+    assert not any("CAPACITY_BLOCK" in n for n in report.notes)
+    assert node_hour_price("gpu.8x", REGION, catalog=CATALOG, prices=BOOK, capacity_type="CAPACITY_BLOCK") == \
+        (D("6"), "test book (2026-01-01), capacity block")
+    assert node_hour_price("gpu.8x", REGION, catalog=CATALOG, prices=BOOK)[0] == D("10")  # on-demand
+    # A plan sized at the block rate agrees with the book: no "plan price wins" note.
+    sized = {"instance_type": "gpu.8x", "gpus_per_node": 8, "cost": {"usd_per_node_hour": 6, "price_source": "sized"}}
+    report = cost(group(sizes=(1, 1, 1), capacityType="CAPACITY_BLOCK"), plan=sized)
+    assert [i.price_source for i in report.items if i.component == "gpu-nodes"] == ["sized"]
+    assert not any("wins over" in n for n in report.notes)
+
+
 def test_several_instance_types_are_priced_at_the_dearest():
     report = cost(group(types=("gpu.8x", "gpu.4x")))
     [item] = [i for i in report.items if i.component == "gpu-nodes"]
@@ -158,7 +174,8 @@ def test_several_instance_types_are_priced_at_the_dearest():
 @pytest.mark.parametrize("inputs,note", [
     ({"types": ("gpu.8x", "gpu.4x")}, "gpu-a: several instance types; priced at the dearest (gpu.4x)"),
     ({"capacityType": "SPOT"}, "gpu-a: SPOT capacity priced at on-demand (an upper bound)"),
-    ({"capacityType": "CAPACITY_BLOCK"}, "gpu-a: CAPACITY_BLOCK capacity priced at on-demand; set usd_per_gpu_hour"),
+    ({"capacityType": "CAPACITY_BLOCK", "types": ("gpu.4x",)},
+     "gpu-a: CAPACITY_BLOCK capacity priced at on-demand (no capacity-block rate for gpu.4x in test-1); set instance_usd_per_hour"),
     ({"sizes": (None, 3, 4)}, "gpu-a: scalingConfig not fully known; missing sizes taken as 0/3/4"),
 ])
 def test_what_the_price_cannot_say_is_noted(inputs, note):

@@ -183,6 +183,19 @@ def test_missing_manifest_says_how_to_upload(moto_endpoint, world, inputs):
     assert result.status == "fail" and "python -m infra weights upload --model meta-llama/Llama-3.3-70B-Instruct" in result.detail
 
 
+def test_a_revision_missing_from_the_bucket_lists_what_the_bucket_has(moto_endpoint, world, inputs):
+    """Issue 14: a stack copied from another region keeps a revision its own bucket never got."""
+    model_dir = MANIFEST.rsplit("/", 2)[0]
+    world["s3"].put_object(Bucket=BUCKET, Key=f"{model_dir}/v0-partial/model-00001.safetensors", Body=b"x")
+    copied = dataclasses.replace(inputs, manifest_revision="v9")
+    result = checks.weights_manifest(copied, world["s3"], BUCKET, True)
+    assert result.status == "fail"
+    assert "llm-fleet:weights.revision v9 is not in this bucket" in result.detail
+    assert "revisions with a manifest: 6f6073b423013f6a7d4d9f39144961bfbfbc386b" in result.detail
+    assert "incomplete (no manifest): v0-partial" in result.detail
+    world["s3"].delete_object(Bucket=BUCKET, Key=f"{model_dir}/v0-partial/model-00001.safetensors")
+
+
 def test_disabled_key_and_wrong_region_bucket_fail(moto_endpoint, world, inputs):
     world["kms"].disable_key(KeyId=world["key_id"])
     result = checks.kms_key(inputs, world["kms"], f"alias/{BUCKET}")
@@ -258,7 +271,7 @@ def test_full_run_with_reservations_mixes_moto_and_stubber(moto_endpoint, world,
 
 
 def _args(**kw):
-    base = dict(stack=STACK, json=False, bucket=None, kms_alias=None, outputs=None, weights_model=None,
+    base = dict(stack=STACK, json=None, bucket=None, kms_alias=None, outputs=None, weights_model=None,
                 first_deploy=False, endpoint_url=None, project_dir=str(REPO))
     return argparse.Namespace(**{**base, **kw})
 
@@ -275,7 +288,7 @@ def test_cli_table_and_exit_codes(moto_endpoint, world, capsys):
 def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"weights_bucket": BUCKET, "availability_zones": ["us-west-2a", "us-west-2b", "us-west-2c"]}))
-    code = cli_run(_args(json=True, outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(3072)))
+    code = cli_run(_args(json="-", outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(3072)))
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"] is True and doc["exit_code"] == 0
     assert doc["sources"]["bucket"] == "stack output weights_bucket"
@@ -290,3 +303,14 @@ def test_cli_bad_outputs_file_is_a_usage_error(tmp_path):
     bad.write_text("[1]")
     with pytest.raises(InputError, match="--outputs"):
         cli_run(_args(outputs=str(bad)), clients=lambda s: None)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "notaurl", "ftp://host", "http://host:99999"])
+def test_a_bad_endpoint_url_exits_2_without_a_traceback(capsys, url):
+    """Issue 14: `preflight --endpoint-url "http://[::1"` was a ValueError traceback (exit 1)."""
+    from infra.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["preflight", "--stack", STACK, "--endpoint-url", url])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--endpoint-url" in err and "http(s)://host[:port]" in err and "Traceback" not in err

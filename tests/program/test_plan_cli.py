@@ -11,7 +11,9 @@ import pytest
 
 from infra.cli import main
 from infra.core.config import load_stack_config
-from infra.cli.plan import short_type, write_json_atomic
+from infra.cli.output import emit_json
+from infra.cli.plan import short_type
+from tests.money_rule import assert_money_rule
 from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from infra.program.offline import normalize, region_azs
 
@@ -61,6 +63,7 @@ def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
     assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, PLAN_SCHEMA)
+    assert_money_rule(doc)  # plan.cost and cost: money as decimal strings
     assert doc["stack"] == "prod" and doc["region"] == "us-east-1"
     assert doc["plan"] == json.loads(json.dumps(_size().to_dict()))  # the plan as `size` issues it
     types = {r["type"] for r in doc["resources"]}
@@ -98,7 +101,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "plan.json"
     target.write_text('{"old": true}')
     with pytest.raises(TypeError):
-        write_json_atomic(target, {"bad": object.__new__(type("X", (), {"__str__": None}))})
+        emit_json(str(target), {"bad": object.__new__(type("X", (), {"__str__": None}))})
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 
@@ -169,3 +172,18 @@ def test_lean_aws_imports_resolve_to_the_real_classes():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_a_failed_plan_writes_its_failure_as_json(tmp_path, capsys):
+    """Issue 14: a failed plan left no JSON, which the PR preview read as a removed stack. A stack
+    without its policies/config.<stack>.json fails as the real preview would, before the program runs."""
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(PROJECT_DIR / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
+    target = tmp_path / "prod.json"
+    assert main(["plan", "--stack", "prod", "--project-dir", str(tmp_path), "--json", str(target)]) == 2
+    doc = json.loads(target.read_text())
+    assert doc["stack"] == "prod" and doc["exit_code"] == 2
+    assert "policies/config.prod.json is missing" in doc["error"]
+    assert "policies/config.prod.json is missing" in capsys.readouterr().err
+    assert main(["plan", "--stack", "prod", "--project-dir", str(tmp_path), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 2  # bare --json: the failure on stdout

@@ -134,7 +134,8 @@ def test_named_reservation_is_on_demand_with_a_target():
 
 
 def test_region_is_carried_everywhere():
-    run = run_variant(aws_region="us-west-2", fleet__region="us-west-2")
+    run = run_variant(aws_region="us-west-2", fleet__region="us-west-2", ingress__tls_certificate_arn=(
+        "arn:aws:acm:us-west-2:123456789012:certificate/7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"))
     assert run.region == "us-west-2"
     assert run.outputs["availability_zones"] == ["us-west-2a", "us-west-2b", "us-west-2c"]
     assert run.outputs["weights_bucket"].endswith("-us-west-2")

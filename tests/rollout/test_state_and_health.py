@@ -12,7 +12,7 @@ import yaml
 import pytest
 
 from infra.ops.rollout import automation
-from infra.core.errors import RolloutLockedError, WorkspaceError
+from infra.core.errors import RolloutLockedError, UserError, WorkspaceError
 from infra.ops.rollout.health import GateHealthChecker, parse_prometheus
 from infra.ops.rollout.s3state import S3StateStore
 from infra.core.rollout.spec import HealthGate
@@ -83,6 +83,19 @@ def test_s3_store_runs_a_whole_rollout(s3_store, tmp_path):
     assert h.workspace.ops("up") == ["east", "east2"]
     assert h.store.read_journal() is None
     assert h.store.read_deployed("west")["cost"] == {"worst": "500.00"}
+
+
+def test_s3_restart_moves_an_unreadable_journal_aside(s3_store, tmp_path):
+    """Issue 14: `--restart` could not get past a corrupt journal (here: in the S3 store)."""
+    h = Harness(tmp_path)
+    h.store = s3_store()
+    h.store.s3.put_object(Bucket=h.store.bucket, Key=h.store._key("journal.json"), Body=b"[1, 2]")
+    with pytest.raises(UserError, match="not a JSON object"):
+        h.run()
+    assert h.run(restart=True).status == "completed"
+    kept = h.store.s3.list_objects_v2(Bucket=h.store.bucket, Prefix=h.store._key("history/unreadable-journal-"))
+    [obj] = kept["Contents"]
+    assert h.store.s3.get_object(Bucket=h.store.bucket, Key=obj["Key"])["Body"].read() == b"[1, 2]"
 
 
 # --- health --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from infra.cli import main
+from tests.money_rule import assert_money_rule
 
 
 def run(*argv):
@@ -70,6 +71,8 @@ def test_size_seed_json_contract():
     code, out, err = run("size", "--workload", "examples/seed-004.yaml", "--json")
     assert code == 0, err
     d = json.loads(out)
+    assert_money_rule(d)
+    assert d["cost"]["usd_per_node_hour"] == "55.04" and d["alternatives"][0]["usd_per_hour_baseline"]
     assert d["instance_type"].startswith("p5") and d["precision"] == "fp8" and d["azs"] == 3
     assert d["predicted"]["e2e_p95_ms"] <= 4000
     assert isinstance(d["alternatives"], list) and d["alternatives"]
@@ -174,3 +177,17 @@ def test_size_yaml_that_is_not_a_mapping_exits_2(call, tmp_path):
     p.write_text("- a\n- b\n")
     code, _, err = call("size", "--workload", str(p))
     assert code == 2 and "expected a mapping" in err and "Traceback" not in err
+
+
+def test_predict_refuses_mixtral_on_one_l40s_and_an_unmodelled_layout(call, tmp_path):
+    # tests/sizing/hf_configs/mixtral-8x7b-v0.1.json: huggingface.co/mistralai/Mixtral-8x7B-v0.1 config.json
+    mixtral = "tests/sizing/hf_configs/mixtral-8x7b-v0.1.json"
+    base = ["predict", "--gpu", "L40S-48GB", "--gpus", "1", "--tp", "1", "--weights", "fp8", "--input-tokens", "500",
+            "--output-tokens", "200", "--concurrency", "4"]
+    code, _, err = call(*base, "--model", mixtral)
+    assert code == 2 and "a degree at which mixtral-8x7b-v0.1 (fp8) fits" in err and "Traceback" not in err
+    cfg = json.loads(open(mixtral).read())
+    cfg["moe_layer_freq"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    code, _, err = call(*base, "--model", str(tmp_path / "config.json"))
+    assert code == 2 and "--model.moe_layer_freq: 2 is not allowed; supported: 1" in err and "Traceback" not in err

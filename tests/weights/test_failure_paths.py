@@ -122,20 +122,34 @@ def test_a_real_sigint_while_waiting_for_the_lock_is_exit_130_with_json(s3_endpo
                                            "kept_partial_bytes": 0, "resume": json.loads(out)["partial"]["resume"]}}
 
 
+@pytest.mark.parametrize("url", ["notaurl", "http://[::1"])
+def test_a_bad_endpoint_url_is_exit_2_naming_the_flag(cli, bucket, capsys, url):
+    with pytest.raises(SystemExit) as exc:  # argparse: infra.cli.argtypes.endpoint_url
+        cli("verify", *_ids(bucket), "--endpoint-url", url, endpoint=False)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --endpoint-url: {url!r} is not" in err and "Traceback" not in err
+
+
+def test_make_client_refuses_what_botocore_cannot_parse():
+    from infra.core.errors import InputError
+
+    with pytest.raises(InputError, match="--endpoint-url: 'notaurl' is not allowed"):
+        weights_s3.make_client("notaurl")
+
+
 @pytest.mark.parametrize("argv, needle", [
-    (["verify", "--endpoint-url", "notaurl"], "--endpoint-url: 'notaurl' is not allowed; an http:// or https:// URL"),
-    (["verify", "--endpoint-url", "http://[::1"], "--endpoint-url: 'http://[::1' is not allowed"),
     (["verify", "--model", MODEL + "\n"], "--model: 'acme/fake-llm\\n' is not allowed"),
     (["verify", "--revision", REV + "\n"], "--revision: 'r1\\n' is not allowed"),
     (["hydrate", "--revision", REV + "\n", "--dest", "DEST"], "--revision: 'r1\\n' is not allowed"),
 ])
-def test_bad_input_that_used_to_raise_is_exit_2(cli, bucket, tmp_path, argv, needle):
-    ids = dict(zip(("--model", "--revision", "--bucket"), (MODEL, REV, bucket)))
+def test_a_name_with_a_trailing_newline_is_exit_2(cli, bucket, tmp_path, argv, needle):
+    ids = {"--model": MODEL, "--revision": REV}
     rest = [a.replace("DEST", str(tmp_path / "d")) for a in argv]
-    for flag in ("--model", "--revision"):
+    for flag in ids:
         if flag not in rest:
             rest += [flag, ids[flag]]
-    code, out, err = cli(*rest, "--bucket", bucket, "--json", endpoint="--endpoint-url" not in rest)
+    code, out, err = cli(*rest, "--bucket", bucket, "--json")
     assert code == 2 and needle in err
     assert json.loads(out)["exit_code"] == 2
     assert not (tmp_path / "d").exists()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -196,5 +196,6 @@ def refresh(
                 if old is None or old.usd != row.usd or not old.confirmed:
                     changes.append(f"{region} {key}: {old.usd if old else 'none'} -> {row.usd}")
     unpriced = {r: v for r, v in unpriced.items() if v}
-    new = PriceBook(instances=instances, general_instances=general, services=svc, unpriced=unpriced)
+    # Capacity-block rates are not in the Price List API (they are quoted per offering): kept.
+    new = replace(book, instances=instances, general_instances=general, services=svc, unpriced=unpriced)
     return RefreshResult(new, tuple(changes))

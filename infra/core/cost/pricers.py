@@ -105,16 +105,16 @@ def _hourly(component: str, az: str, name: str, detail: str, row: PriceRow) -> L
 def _instance_items(group: GroupFacts, ctx: PricingContext) -> list[LineItem]:
     """The group's nodes and its warm pool, at the dearest of its instance types."""
     shape = group.shape
-    lookup = ctx.gpu_price if group.gpu else ctx.general_price
-    priced = [(t, *lookup(t, shape.name)) for t in shape.instance_types]
+    if group.gpu:
+        priced = [(t, *ctx.gpu_price(t, shape.name, shape.capacity_type)) for t in shape.instance_types]
+    else:
+        priced = [(t, *ctx.general_price(t, shape.name)) for t in shape.instance_types]
     known = [p for p in priced if p[1] is not None]
     dearest = max(known, key=lambda p: p[1]) if known else None
     if len(shape.instance_types) > 1 and dearest:
         ctx.note(f"{shape.name}: several instance types; priced at the dearest ({dearest[0]})")
     if shape.capacity_type.upper() == "SPOT":
         ctx.note(f"{shape.name}: SPOT capacity priced at on-demand (an upper bound)")
-    if shape.capacity_type.upper() == "CAPACITY_BLOCK" and not (ctx.assume.usd_per_gpu_hour or ctx.assume.instance_usd_per_hour):
-        ctx.note(f"{shape.name}: CAPACITY_BLOCK capacity priced at on-demand; set usd_per_gpu_hour to the block's rate")
     if dearest is None:
         return []
     itype, price, source, confirmed = dearest

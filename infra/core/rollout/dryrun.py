@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Protocol, Sequence
 
+from infra.core import money
 from infra.core.config import SizingSpec, StackConfig
 from infra.core.errors import EXIT_OK, EXIT_POLICY, EXIT_ROLLOUT_HALTED, EXIT_USAGE, UserError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict, usd
@@ -70,13 +71,13 @@ class StackDryRun:
 
         return {
             "wave": self.wave, "stack": self.stack, "region": self.region,
-            "traffic_share_pct": str(self.share_pct), "sized_for_pct": str(self.sized_pct),
+            "traffic_share_pct": money.number(self.share_pct), "sized_for_pct": money.number(self.sized_pct),
             "absorb_region_failure": self.absorbs,
             "sized_load": {"concurrent_requests": self.concurrent_requests, "output_tokens_per_s": self.output_tokens_per_s},
             "plan": self.plan, "resources": self.resources,
             "gates": {"cost": verdict(self.cost), "policy": verdict(self.policy)},
             "policy_note": self.policy_note,
-            "budget_usd_per_month": str(self.budget_usd) if self.budget_usd is not None else None,
+            "budget_usd_per_month": money.usd(self.budget_usd),
             "would_run": self.steps, "error": self.error or None, "would_stop_at": self.stops,
         }
 
@@ -243,7 +244,7 @@ def render_text(report: DryRunReport) -> str:
             if row.cost is not None:
                 lines.append(f"    cost      {row.cost.status.upper()}: {row.cost.reason}")
                 if row.budget_usd is not None and row.cost.data:
-                    after = Decimal(str(row.cost.data["after"]))
+                    after = Decimal(str(row.cost.data["after_usd"]))
                     lines.append(f"    budget    {usd(row.budget_usd)}/month; headroom {usd(row.budget_usd - after)} "
                                  f"({row.cost.data['scenario']})")
             if row.policy is not None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 
 from infra.ops.preflight.inputs import PreflightInputs, preflight_inputs
 from infra.core.rollout.interfaces import CheckReport, CheckResult
+from infra.core.weights_layout import MANIFEST_NAME, MODELS_PREFIX
 
 Clients = Callable[[str], Any]
 
@@ -213,11 +214,40 @@ def weights_manifest(inputs: PreflightInputs, s3: Any, bucket: str, bucket_ok: b
         if code in ("404", "NoSuchKey", "NotFound"):
             return CheckResult(
                 name, "fail",
-                f"s3://{bucket}/{key} not found: upload revision {inputs.manifest_revision} "
+                f"s3://{bucket}/{key} not found: llm-fleet:weights.revision {inputs.manifest_revision} is not in this "
+                f"bucket ({_revisions_text(inputs, s3, bucket)}); set the revision to one of them, or upload it "
                 f"(python -m infra weights upload --model {inputs.manifest_model} --revision {inputs.manifest_revision})",
             )
         return CheckResult(name, "fail", f"s3 HeadObject s3://{bucket}/{key}: {code}")
     return CheckResult(name, "pass", f"s3://{bucket}/{key} ({head.get('ContentLength', '?')} bytes)")
+
+
+MAX_REVISIONS_LISTED = 20
+
+
+def _revisions_text(inputs: PreflightInputs, s3: Any, bucket: str) -> str:
+    """The model's revisions in the bucket, those with a manifest first: what a stack copied from
+    another region (whose revision lives in the other region's bucket) could serve instead."""
+    prefix = f"{MODELS_PREFIX}/{inputs.manifest_model}/"
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        names = [c["Prefix"][len(prefix):].rstrip("/") for page in pages for c in page.get("CommonPrefixes", [])]
+    except _client_error() as exc:
+        return f"its revisions could not be listed: {_code(exc)}"
+    complete, incomplete = [], []
+    for revision in names[:MAX_REVISIONS_LISTED]:
+        try:
+            s3.head_object(Bucket=bucket, Key=f"{prefix}{revision}/{MANIFEST_NAME}")
+            complete.append(revision)
+        except _client_error():
+            incomplete.append(revision)
+    if not names:
+        return f"it holds no revision of {inputs.manifest_model} yet"
+    more = f", and {len(names) - MAX_REVISIONS_LISTED} more" if len(names) > MAX_REVISIONS_LISTED else ""
+    text = f"revisions with a manifest: {', '.join(complete) or 'none'}"
+    if incomplete:
+        text += f"; incomplete (no manifest): {', '.join(incomplete)}"
+    return text + more
 
 
 # --- all of them -------------------------------------------------------------------------------

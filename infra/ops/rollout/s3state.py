@@ -53,8 +53,10 @@ class S3StateStore:
         try:
             doc = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UserError(f"{self.describe()}/{name}: not JSON; move it aside") from None
-        return doc if isinstance(doc, dict) else None
+            raise UserError(f"{self.describe()}/{name}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise UserError(f"{self.describe()}/{name}: not a JSON object")
+        return doc
 
     def _put(self, name: str, doc: Mapping[str, Any], **extra: Any) -> None:
         body = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
@@ -69,6 +71,12 @@ class S3StateStore:
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
         self._put(f"history/{rollout_id}.json", doc)
         self.s3.delete_object(Bucket=self.bucket, Key=self._key("journal.json"))
+
+    def set_aside_journal(self, name: str) -> str:
+        key = self._key(f"history/{name}.json")
+        self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": self._key("journal.json")})
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key("journal.json"))
+        return f"s3://{self.bucket}/{key}"
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return self._get(f"deployed/{_check_stack(stack)}.json")

@@ -38,6 +38,10 @@ class StateStore(Protocol):
         """Move the current journal to history (it is no longer current)."""
         ...
 
+    def set_aside_journal(self, name: str) -> str:
+        """Move a current journal that cannot be read to `history/<name>.json`, as it is; returns where."""
+        ...
+
     def read_deployed(self, stack: str) -> dict[str, Any] | None: ...
 
     def write_deployed(self, stack: str, doc: Mapping[str, Any]) -> None: ...
@@ -70,9 +74,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: the {what} is unreadable ({exc.__class__.__name__}); move it aside") from None
+        raise UserError(f"{path}: the {what} is unreadable ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):
-        raise UserError(f"{path}: the {what} is not a JSON object; move it aside")
+        raise UserError(f"{path}: the {what} is not a JSON object")
     return doc
 
 
@@ -105,6 +109,12 @@ class LocalStateStore:
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
         atomic_write(self._dir("history") / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
         self.journal_path.unlink(missing_ok=True)
+
+    def set_aside_journal(self, name: str) -> str:
+        target = self.root / "history" / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.journal_path, target)  # a rename: the bytes stay as they were, for a post-mortem
+        return str(target)
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return _read_json(self.root / "deployed" / f"{_check_stack(stack)}.json", "deployed record")

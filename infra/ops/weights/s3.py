@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from infra.core import patterns
 from infra.core.errors import InputError, UserError
 from infra.core.errors import IntegrityError, NotFoundError
 from infra.core.weights_layout import BUCKET_ENV, manifest_key, parse_manifest, Manifest
@@ -19,7 +18,6 @@ _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotM
 # A conditional write lost: 412 when If-None-Match/If-Match does not hold, 409 when two
 # conditional writes of one key race (AWS S3 User Guide, "conditional writes").
 _CONDITION_FAILED_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-_ENDPOINT_ALLOWED = "an http:// or https:// URL, e.g. http://127.0.0.1:9000"
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None,
@@ -28,8 +26,6 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
     import boto3
     from botocore.config import Config
 
-    if endpoint_url is not None and not patterns.matches(patterns.HTTP_URL, endpoint_url):
-        raise InputError("--endpoint-url", endpoint_url, _ENDPOINT_ALLOWED)
     config = Config(
         # One connection per worker, plus headroom for HEADs; botocore's default pool is 10.
         max_pool_connections=max(10, max_connections + 2),
@@ -40,7 +36,8 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
     try:
         return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
     except ValueError as exc:  # botocore's "Invalid endpoint", urllib's "Invalid IPv6 URL"
-        raise InputError("--endpoint-url", endpoint_url, _ENDPOINT_ALLOWED, str(exc)) from None
+        raise InputError("--endpoint-url", endpoint_url, "an http:// or https:// URL, e.g. http://127.0.0.1:9000",
+                         str(exc)) from None
 
 
 def resolve_bucket(bucket: str | None) -> str:

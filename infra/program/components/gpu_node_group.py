@@ -2,6 +2,9 @@
 
 One per AZ because EFA needs a cluster placement group, and a placement group lives in one AZ.
 Sizes (min/desired/max, warm spares) come from the fleet plan; nothing here recomputes them.
+A type without EFA (the single-GPU g5/g6/g6e sizes: catalog `efa_interfaces: 0`) gets neither
+EFA interfaces nor a placement group: its launch template carries the security groups itself,
+and its nodes no `vpc.amazonaws.com/efa.present` label.
 
 Counts. `FleetPlan.nodes_per_az` counts the warm spares in (min = serving + spares, max =
 burst + spares) and the Auto Scaling group runs exactly those counts in service. The spares are
@@ -93,9 +96,9 @@ class GpuNodeGroupArgs:
     az: str
     subnet_id: pulumi.Input[str]
     node_role_arn: pulumi.Input[str]
-    security_group_ids: Sequence[pulumi.Input[str]]  # EFA group + cluster security group
+    security_group_ids: Sequence[pulumi.Input[str]]  # EFA group (EFA types only) + cluster security group
     instance_type: str
-    efa_interfaces: int
+    efa_interfaces: int  # 0: the type has no EFA (no EFA interfaces, no placement group)
     gpu: str
     # GPU nodes in this AZ, warm spares included (FleetPlan.nodes_per_az and warm_spares_per_az).
     nodes_min: int
@@ -131,9 +134,9 @@ def in_service_scaling(args: "GpuNodeGroupArgs") -> dict[str, int]:
 
 
 class GpuNodeGroup(pulumi.ComponentResource):
-    """Placement group + launch template + managed node group for one AZ."""
+    """Placement group (EFA types) + launch template + managed node group for one AZ."""
 
-    placement_group: aws.ec2.PlacementGroup
+    placement_group: aws.ec2.PlacementGroup | None
     launch_template: aws.ec2.LaunchTemplate
     node_group: aws.eks.NodeGroup
 
@@ -141,20 +144,27 @@ class GpuNodeGroup(pulumi.ComponentResource):
         super().__init__("llm-fleet:gpu:GpuNodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = merge_tags(args.tags, **{AZ_TAG: args.az})
+        efa = args.efa_interfaces > 0
 
-        self.placement_group = aws.ec2.PlacementGroup(
-            f"{name}-pg",
-            strategy="cluster",
-            tags=merge_tags(tags, Name=f"{args.node_group_name}"),
-            opts=child,
-        )
+        self.placement_group = None
+        network: dict = {"vpc_security_group_ids": list(args.security_group_ids)}
+        if efa:
+            self.placement_group = aws.ec2.PlacementGroup(
+                f"{name}-pg",
+                strategy="cluster",
+                tags=merge_tags(tags, Name=f"{args.node_group_name}"),
+                opts=child,
+            )
+            network = dict(
+                network_interfaces=efa_network_interfaces(args.efa_interfaces, args.security_group_ids),
+                placement={"group_name": self.placement_group.name},
+            )
 
         lt_args: dict = dict(
             description=f"{args.instance_type} GPU nodes in {args.az} ({args.node_group_name})",
             metadata_options=imdsv2_metadata_options(),
             block_device_mappings=[encrypted_root_volume(args.root_volume_gib)],
-            network_interfaces=efa_network_interfaces(args.efa_interfaces, args.security_group_ids),
-            placement={"group_name": self.placement_group.name},
+            **network,
             user_data=base64.b64encode(node_config_user_data().encode()).decode(),
             tag_specifications=[
                 {"resource_type": kind, "tags": merge_tags(tags, Name=args.node_group_name)}
@@ -177,7 +187,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             GPU_LABEL: args.gpu,
             CAPACITY_TYPE_LABEL: args.capacity_type,
             "nvidia.com/gpu.present": "true",
-            "vpc.amazonaws.com/efa.present": "true",
+            **({"vpc.amazonaws.com/efa.present": "true"} if efa else {}),
             **args.labels,
         }
         ng_args: dict = dict(
@@ -218,6 +228,6 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 "az": args.az,
                 "node_group_name": self.node_group.node_group_name,
                 "launch_template_id": self.launch_template.id,
-                "placement_group": self.placement_group.name,
+                "placement_group": self.placement_group.name if self.placement_group else None,
             }
         )
