@@ -12,9 +12,7 @@ import json
 import sys
 from typing import Any, Iterable
 
-from infra.core.files import atomic_write
-
-STDOUT = "-"
+from infra.core.files import STDOUT, atomic_write
 
 
 def add_json_argument(parser: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -42,5 +40,5 @@ def emit_json(target: str | None, doc: Any) -> bool:
     if target == STDOUT:
         sys.stdout.write(text)
         return True
-    atomic_write(target, text)
+    atomic_write(target, text, field="--json")
     return False
