@@ -15,11 +15,10 @@ import contextlib
 import json
 from typing import Any, Iterator, Mapping
 
-from infra.core.errors import UserError
-from infra.core.errors import RolloutLockedError
+from infra.core.errors import RolloutLockedError, UserError
+from infra.ops.aws import S3_CONDITION_FAILED_CODES
 from infra.ops.rollout.state import _check_stack, holder_text
 
-_LOCKED_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -93,7 +92,7 @@ class S3StateStore:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if err.get("Code") in _LOCKED_CODES or status in _LOCKED_CODES:
+            if err.get("Code") in S3_CONDITION_FAILED_CODES or status in S3_CONDITION_FAILED_CODES:
                 current = self._get("lock.json")
                 raise RolloutLockedError(
                     f"rollout of environment {self.environment!r} is locked by {holder_text(current)} "

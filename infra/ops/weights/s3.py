@@ -8,16 +8,13 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-from infra.core.errors import InputError, UserError
-from infra.core.errors import IntegrityError, NotFoundError
-from infra.core.weights_layout import BUCKET_ENV, manifest_key, parse_manifest, Manifest
+from infra.core.errors import InputError, IntegrityError, NotFoundError, UserError
+from infra.core.weights_layout import BUCKET_ENV, Manifest, manifest_key, parse_manifest
+from infra.ops.aws import S3_CONDITION_FAILED_CODES
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
                  "ExpiredToken", "InvalidToken"}
-# A conditional write lost: 412 when If-None-Match/If-Match does not hold, 409 when two
-# conditional writes of one key race (AWS S3 User Guide, "conditional writes").
-_CONDITION_FAILED_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None,
@@ -84,7 +81,7 @@ def is_not_found(exc: BaseException) -> bool:
 def is_condition_failed(exc: BaseException) -> bool:
     """A conditional write (If-None-Match / If-Match) did not hold: someone else wrote first."""
     status = str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return error_code(exc) in _CONDITION_FAILED_CODES or status in _CONDITION_FAILED_CODES
+    return error_code(exc) in S3_CONDITION_FAILED_CODES or status in S3_CONDITION_FAILED_CODES
 
 
 def s3_request(bucket: str, key: str, call: Callable[[], Any], *, missing_ok: bool = False) -> Any:
