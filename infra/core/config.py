@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra.core import patterns
 from infra.core.catalog import load_catalog
+from infra.core.catalog.eks import UpgradePolicy
 from infra.core.errors import InputError, UserError
 from infra.core.files import read_yaml_file
 from infra.core.labels import PROJECT, REQUIRED_TAGS
@@ -279,11 +280,27 @@ class NetworkConfig(_Strict):
         return value
 
 
+def _default_kubernetes_version() -> str:
+    from infra.core import clock
+    from infra.core.catalog.eks import load_eks_calendar
+
+    return load_eks_calendar().default_version(clock.today())
+
+
 class ClusterConfig(_Strict):
     """The EKS control plane and its small system node group."""
 
     kubernetes_version: str = Field(
-        default="1.33", pattern=patterns.KUBERNETES_VERSION, description="EKS Kubernetes minor version, e.g. 1.33."
+        default_factory=_default_kubernetes_version,
+        pattern=patterns.KUBERNETES_VERSION,
+        description="EKS Kubernetes minor version, e.g. 1.35; it must be in standard support unless "
+        "upgrade_policy is EXTENDED (infra/core/catalog/eks_versions.yaml).",
+        json_schema_extra={"default_doc": "the newest version in standard support on the day"},
+    )
+    upgrade_policy: UpgradePolicy = Field(
+        default="STANDARD",
+        description="EKS support policy: STANDARD, or EXTENDED to keep a version past standard support "
+        "(billed at the extended-support price per cluster-hour).",
     )
     endpoint_public_access: bool = Field(
         default=False, description="Expose the API server endpoint publicly (off: private endpoint only)."
@@ -298,6 +315,11 @@ class ClusterConfig(_Strict):
     admin_principal_arns: tuple[str, ...] = Field(
         default=(), description="IAM role/user ARNs granted cluster-admin through access entries."
     )
+    deployer_principal_arn: str | None = Field(
+        default=None,
+        description="IAM role ARN that deploys the in-cluster layer (gets an admin access entry); default: the "
+        "role of the identity running `pulumi up` (set it when that role has a path).",
+    )
     log_retention_days: _LOG_RETENTION_DAYS = Field(
         default=90, description="Retention of the control-plane log group, days."
     )
@@ -307,6 +329,13 @@ class ClusterConfig(_Strict):
     @classmethod
     def _public_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_cidr(v, allow_any=False) for v in value)
+
+    @field_validator("deployer_principal_arn")
+    @classmethod
+    def _deployer(cls, value: str | None) -> str | None:
+        if value is not None and not patterns.matches(patterns.IAM_PRINCIPAL, value):
+            raise ValueError(f"{value!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/name)")
+        return value
 
     @field_validator("admin_principal_arns")
     @classmethod
@@ -332,7 +361,23 @@ class GpuNodesConfig(_Strict):
     root_volume_gib: int = Field(default=200, ge=50, le=16384, description="Encrypted gp3 root volume per GPU node, GiB.")
     capacity_reservation_ids: dict[str, str] = Field(
         default_factory=dict,
-        description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand.",
+        description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand "
+        "(or, for reservation, a resource group).",
+    )
+    capacity_reservation_resource_group_arn: str | None = Field(
+        default=None, pattern=patterns.RESOURCE_GROUP_ARN,
+        description="Resource group of capacity reservations the GPU groups target (capacity_type reservation "
+        "only; instead of capacity_reservation_ids).",
+    )
+    cluster_placement_group: bool | None = Field(
+        default=None,
+        description="Create a cluster placement group per AZ; null: only when one engine spans nodes (tensor "
+        "parallelism inside a node needs none, and a cluster group concentrates capacity errors).",
+    )
+    placement_group_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="AZ name -> an existing cluster placement group to launch into (e.g. the one a capacity "
+        "reservation is bound to); the stack neither creates nor deletes it.",
     )
     warm_pool_state: WarmPoolState = Field(
         default="STOPPED",
@@ -345,6 +390,23 @@ class GpuNodesConfig(_Strict):
         pattern=patterns.AMI_RELEASE,
         description="Pin the EKS AL2023 NVIDIA AMI release (e.g. 1.33.0-20250704); default: latest at creation.",
     )
+
+    @field_validator("placement_group_names")
+    @classmethod
+    def _placement_groups(cls, value: dict[str, str]) -> dict[str, str]:
+        for az, pg in value.items():
+            if not patterns.matches(patterns.AZ, str(az)):
+                raise ValueError(f"key {az!r} is not an AZ name like us-east-1a")
+            if not isinstance(pg, str) or not patterns.matches(patterns.PLACEMENT_GROUP_NAME, pg):
+                raise ValueError(f"{pg!r} (for {az}) is not a placement group name")
+        return value
+
+    @model_validator(mode="after")
+    def _placement_group_choice(self) -> "GpuNodesConfig":
+        if self.placement_group_names and self.cluster_placement_group is False:
+            raise ValueError("placement_group_names launch into cluster placement groups: drop them or "
+                             "cluster_placement_group: false")
+        return self
 
     @field_validator("capacity_reservation_ids")
     @classmethod
@@ -574,16 +636,31 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             f"{NAMESPACE}fleet.engine: {cfg.fleet.engine!r} is not allowed; the stack deploys vLLM, so use 'vllm' "
             f"({cfg.fleet.engine} is for `predict` and `size --workload`)"
         )
+    problems.extend(_kubernetes_version_checks(cfg))
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
     if cfg.fleet.capacity_type == "on-demand":
-        if reservations:
+        if reservations or cfg.gpu_nodes.capacity_reservation_resource_group_arn:
             problems.append(
                 f"{key}: {reservations!r} is not allowed; reservations are only used with "
                 "fleet.capacity_type capacity-block or reservation"
             )
     else:
-        if len(reservations) != azs:
+        group = cfg.gpu_nodes.capacity_reservation_resource_group_arn
+        group_key = f"{NAMESPACE}gpu_nodes.capacity_reservation_resource_group_arn"
+        if group is not None:
+            if cfg.fleet.capacity_type == "capacity-block":
+                # The EKS guide's capacity-block launch template names the block's reservation id
+                # (capacity-blocks-mng); targeting a group is documented for reservations only.
+                problems.append(f"{group_key}: {group!r} is not allowed; capacity blocks are targeted by id "
+                                "(gpu_nodes.capacity_reservation_ids)")
+            if reservations:
+                problems.append(f"{key}: {reservations!r} is not allowed; target reservations by id or by "
+                                "resource group, not both")
+            if named is None:
+                problems.append(f"{group_key}: {group!r} needs network.availability_zones (the AZs of its "
+                                "reservations)")
+        elif len(reservations) != azs:
             problems.append(
                 f"{key}: {reservations!r} is not allowed; fleet.capacity_type {cfg.fleet.capacity_type} needs one "
                 f"reservation id per AZ ({azs} entries, AZ name -> cr-...)"
@@ -595,7 +672,34 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             problems.append(
                 f"{key}: AZs {sorted(reservations)} do not match network.availability_zones {sorted(named)}"
             )
+    pgs = cfg.gpu_nodes.placement_group_names
+    stack_azs = set(named or reservations or ())
+    if pgs and stack_azs and set(pgs) != stack_azs:
+        problems.append(f"{NAMESPACE}gpu_nodes.placement_group_names: AZs {sorted(pgs)} do not match the stack's "
+                        f"AZs {sorted(stack_azs)}")
+    elif pgs and not stack_azs:
+        problems.append(f"{NAMESPACE}gpu_nodes.placement_group_names: {pgs!r} needs network.availability_zones "
+                        "(placement groups live in one AZ each)")
     return problems
+
+
+def _kubernetes_version_checks(cfg: StackConfig) -> list[str]:
+    """The version must be in standard support on the clock's day, or in extended support with
+    upgrade_policy EXTENDED chosen explicitly (EKS user guide, kubernetes-versions)."""
+    from infra.core import clock
+    from infra.core.catalog.eks import version_problem
+    from infra.core.catalog.prices import load_price_book
+
+    c = cfg.cluster
+    book = load_price_book()
+    std = book.service(cfg.region, "eks_cluster_usd_per_hour")
+    ext = book.service(cfg.region, "eks_cluster_extended_usd_per_hour")
+    price = (f"${ext.usd} instead of ${std.usd} per cluster-hour in {cfg.region}" if std and ext
+             else "the extended-support price per cluster-hour")
+    problem = version_problem(c.kubernetes_version, c.upgrade_policy, clock.today(), extended_price=price)
+    if problem:
+        return [f"{NAMESPACE}cluster.kubernetes_version: {c.kubernetes_version!r} is not allowed; {problem}"]
+    return []
 
 
 def project_config_defaults(project_dir: Path) -> dict[str, Any]:

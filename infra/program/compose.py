@@ -27,7 +27,8 @@ from infra.program.components import (
     WeightStoreArgs,
     select_azs,
 )
-from infra.program.components.common import fleet_plan_summary
+from infra.program.components.common import fleet_plan_summary, iam_principal_of
+from infra.program.components.gpu_node_group import placement_for
 from infra.program.serving import Serving, ServingArgs, kubernetes_provider
 
 S3_BUCKET_NAME_MAX = 63
@@ -90,6 +91,8 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             admin_principal_arns=cfg.cluster.admin_principal_arns,
             log_retention_days=cfg.cluster.log_retention_days,
             deletion_protection=cfg.cluster.deletion_protection,
+            upgrade_policy=cfg.cluster.upgrade_policy,
+            deployer_principal_arn=cfg.cluster.deployer_principal_arn or iam_principal_of(identity.arn),
             tags=tags,
         ),
     )
@@ -115,12 +118,17 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
                 warm_pool_state=cfg.gpu_nodes.warm_pool_state,
                 capacity_type=cfg.fleet.capacity_type,
                 capacity_reservation_id=reservations.get(az),
+                capacity_reservation_resource_group_arn=cfg.gpu_nodes.capacity_reservation_resource_group_arn,
+                **dict(zip(("create_placement_group", "placement_group_name"), placement_for(
+                    cfg.gpu_nodes.cluster_placement_group, cfg.gpu_nodes.placement_group_names, az,
+                    spans_nodes=plan.tensor_parallel > plan.gpus_per_node))),
                 root_volume_gib=cfg.gpu_nodes.root_volume_gib,
                 kubernetes_version=cfg.cluster.kubernetes_version,
                 ami_release_version=cfg.gpu_nodes.ami_release_version,
                 max_unavailable=cfg.gpu_nodes.max_unavailable,
                 tags=tags,
             ),
+            depends_on=cluster.node_prerequisites,
         )
         for az in azs
     }
@@ -145,7 +153,9 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
 
     # --- serving on the cluster: GPU plumbing, weights hydration, vLLM, ingress, autoscaling,
     # warm pool, observability (every count from the plan) --------------------------------
-    k8s_provider = kubernetes_provider("k8s", cluster.kubeconfig, depends_on=[cluster.system_nodes])
+    # The provider acts as the deployer: it waits for the deployer's cluster-admin association.
+    k8s_provider = kubernetes_provider("k8s", cluster.kubeconfig, depends_on=[
+        cluster.system_nodes, *([cluster.deployer_access] if cluster.deployer_access else [])])
     serving = Serving(
         "serving",
         ServingArgs(
@@ -165,6 +175,8 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
     pulumi.export("cluster_name", cluster.eks.name)
     pulumi.export("cluster_endpoint", cluster.eks.endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)  # secret
+    # What a Kubernetes provider acting as the deployer must wait for (the workloads layer).
+    pulumi.export("cluster_deployer_access", cluster.deployer_access.id if cluster.deployer_access else None)
     pulumi.export("vpc_id", network.vpc.id)
     pulumi.export("availability_zones", azs)
     pulumi.export("weights_bucket", weights.bucket.bucket)

@@ -25,17 +25,19 @@ KEY_INPUTS = {
     "aws:ec2/placementGroup:PlacementGroup": ["strategy"],
     "aws:ec2/launchTemplate:LaunchTemplate": [
         "metadataOptions.httpTokens", "metadataOptions.httpPutResponseHopLimit", "blockDeviceMappings.0.ebs",
-        "#networkInterfaces", "placement", "instanceMarketOptions", "capacityReservationSpecification",
+        "#networkInterfaces", "placement", "instanceType", "instanceMarketOptions", "capacityReservationSpecification",
     ],
     "aws:eks/cluster:Cluster": [
         "name", "version", "vpcConfig.endpointPrivateAccess", "vpcConfig.endpointPublicAccess",
         "enabledClusterLogTypes", "encryptionConfig.resources", "accessConfig", "upgradePolicy", "deletionProtection",
     ],
     "aws:eks/nodeGroup:NodeGroup": [
-        "nodeGroupName", "amiType", "instanceTypes", "capacityType", "scalingConfig", "warmPoolConfig", "taints",
-        "labels", "#subnetIds",
+        "nodeGroupName", "nodeGroupNamePrefix", "version", "amiType", "instanceTypes", "capacityType", "scalingConfig",
+        "warmPoolConfig", "taints", "labels", "#subnetIds", "nodeRepairConfig",
     ],
-    "aws:eks/addon:Addon": ["addonName", "resolveConflictsOnCreate"],
+    "aws:eks/addon:Addon": ["addonName", "resolveConflictsOnCreate", "podIdentityAssociations.0.serviceAccount"],
+    "aws:eks/accessEntry:AccessEntry": ["principalArn", "type"],
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": ["policyArn", "accessScope"],
     "aws:eks/podIdentityAssociation:PodIdentityAssociation": ["namespace", "serviceAccount"],
     "aws:kms/key:Key": ["enableKeyRotation", "deletionWindowInDays"],
     "aws:kms/alias:Alias": ["name"],
