@@ -668,7 +668,7 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
         wrong = [n for n in reservations if not n.startswith(region)]
         if wrong:
             problems.append(f"{key}: {wrong!r} is not allowed; AZs must be in {region}")
-        if named is not None and set(named) != set(reservations):
+        if named is not None and group is None and set(named) != set(reservations):
             problems.append(
                 f"{key}: AZs {sorted(reservations)} do not match network.availability_zones {sorted(named)}"
             )
