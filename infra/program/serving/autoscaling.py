@@ -221,7 +221,9 @@ class Autoscaling(pulumi.ComponentResource):
         association = aws.eks.PodIdentityAssociation(
             f"{name}-ca", cluster_name=cluster_name, namespace=d.autoscaler_namespace,
             service_account=d.autoscaler_service_account, role_arn=self.autoscaler_role.arn,
-            tags=args.tags, opts=aws_child,
+            tags=args.tags,
+            # One association per namespace/service account: a replacement deletes the old first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
         self.cluster_autoscaler = kube.release(
             f"{name}-cluster-autoscaler", chart("cluster-autoscaler"), release_name="cluster-autoscaler",
