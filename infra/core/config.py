@@ -183,6 +183,7 @@ NAMESPACE = f"{PROJECT}:"
 # Namespaces a stack file may use: ours, the AWS provider's, and the engine's own.
 ALLOWED_NAMESPACES = (PROJECT, "aws", "pulumi")
 
+PROD_ENVIRONMENT = "prod"  # tags.environment of stacks whose alerts must reach someone
 _LOG_RETENTION_DAYS = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
 
 
@@ -447,6 +448,74 @@ class WeightsConfig(_Strict):
     )
 
 
+AlertReceiverKind = Literal["sns", "webhook", "null"]
+AlertSeverity = Literal["critical", "warning"]
+
+
+class AlertReceiver(_Strict):
+    """Where Alertmanager sends alerts: an SNS topic (published through Pod Identity, no secret),
+    an https webhook, or `null` (alerts discarded, said explicitly)."""
+
+    name: str = Field(pattern=patterns.DNS_LABEL, description="Receiver name (a DNS label).")
+    kind: AlertReceiverKind = Field(description="sns, webhook or null.")
+    target: str | None = Field(
+        default=None, description="The SNS topic ARN (sns) or https URL without credentials (webhook); none for null."
+    )
+    severities: tuple[AlertSeverity, ...] = Field(
+        default=("critical", "warning"), min_length=1, description="Alert severities routed to this receiver."
+    )
+
+    @model_validator(mode="after")
+    def _target_fits_kind(self) -> "AlertReceiver":
+        import urllib.parse
+
+        t = self.target
+        if self.kind == "null":
+            if t is not None:
+                raise ValueError(f"receiver {self.name}: a null receiver takes no target")
+        elif t is None:
+            raise ValueError(f"receiver {self.name}: kind {self.kind} needs a target")
+        elif self.kind == "sns" and not patterns.matches(patterns.SNS_TOPIC_ARN, t):
+            raise ValueError(f"receiver {self.name}: {t!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        elif self.kind == "webhook":
+            url = urllib.parse.urlsplit(t)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(f"receiver {self.name}: {t!r} is not an https URL")
+            if url.username or url.password or url.query:
+                # Config holds no secret: a URL carrying credentials or a token belongs in a secret store.
+                raise ValueError(f"receiver {self.name}: the webhook URL must not carry credentials or a query string")
+        return self
+
+
+class ObservabilityConfig(_Strict):
+    """Prometheus storage and where Alertmanager sends alerts."""
+
+    prometheus_retention_days: int = Field(default=15, ge=1, le=3650, description="Prometheus retention, days.")
+    prometheus_volume_gib: int = Field(
+        default=100, ge=10, le=16384,
+        description="Prometheus' encrypted gp3 volume, GiB (retention by size stops at 85% of it).",
+    )
+    alert_receivers: tuple[AlertReceiver, ...] | None = Field(
+        default=None,
+        description="Alertmanager receivers, the first also taking alerts no other route matches; null: the "
+        "chart's 'null' receiver (refused for environment prod).",
+    )
+
+    @field_validator("alert_receivers")
+    @classmethod
+    def _unique(cls, value: tuple[AlertReceiver, ...] | None) -> tuple[AlertReceiver, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one receiver (kind null discards alerts explicitly)")
+            names = [r.name for r in value]
+            if len(set(names)) != len(names):
+                raise ValueError(f"receiver names must be unique: {names}")
+        return value
+
+    def sns_topic_arns(self) -> tuple[str, ...]:
+        return tuple(r.target for r in self.alert_receivers or () if r.kind == "sns" and r.target)
+
+
 def _validate_tags(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError("expected a mapping of tag key to value")
@@ -477,6 +546,9 @@ class StackConfig(_Strict):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="EKS version, endpoint access, system nodes.")
     gpu_nodes: GpuNodesConfig = Field(
         default_factory=GpuNodesConfig, description="GPU node root volume, capacity reservations, warm pool state."
+    )
+    observability: ObservabilityConfig = Field(
+        default_factory=ObservabilityConfig, description="Prometheus retention and volume, Alertmanager receivers."
     )
 
     @field_validator("tags", mode="before")
@@ -637,6 +709,12 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             f"({cfg.fleet.engine} is for `predict` and `size --workload`)"
         )
     problems.extend(_kubernetes_version_checks(cfg))
+    if cfg.observability.alert_receivers is None and cfg.tags.get("environment") == PROD_ENVIRONMENT:
+        problems.append(
+            f"{NAMESPACE}observability.alert_receivers: unset is not allowed for environment {PROD_ENVIRONMENT}; the "
+            "chart's default routes every alert to its 'null' receiver: list receivers (kind sns or webhook), or "
+            "[{name: discard, kind: 'null'}] to discard alerts explicitly"
+        )
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
     if cfg.fleet.capacity_type == "on-demand":

@@ -22,6 +22,7 @@ IMAGE_BY_DIGEST = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?/[a-z0-9._/-]+(:[A
 REVISION = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 CAPACITY_RESERVATION = r"^cr-[0-9a-f]{8,17}$"
 RESOURCE_GROUP_ARN = r"^arn:aws[a-z-]*:resource-groups:[a-z0-9-]+:\d{12}:group/[A-Za-z0-9_.-]{1,300}$"
+SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 PLACEMENT_GROUP_NAME = r"^[A-Za-z0-9_.:+=@-]{1,255}$"
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 KUBERNETES_VERSION = r"^1\.(2[89]|3\d)$"

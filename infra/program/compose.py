@@ -27,9 +27,10 @@ from infra.program.components import (
     WeightStoreArgs,
     select_azs,
 )
+from infra.program.components.alerting import AlertPublisher, AlertPublisherArgs
 from infra.program.components.common import fleet_plan_summary, iam_principal_of
 from infra.program.components.gpu_node_group import placement_for
-from infra.program.serving import Serving, ServingArgs, kubernetes_provider
+from infra.program.serving import Serving, ServingArgs, ServingDefaults, kubernetes_provider
 
 S3_BUCKET_NAME_MAX = 63
 
@@ -150,6 +151,14 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             tags=tags,
         ),
     )
+
+    if cfg.observability.sns_topic_arns():
+        AlertPublisher("alerts", AlertPublisherArgs(
+            aws=ctx, cluster_name=cluster.eks.name, cluster_arn=cluster.eks.arn,
+            namespace=ServingDefaults().monitoring_namespace,
+            service_account=ServingDefaults().alertmanager_service_account,
+            topic_arns=cfg.observability.sns_topic_arns(), tags=tags,
+        ))
 
     # --- serving on the cluster: GPU plumbing, weights hydration, vLLM, ingress, autoscaling,
     # warm pool, observability (every count from the plan) --------------------------------

@@ -350,3 +350,15 @@ def test_every_taggable_aws_resource_carries_the_required_tags(prod_run):
         tags = r.inputs.get("tags") or {}
         for key in ("environment", "cost-center", "owner"):
             assert key in tags, f"{r.type} {r.name} lacks tag {key}"
+
+
+def test_alertmanager_publishes_to_its_topics_only_through_pod_identity(prod_run):
+    role = prod_run.one(ROLE, "alerts-role")
+    (stmt,) = _policy(role.inputs["assumeRolePolicy"])["Statement"]
+    assert stmt["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert stmt["Condition"]["ArnEquals"] == {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/llm-fleet-prod"}
+    (allow,) = _policy(prod_run.one("aws:iam/rolePolicy:RolePolicy", "alerts-policy").inputs["policy"])["Statement"]
+    assert allow["Action"] == ["sns:Publish"]
+    assert allow["Resource"] == ["arn:aws:sns:us-east-1:123456789012:llm-fleet-prod-alerts"]
+    assoc = prod_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "alerts-alertmanager").inputs
+    assert (assoc["namespace"], assoc["serviceAccount"]) == ("monitoring", "alertmanager")

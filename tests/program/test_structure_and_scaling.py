@@ -16,6 +16,7 @@ COMPONENTS = {
     "llm-fleet:cluster:Cluster": {"cluster"},
     "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
     "llm-fleet:weights:WeightStore": {"weights"},
+    "llm-fleet:alerts:AlertPublisher": {"alerts"},
     "llm-fleet:serving:Serving": {"serving"},
 }
 

@@ -101,7 +101,10 @@ class ServingDefaults:
     kv_cache_alert_for: str = "10m"
     node_not_ready_for: str = "5m"
     metrics_absent_for: str = "10m"
-    prometheus_retention: str = "15d"
+    # Size-based retention stops this short of the volume (retention days and volume: config).
+    prometheus_retention_size_fraction: float = 0.85
+    storage_class: str = "llm-fleet-gp3"  # encrypted gp3 through the EBS CSI driver
+    alertmanager_service_account: str = "alertmanager"  # bound to the SNS publisher role (Pod Identity)
 
     # --- time-to-serve assumptions (docs/serving.md) ------------------------------------------
     ec2_launch_s: int = 90  # RunInstances to running, p5.48xlarge, capacity available
