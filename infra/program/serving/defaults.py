@@ -85,6 +85,10 @@ class ServingDefaults:
     # Pods below this priority neither trigger scale-up nor block scale-down (the autoscaler's
     # default, stated so that the placeholder priority can be checked against it).
     ca_expendable_pods_priority_cutoff: int = -10
+    # The Pod Identity credentials check before the autoscaler starts: new pods with the Job's
+    # exponential backoff (10 s, 20 s, ... capped at 6 min) within a deadline.
+    ca_credentials_check_attempts: int = 6
+    ca_credentials_check_deadline_s: int = 900
 
     # --- warm pool ----------------------------------------------------------------------------
     # Above the autoscaler's expendable cutoff (placeholders must trigger scale-up) and below
