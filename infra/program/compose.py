@@ -30,6 +30,7 @@ from infra.program.components import (
 from infra.program.components.alerting import AlertPublisher, AlertPublisherArgs
 from infra.program.components.common import fleet_plan_summary, iam_principal_of
 from infra.program.components.gpu_node_group import placement_for
+from infra.program.components.registry import ImageRegistry, ImageRegistryArgs
 from infra.program.serving import Serving, ServingArgs, ServingDefaults, kubernetes_provider
 
 S3_BUCKET_NAME_MAX = 63
@@ -97,6 +98,8 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             tags=tags,
         ),
     )
+    registry = ImageRegistry("images", ImageRegistryArgs(aws=ctx, name_prefix=prefix,
+                                                          node_role_name=cluster.node_role.name, tags=tags))
     gpu_groups = {
         az: GpuNodeGroup(
             f"gpu-{az}",
@@ -176,8 +179,9 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             cluster_arn=cluster.eks.arn,
             weights_bucket_name=bucket_name,
             tags=tags,
+            defaults=ServingDefaults(image_registry=registry.host),
         ),
-        opts=pulumi.ResourceOptions(depends_on=[weights, *gpu_groups.values()]),
+        opts=pulumi.ResourceOptions(depends_on=[weights, *gpu_groups.values(), registry]),
     )
 
     # --- outputs --------------------------------------------------------------------------
@@ -191,6 +195,8 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
     pulumi.export("weights_bucket", weights.bucket.bucket)
     pulumi.export("weights_reader_role_arn", weights.reader_role.arn)
     pulumi.export("weights_revision", cfg.weights.revision)
+    pulumi.export("image_registry", registry.host)
+    pulumi.export("pull_through_credential_secrets", {k: v.arn for k, v in registry.secrets.items()})
     pulumi.export("gpu_node_groups", {az: g.node_group.node_group_name for az, g in gpu_groups.items()})
     pulumi.export("fleet_plan", fleet_plan_summary(plan))
     return {"network": network, "cluster": cluster, "gpu_groups": gpu_groups, "weights": weights, "serving": serving}

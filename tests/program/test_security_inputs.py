@@ -341,6 +341,7 @@ def test_every_taggable_aws_resource_carries_the_required_tags(prod_run):
         "aws:ec2/route:Route", "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:kms/alias:Alias",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/rolePolicy:RolePolicy",
         "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",  # takes no tags
     }
     for r in prod_run.resources:
         if not r.type.startswith("aws:") or r.type in untaggable or (

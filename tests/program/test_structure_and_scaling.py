@@ -17,6 +17,7 @@ COMPONENTS = {
     "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
     "llm-fleet:weights:WeightStore": {"weights"},
     "llm-fleet:alerts:AlertPublisher": {"alerts"},
+    "llm-fleet:images:ImageRegistry": {"images"},
     "llm-fleet:serving:Serving": {"serving"},
 }
 

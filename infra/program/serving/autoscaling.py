@@ -184,7 +184,8 @@ def cluster_autoscaler_values(spec: ServingSpec, cluster_name: str, association_
         "cloudProvider": "aws",
         "awsRegion": cfg.region,
         "autoDiscovery": {"clusterName": cluster_name},
-        "image": {"repository": img.repository, "tag": img.tag_for_kubernetes(cfg.cluster.kubernetes_version)},
+        "image": {"repository": spec.image_repository("cluster-autoscaler"),
+                  "tag": img.tag_for_kubernetes(cfg.cluster.kubernetes_version)},
         # The service account is ours: it exists before the credentials check runs as it.
         "rbac": {"serviceAccount": {"create": False, "name": d.autoscaler_service_account}},
         # A replaced association rolls the pods (credentials are injected at admission only).

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServingDefaults:
+    # --- where images come from -----------------------------------------------------------------
+    # The stack's private ECR registry host (its pull-through cache and mirrors), set by the
+    # composition from the account; None keeps upstream registries (builders tested alone).
+    image_registry: str | None = None
+
     # --- namespaces and release names ---------------------------------------------------------
     gpu_namespace: str = "gpu-system"
     keda_namespace: str = "keda"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.core.catalog.charts import chart
+from infra.core.catalog.charts import chart, image
 from infra.core import metrics
 from infra.core.config import AlertReceiver
 from infra.program.serving import kube
@@ -104,7 +104,27 @@ def alertmanager_config(spec: ServingSpec) -> dict | None:
     }
 
 
+# Catalog images of the chart and its subcharts, set at their `values_path` (charts.yaml).
+CHART_IMAGES = ("prometheus", "alertmanager", "prometheus-operator", "prometheus-config-reloader",
+                "kube-webhook-certgen", "grafana", "grafana-sidecar", "kube-state-metrics", "node-exporter")
+
+
+def _merge(into: dict, path: str, value: dict) -> None:
+    node = into
+    for part in path.split("."):
+        node = node.setdefault(part, {})
+    node.update(value)
+
+
 def kube_prometheus_stack_values(spec: ServingSpec) -> dict:
+    values = _kube_prometheus_stack_values(spec)
+    if spec.defaults.image_registry is not None:
+        for key in CHART_IMAGES:  # the chart's tags, our registry
+            _merge(values, image(key).values_path or "", spec.image_registry_values(key))
+    return values
+
+
+def _kube_prometheus_stack_values(spec: ServingSpec) -> dict:
     d = spec.defaults
     system = dict(SYSTEM_NODE_SELECTOR)
     am_config = alertmanager_config(spec)
