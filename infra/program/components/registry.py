@@ -1,5 +1,5 @@
 """ImageRegistry: the stack's images come from its own private ECR registry, never from Docker
-Hub's anonymous quota (100 pulls per 6 hours per IP; our NAT gateways are three IPs).
+Hub's anonymous limit (10 pulls per hour per IP; our NAT gateways are three IPs).
 
 * A pull-through cache rule per upstream host ECR supports (charts.yaml `registries`): the first
   pull of an image caches it under `<prefix>/<upstream path>`. Docker Hub and GitHub Container
