@@ -392,16 +392,6 @@ class GpuNodesConfig(_Strict):
         description="Pin the EKS AL2023 NVIDIA AMI release (e.g. 1.33.0-20250704); default: latest at creation.",
     )
 
-    @field_validator("placement_group_names")
-    @classmethod
-    def _placement_groups(cls, value: dict[str, str]) -> dict[str, str]:
-        for az, pg in value.items():
-            if not patterns.matches(patterns.AZ, str(az)):
-                raise ValueError(f"key {az!r} is not an AZ name like us-east-1a")
-            if not isinstance(pg, str) or not patterns.matches(patterns.PLACEMENT_GROUP_NAME, pg):
-                raise ValueError(f"{pg!r} (for {az}) is not a placement group name")
-        return value
-
     @model_validator(mode="after")
     def _placement_group_choice(self) -> "GpuNodesConfig":
         if self.placement_group_names and self.cluster_placement_group is False:
@@ -409,15 +399,19 @@ class GpuNodesConfig(_Strict):
                              "cluster_placement_group: false")
         return self
 
-    @field_validator("capacity_reservation_ids")
+    @field_validator("capacity_reservation_ids", "placement_group_names")
     @classmethod
-    def _reservations(cls, value: dict[str, str]) -> dict[str, str]:
-
-        for az, rid in value.items():
+    def _per_az(cls, value: dict[str, str], info: Any) -> dict[str, str]:
+        """AZ name -> a reservation id, or a placement group name."""
+        pattern, what = {
+            "capacity_reservation_ids": (patterns.CAPACITY_RESERVATION, "a capacity reservation id like cr-0123456789abcdef0"),
+            "placement_group_names": (patterns.PLACEMENT_GROUP_NAME, "a placement group name"),
+        }[info.field_name]
+        for az, item in value.items():
             if not patterns.matches(patterns.AZ, str(az)):
                 raise ValueError(f"key {az!r} is not an AZ name like us-east-1a")
-            if not isinstance(rid, str) or not patterns.matches(patterns.CAPACITY_RESERVATION, rid):
-                raise ValueError(f"{rid!r} (for {az}) is not a capacity reservation id like cr-0123456789abcdef0")
+            if not isinstance(item, str) or not patterns.matches(pattern, item):
+                raise ValueError(f"{item!r} (for {az}) is not {what}")
         return value
 
 

@@ -123,9 +123,8 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
                 capacity_type=cfg.fleet.capacity_type,
                 capacity_reservation_id=reservations.get(az),
                 capacity_reservation_resource_group_arn=cfg.gpu_nodes.capacity_reservation_resource_group_arn,
-                **dict(zip(("create_placement_group", "placement_group_name"), placement_for(
-                    cfg.gpu_nodes.cluster_placement_group, cfg.gpu_nodes.placement_group_names, az,
-                    spans_nodes=plan.tensor_parallel > plan.gpus_per_node))),
+                **placement_for(cfg.gpu_nodes.cluster_placement_group, cfg.gpu_nodes.placement_group_names, az,
+                                spans_nodes=plan.tensor_parallel > plan.gpus_per_node),
                 root_volume_gib=cfg.gpu_nodes.root_volume_gib,
                 kubernetes_version=cfg.cluster.kubernetes_version,
                 ami_release_version=cfg.gpu_nodes.ami_release_version,

@@ -177,3 +177,17 @@ def test_reservation_and_placement_config_is_checked(tmp_path, capsys, changes, 
     code = main(["plan", "--stack", "test", "--project-dir", str(write_stack(tmp_path, with_changes(prod_entries(), **changes)))])
     err = capsys.readouterr().err
     assert code == 2 and expected in err, err
+
+
+@pytest.mark.parametrize("configured, names, spans, expected", [
+    (None, {}, False, (False, None)),
+    (None, {}, True, (True, None)),
+    (True, {}, False, (True, None)),
+    (False, {}, True, (False, None)),
+    (None, {"us-east-1a": "pg-a"}, True, (False, "pg-a")),
+])
+def test_placement_group_choice(configured, names, spans, expected):
+    from infra.program.components.gpu_node_group import placement_for
+
+    got = placement_for(configured, names, "us-east-1a", spans)
+    assert (got["create_placement_group"], got["placement_group_name"]) == expected

@@ -167,13 +167,13 @@ class GpuNodeGroupArgs:
         return self.capacity_type != "capacity-block" and (self.nodes_max > self.nodes_min or self.warm_spares > 0)
 
 
-def placement_for(configured: bool | None, names: Mapping[str, str], az: str, spans_nodes: bool) -> tuple[bool, str | None]:
-    """(create a cluster placement group?, an existing one to launch into) for one AZ's group:
-    a named group wins; else `gpu_nodes.cluster_placement_group`; else only when one engine spans
+def placement_for(configured: bool | None, names: Mapping[str, str], az: str, spans_nodes: bool) -> dict:
+    """`create_placement_group` / `placement_group_name` of one AZ's group: a named (existing)
+    group wins; else `gpu_nodes.cluster_placement_group`; else one only when an engine spans
     nodes (`FleetPlan.tensor_parallel` above the GPUs of one node)."""
     if az in names:
-        return False, names[az]
-    return (spans_nodes if configured is None else configured), None
+        return {"create_placement_group": False, "placement_group_name": names[az]}
+    return {"create_placement_group": spans_nodes if configured is None else configured, "placement_group_name": None}
 
 
 def in_service_scaling(args: "GpuNodeGroupArgs") -> dict[str, int]:
