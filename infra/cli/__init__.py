@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "infra.cli.cost",
     "infra.cli.rollout",
     "infra.cli.preflight",
+    "infra.cli.images",
     "infra.cli.docs",
     "infra.cli.new_stack",
 )

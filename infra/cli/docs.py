@@ -294,6 +294,9 @@ def _default(field: Any) -> str:
 
     if field.is_required():
         return "**required**"
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if extra.get("default_doc"):  # a default computed on the day (not a constant to print)
+        return str(extra["default_doc"])
     value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         return "(all defaults)"

@@ -4,7 +4,11 @@ Checks, for the stack's fleet plan sized for its region share (stacks/<env>.yaml
 the instance type is offered in every chosen AZ; the vCPU quota for running P instances
 (L-417A185B; L-7212CCBC for spot) covers max nodes per AZ (warm spares included) x AZs x vCPUs;
 capacity reservations / Capacity Blocks named in config exist, are active, in the right AZ and
-big enough; the weights bucket, its KMS key and the revision's manifest exist in the region.
+big enough; the weights bucket, its KMS key and the revision's manifest exist in the region;
+the Kubernetes version's support window (warns 60 days before it ends); a Capacity Block group
+is not upgraded while it runs nodes (EKS wants desired size 0); every image the stack pulls is in
+its ECR registry (`python -m infra images --stack S --script` fills it), warning for images
+pinned by tag only or still pulled from upstream.
 
 Bucket and KMS alias: from `--outputs FILE` (`pulumi stack output --json`), else `--bucket` /
 `--kms-alias`, else the program's convention (llm-fleet-<stack>-weights-<account>-<region>,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from infra.core import patterns
 from infra.core.catalog import load_catalog
+from infra.core.catalog.eks import UpgradePolicy
 from infra.core.errors import InputError, UserError, clip, shown
 from infra.core.files import read_yaml_file
 from infra.core.labels import PROJECT, REQUIRED_TAGS
@@ -193,6 +194,7 @@ NAMESPACE = f"{PROJECT}:"
 # Namespaces a stack file may use: ours, the AWS provider's, and the engine's own.
 ALLOWED_NAMESPACES = (PROJECT, "aws", "pulumi")
 
+PROD_ENVIRONMENT = "prod"  # tags.environment of stacks whose alerts must reach someone
 _LOG_RETENTION_DAYS = Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653]
 
 
@@ -295,11 +297,27 @@ class NetworkConfig(StrictModel):
         return value
 
 
+def _default_kubernetes_version() -> str:
+    from infra.core import clock
+    from infra.core.catalog.eks import load_eks_calendar
+
+    return load_eks_calendar().default_version(clock.today())
+
+
 class ClusterConfig(StrictModel):
     """The EKS control plane and its small system node group."""
 
     kubernetes_version: str = Field(
-        default="1.33", pattern=patterns.KUBERNETES_VERSION, description="EKS Kubernetes minor version, e.g. 1.33."
+        default_factory=_default_kubernetes_version,
+        pattern=patterns.KUBERNETES_VERSION,
+        description="EKS Kubernetes minor version, e.g. 1.35; it must be in standard support unless "
+        "upgrade_policy is EXTENDED (infra/core/catalog/eks_versions.yaml).",
+        json_schema_extra={"default_doc": "the newest version in standard support on the day"},
+    )
+    upgrade_policy: UpgradePolicy = Field(
+        default="STANDARD",
+        description="EKS support policy: STANDARD, or EXTENDED to keep a version past standard support "
+        "(billed at the extended-support price per cluster-hour).",
     )
     endpoint_public_access: bool = Field(
         default=False, description="Expose the API server endpoint publicly (off: private endpoint only)."
@@ -314,6 +332,11 @@ class ClusterConfig(StrictModel):
     admin_principal_arns: tuple[str, ...] = Field(
         default=(), description="IAM role/user ARNs granted cluster-admin through access entries."
     )
+    deployer_principal_arn: str | None = Field(
+        default=None,
+        description="IAM role ARN that deploys the in-cluster layer (gets an admin access entry); default: the "
+        "role of the identity running `pulumi up` (set it when that role has a path).",
+    )
     log_retention_days: _LOG_RETENTION_DAYS = Field(
         default=90, description="Retention of the control-plane log group, days."
     )
@@ -323,6 +346,13 @@ class ClusterConfig(StrictModel):
     @classmethod
     def _public_cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_check_cidr(v, allow_any=False) for v in value)
+
+    @field_validator("deployer_principal_arn")
+    @classmethod
+    def _deployer(cls, value: str | None) -> str | None:
+        if value is not None and not patterns.matches(patterns.IAM_PRINCIPAL, value):
+            raise ValueError(f"{value!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/name)")
+        return value
 
     @field_validator("admin_principal_arns")
     @classmethod
@@ -348,7 +378,23 @@ class GpuNodesConfig(StrictModel):
     root_volume_gib: int = Field(default=200, ge=50, le=16384, description="Encrypted gp3 root volume per GPU node, GiB.")
     capacity_reservation_ids: dict[str, str] = Field(
         default_factory=dict,
-        description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand.",
+        description="AZ name -> capacity reservation or Capacity Block id (cr-...); needed unless on-demand "
+        "(or, for reservation, a resource group).",
+    )
+    capacity_reservation_resource_group_arn: str | None = Field(
+        default=None, pattern=patterns.RESOURCE_GROUP_ARN,
+        description="Resource group of capacity reservations the GPU groups target (capacity_type reservation "
+        "only; instead of capacity_reservation_ids).",
+    )
+    cluster_placement_group: bool | None = Field(
+        default=None,
+        description="Create a cluster placement group per AZ; null: only when one engine spans nodes (tensor "
+        "parallelism inside a node needs none, and a cluster group concentrates capacity errors).",
+    )
+    placement_group_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="AZ name -> an existing cluster placement group to launch into (e.g. the one a capacity "
+        "reservation is bound to); the stack neither creates nor deletes it.",
     )
     warm_pool_state: WarmPoolState = Field(
         default="STOPPED",
@@ -362,15 +408,26 @@ class GpuNodesConfig(StrictModel):
         description="Pin the EKS AL2023 NVIDIA AMI release (e.g. 1.33.0-20250704); default: latest at creation.",
     )
 
-    @field_validator("capacity_reservation_ids")
-    @classmethod
-    def _reservations(cls, value: dict[str, str]) -> dict[str, str]:
+    @model_validator(mode="after")
+    def _placement_group_choice(self) -> "GpuNodesConfig":
+        if self.placement_group_names and self.cluster_placement_group is False:
+            raise ValueError("placement_group_names launch into cluster placement groups: drop them or "
+                             "cluster_placement_group: false")
+        return self
 
-        for az, rid in value.items():
+    @field_validator("capacity_reservation_ids", "placement_group_names")
+    @classmethod
+    def _per_az(cls, value: dict[str, str], info: Any) -> dict[str, str]:
+        """AZ name -> a reservation id, or a placement group name."""
+        pattern, what = {
+            "capacity_reservation_ids": (patterns.CAPACITY_RESERVATION, "a capacity reservation id like cr-0123456789abcdef0"),
+            "placement_group_names": (patterns.PLACEMENT_GROUP_NAME, "a placement group name"),
+        }[info.field_name]
+        for az, item in value.items():
             if not patterns.matches(patterns.AZ, str(az)):
                 raise ValueError(f"key {shown(az)} is not an AZ name like us-east-1a")
-            if not isinstance(rid, str) or not patterns.matches(patterns.CAPACITY_RESERVATION, rid):
-                raise ValueError(f"{shown(rid)} (for {shown(az)}) is not a capacity reservation id like cr-0123456789abcdef0")
+            if not isinstance(item, str) or not patterns.matches(pattern, item):
+                raise ValueError(f"{shown(item)} (for {shown(az)}) is not {what}")
         return value
 
 
@@ -399,6 +456,74 @@ class WeightsConfig(StrictModel):
     retired_revision_expiration_days: int = Field(
         default=30, ge=1, le=3650, description="Days before objects tagged llm-fleet:revision-state=retired expire."
     )
+
+
+AlertReceiverKind = Literal["sns", "webhook", "null"]
+AlertSeverity = Literal["critical", "warning"]
+
+
+class AlertReceiver(StrictModel):
+    """Where Alertmanager sends alerts: an SNS topic (published through Pod Identity, no secret),
+    an https webhook, or `null` (alerts discarded, said explicitly)."""
+
+    name: str = Field(pattern=patterns.DNS_LABEL, description="Receiver name (a DNS label).")
+    kind: AlertReceiverKind = Field(description="sns, webhook or null.")
+    target: str | None = Field(
+        default=None, description="The SNS topic ARN (sns) or https URL without credentials (webhook); none for null."
+    )
+    severities: tuple[AlertSeverity, ...] = Field(
+        default=("critical", "warning"), min_length=1, description="Alert severities routed to this receiver."
+    )
+
+    @model_validator(mode="after")
+    def _target_fits_kind(self) -> "AlertReceiver":
+        import urllib.parse
+
+        t = self.target
+        if self.kind == "null":
+            if t is not None:
+                raise ValueError(f"receiver {self.name}: a null receiver takes no target")
+        elif t is None:
+            raise ValueError(f"receiver {self.name}: kind {self.kind} needs a target")
+        elif self.kind == "sns" and not patterns.matches(patterns.SNS_TOPIC_ARN, t):
+            raise ValueError(f"receiver {self.name}: {t!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        elif self.kind == "webhook":
+            url = urllib.parse.urlsplit(t)
+            if url.scheme != "https" or not url.hostname:
+                raise ValueError(f"receiver {self.name}: {t!r} is not an https URL")
+            if url.username or url.password or url.query:
+                # Config holds no secret: a URL carrying credentials or a token belongs in a secret store.
+                raise ValueError(f"receiver {self.name}: the webhook URL must not carry credentials or a query string")
+        return self
+
+
+class ObservabilityConfig(StrictModel):
+    """Prometheus storage and where Alertmanager sends alerts."""
+
+    prometheus_retention_days: int = Field(default=15, ge=1, le=3650, description="Prometheus retention, days.")
+    prometheus_volume_gib: int = Field(
+        default=100, ge=10, le=16384,
+        description="Prometheus' encrypted gp3 volume, GiB (retention by size stops at 85% of it).",
+    )
+    alert_receivers: tuple[AlertReceiver, ...] | None = Field(
+        default=None,
+        description="Alertmanager receivers, the first also taking alerts no other route matches; null: the "
+        "chart's 'null' receiver (refused for environment prod).",
+    )
+
+    @field_validator("alert_receivers")
+    @classmethod
+    def _unique(cls, value: tuple[AlertReceiver, ...] | None) -> tuple[AlertReceiver, ...] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("list at least one receiver (kind null discards alerts explicitly)")
+            names = [r.name for r in value]
+            if len(set(names)) != len(names):
+                raise ValueError(f"receiver names must be unique: {names}")
+        return value
+
+    def sns_topic_arns(self) -> tuple[str, ...]:
+        return tuple(r.target for r in self.alert_receivers or () if r.kind == "sns" and r.target)
 
 
 def _validate_tags(value: Any) -> dict[str, str]:
@@ -431,6 +556,9 @@ class StackConfig(StrictModel):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="EKS version, endpoint access, system nodes.")
     gpu_nodes: GpuNodesConfig = Field(
         default_factory=GpuNodesConfig, description="GPU node root volume, capacity reservations, warm pool state."
+    )
+    observability: ObservabilityConfig = Field(
+        default_factory=ObservabilityConfig, description="Prometheus retention and volume, Alertmanager receivers."
     )
 
     @field_validator("tags", mode="before")
@@ -622,16 +750,37 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             f"{NAMESPACE}fleet.engine: {cfg.fleet.engine!r} is not allowed; the stack deploys vLLM, so use 'vllm' "
             f"({cfg.fleet.engine} is for `predict` and `size --workload`)"
         )
+    problems.extend(_kubernetes_version_checks(cfg))
+    if cfg.observability.alert_receivers is None and cfg.tags.get("environment") == PROD_ENVIRONMENT:
+        problems.append(
+            f"{NAMESPACE}observability.alert_receivers: unset is not allowed for environment {PROD_ENVIRONMENT}; the "
+            "chart's default routes every alert to its 'null' receiver: list receivers (kind sns or webhook), or "
+            "[{name: discard, kind: 'null'}] to discard alerts explicitly"
+        )
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"
     if cfg.fleet.capacity_type == "on-demand":
-        if reservations:
+        if reservations or cfg.gpu_nodes.capacity_reservation_resource_group_arn:
             problems.append(
                 f"{key}: {shown(reservations)} is not allowed; reservations are only used with "
                 "fleet.capacity_type capacity-block or reservation"
             )
     else:
-        if len(reservations) != azs:
+        group = cfg.gpu_nodes.capacity_reservation_resource_group_arn
+        group_key = f"{NAMESPACE}gpu_nodes.capacity_reservation_resource_group_arn"
+        if group is not None:
+            if cfg.fleet.capacity_type == "capacity-block":
+                # The EKS guide's capacity-block launch template names the block's reservation id
+                # (capacity-blocks-mng); targeting a group is documented for reservations only.
+                problems.append(f"{group_key}: {shown(group)} is not allowed; capacity blocks are targeted by id "
+                                "(gpu_nodes.capacity_reservation_ids)")
+            if reservations:
+                problems.append(f"{key}: {shown(reservations)} is not allowed; target reservations by id or by "
+                                "resource group, not both")
+            if named is None:
+                problems.append(f"{group_key}: {group!r} needs network.availability_zones (the AZs of its "
+                                "reservations)")
+        elif len(reservations) != azs:
             problems.append(
                 f"{key}: {shown(reservations)} is not allowed; fleet.capacity_type {cfg.fleet.capacity_type} needs one "
                 f"reservation id per AZ ({azs} entries, AZ name -> cr-...)"
@@ -639,10 +788,18 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
         wrong = [n for n in reservations if not n.startswith(region)]
         if wrong:
             problems.append(f"{key}: {shown(wrong)} is not allowed; AZs must be in {region}")
-        if named is not None and set(named) != set(reservations):
+        if named is not None and group is None and set(named) != set(reservations):
             problems.append(
                 f"{key}: AZs {sorted(reservations)} do not match network.availability_zones {sorted(named)}"
             )
+    pgs = cfg.gpu_nodes.placement_group_names
+    stack_azs = set(named or reservations or ())
+    if pgs and stack_azs and set(pgs) != stack_azs:
+        problems.append(f"{NAMESPACE}gpu_nodes.placement_group_names: AZs {sorted(pgs)} do not match the stack's "
+                        f"AZs {sorted(stack_azs)}")
+    elif pgs and not stack_azs:
+        problems.append(f"{NAMESPACE}gpu_nodes.placement_group_names: {pgs!r} needs network.availability_zones "
+                        "(placement groups live in one AZ each)")
     return problems
 
 
@@ -669,6 +826,25 @@ def stack_warnings(stack: str, cfg: StackConfig, environment: str | None = None)
     if region_tag is not None and region_tag != cfg.region:
         out.append(f"{NAMESPACE}tags.region: {shown(region_tag)} but the stack deploys to {cfg.region}")
     return out
+
+
+def _kubernetes_version_checks(cfg: StackConfig) -> list[str]:
+    """The version must be in standard support on the clock's day, or in extended support with
+    upgrade_policy EXTENDED chosen explicitly (EKS user guide, kubernetes-versions)."""
+    from infra.core import clock
+    from infra.core.catalog.eks import version_problem
+    from infra.core.catalog.prices import load_price_book
+
+    c = cfg.cluster
+    book = load_price_book()
+    std = book.service(cfg.region, "eks_cluster_usd_per_hour")
+    ext = book.service(cfg.region, "eks_cluster_extended_usd_per_hour")
+    price = (f"${ext.usd} instead of ${std.usd} per cluster-hour in {cfg.region}" if std and ext
+             else "the extended-support price per cluster-hour")
+    problem = version_problem(c.kubernetes_version, c.upgrade_policy, clock.today(), extended_price=price)
+    if problem:
+        return [f"{NAMESPACE}cluster.kubernetes_version: {c.kubernetes_version!r} is not allowed; {problem}"]
+    return []
 
 
 def project_config_defaults(project_dir: Path) -> dict[str, Any]:

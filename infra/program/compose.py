@@ -27,8 +27,11 @@ from infra.program.components import (
     WeightStoreArgs,
     select_azs,
 )
-from infra.program.components.common import fleet_plan_summary
-from infra.program.serving import Serving, ServingArgs, kubernetes_provider
+from infra.program.components.alerting import AlertPublisher, AlertPublisherArgs
+from infra.program.components.common import fleet_plan_summary, iam_principal_of
+from infra.program.components.gpu_node_group import placement_for
+from infra.program.components.registry import ImageRegistry, ImageRegistryArgs
+from infra.program.serving import Serving, ServingArgs, ServingDefaults, kubernetes_provider
 
 S3_BUCKET_NAME_MAX = 63
 
@@ -90,9 +93,13 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             admin_principal_arns=cfg.cluster.admin_principal_arns,
             log_retention_days=cfg.cluster.log_retention_days,
             deletion_protection=cfg.cluster.deletion_protection,
+            upgrade_policy=cfg.cluster.upgrade_policy,
+            deployer_principal_arn=cfg.cluster.deployer_principal_arn or iam_principal_of(identity.arn),
             tags=tags,
         ),
     )
+    registry = ImageRegistry("images", ImageRegistryArgs(aws=ctx, name_prefix=prefix,
+                                                          node_role_name=cluster.node_role.name, tags=tags))
     gpu_groups = {
         az: GpuNodeGroup(
             f"gpu-{az}",
@@ -115,12 +122,16 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
                 warm_pool_state=cfg.gpu_nodes.warm_pool_state,
                 capacity_type=cfg.fleet.capacity_type,
                 capacity_reservation_id=reservations.get(az),
+                capacity_reservation_resource_group_arn=cfg.gpu_nodes.capacity_reservation_resource_group_arn,
+                **placement_for(cfg.gpu_nodes.cluster_placement_group, cfg.gpu_nodes.placement_group_names, az,
+                                spans_nodes=plan.tensor_parallel > plan.gpus_per_node),
                 root_volume_gib=cfg.gpu_nodes.root_volume_gib,
                 kubernetes_version=cfg.cluster.kubernetes_version,
                 ami_release_version=cfg.gpu_nodes.ami_release_version,
                 max_unavailable=cfg.gpu_nodes.max_unavailable,
                 tags=tags,
             ),
+            depends_on=cluster.node_prerequisites,
         )
         for az in azs
     }
@@ -143,9 +154,19 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
         ),
     )
 
+    if cfg.observability.sns_topic_arns():
+        AlertPublisher("alerts", AlertPublisherArgs(
+            aws=ctx, cluster_name=cluster.eks.name, cluster_arn=cluster.eks.arn,
+            namespace=ServingDefaults().monitoring_namespace,
+            service_account=ServingDefaults().alertmanager_service_account,
+            topic_arns=cfg.observability.sns_topic_arns(), tags=tags,
+        ))
+
     # --- serving on the cluster: GPU plumbing, weights hydration, vLLM, ingress, autoscaling,
     # warm pool, observability (every count from the plan) --------------------------------
-    k8s_provider = kubernetes_provider("k8s", cluster.kubeconfig, depends_on=[cluster.system_nodes])
+    # The provider acts as the deployer: it waits for the deployer's cluster-admin association.
+    k8s_provider = kubernetes_provider("k8s", cluster.kubeconfig, depends_on=[
+        cluster.system_nodes, *([cluster.deployer_access] if cluster.deployer_access else [])])
     serving = Serving(
         "serving",
         ServingArgs(
@@ -157,19 +178,24 @@ def fleet(resolved: ResolvedStack) -> dict[str, Any]:
             cluster_arn=cluster.eks.arn,
             weights_bucket_name=bucket_name,
             tags=tags,
+            defaults=ServingDefaults(image_registry=registry.host),
         ),
-        opts=pulumi.ResourceOptions(depends_on=[weights, *gpu_groups.values()]),
+        opts=pulumi.ResourceOptions(depends_on=[weights, *gpu_groups.values(), registry]),
     )
 
     # --- outputs --------------------------------------------------------------------------
     pulumi.export("cluster_name", cluster.eks.name)
     pulumi.export("cluster_endpoint", cluster.eks.endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)  # secret
+    # What a Kubernetes provider acting as the deployer must wait for (the workloads layer).
+    pulumi.export("cluster_deployer_access", cluster.deployer_access.id if cluster.deployer_access else None)
     pulumi.export("vpc_id", network.vpc.id)
     pulumi.export("availability_zones", azs)
     pulumi.export("weights_bucket", weights.bucket.bucket)
     pulumi.export("weights_reader_role_arn", weights.reader_role.arn)
     pulumi.export("weights_revision", cfg.weights.revision)
+    pulumi.export("image_registry", registry.host)
+    pulumi.export("pull_through_credential_secrets", {k: v.arn for k, v in registry.secrets.items()})
     pulumi.export("gpu_node_groups", {az: g.node_group.node_group_name for az, g in gpu_groups.items()})
     pulumi.export("fleet_plan", fleet_plan_summary(plan))
     return {"network": network, "cluster": cluster, "gpu_groups": gpu_groups, "weights": weights, "serving": serving}

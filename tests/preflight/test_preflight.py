@@ -125,7 +125,10 @@ def test_all_checks_pass_in_a_ready_region(moto_endpoint, world, inputs):
     report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(3072)))
     statuses = {c.name: c.status for c in report.checks}
     assert statuses == {"instance-offering": "pass", "vcpu-quota": "pass", "capacity-reservations": "skip",
-                        "weights-bucket": "pass", "kms-key": "pass", "weights-manifest": "pass"}, report.to_list()
+                        "eks-version": "pass", "capacity-block-upgrade": "skip",
+                        "weights-bucket": "pass", "kms-key": "pass", "weights-manifest": "pass",
+                        # every image is there, but pinned by tag only and a few still pulled from upstream
+                        "ecr-images": "warn"}, report.to_list()
     assert report.ok
 
 
@@ -314,3 +317,80 @@ def test_a_bad_endpoint_url_exits_2_without_a_traceback(capsys, url):
         main(["preflight", "--stack", STACK, "--endpoint-url", url])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--endpoint-url" in err and "http(s)://host[:port]" in err and "Traceback" not in err
+
+
+# --- EKS version, capacity-block upgrades, images ---------------------------------------------
+
+
+@pytest.mark.parametrize("version, day, status, text", [
+    ("1.35", "2026-12-01", "pass", "standard support until 2027-03-27"),
+    ("1.35", "2027-02-10", "warn", "plan the upgrade"),
+    ("1.33", "2026-12-01", "warn", "extended support until 2027-07-29"),
+    ("1.33", "2027-08-01", "fail", "ended on 2027-07-29"),
+    ("1.36", "2026-12-01", "fail", "no support dates"),
+])
+def test_eks_version_support_window(inputs, version, day, status, text):
+    from datetime import date
+
+    result = checks.eks_version(dataclasses.replace(inputs, kubernetes_version=version), date.fromisoformat(day))
+    assert result.status == status and text in result.detail, result
+
+
+def _eks_stub(groups: dict):
+    """An EKS client answering describe_nodegroup from `groups` (Stubber: moto's EKS needs a cluster)."""
+    import botocore.session
+    from botocore.stub import Stubber
+
+    client = botocore.session.get_session().create_client("eks", region_name=REGION, aws_access_key_id="t",
+                                                          aws_secret_access_key="t")
+    stub = Stubber(client)
+    for name, ng in groups.items():
+        params = {"clusterName": f"llm-fleet-{STACK}", "nodegroupName": name}
+        if ng is None:
+            stub.add_client_error("describe_nodegroup", "ResourceNotFoundException", expected_params=params)
+        else:
+            stub.add_response("describe_nodegroup", {"nodegroup": {"nodegroupName": name, **ng}}, params)
+    stub.activate()
+    return client, stub
+
+
+def test_capacity_block_groups_are_upgraded_at_zero_nodes(inputs):
+    """EKS user guide, "Create a managed node group with Capacity Blocks for ML": upgrades want
+    desired size 0. A pending version change on a group that still runs nodes fails, naming the
+    command that scales it down; one at 0 nodes, or without a change, passes."""
+    cb = dataclasses.replace(inputs, capacity_type="capacity-block", kubernetes_version="1.35", gpu_node_groups={
+        "us-west-2a": "g-a", "us-west-2b": "g-b", "us-west-2c": "g-c"})
+    client, stub = _eks_stub({
+        "g-a": {"version": "1.34", "scalingConfig": {"minSize": 2, "desiredSize": 2, "maxSize": 3}},
+        "g-b": {"version": "1.34", "scalingConfig": {"minSize": 0, "desiredSize": 0, "maxSize": 3}},
+        "g-c": {"version": "1.35", "scalingConfig": {"minSize": 2, "desiredSize": 2, "maxSize": 3}},
+    })
+    result = checks.capacity_block_upgrade(cb, client)
+    stub.assert_no_pending_responses()
+    assert result.status == "fail" and "g-a (us-west-2a) runs 2 node(s)" in result.detail
+    assert "--scaling-config minSize=0,desiredSize=0,maxSize=3" in result.detail and "g-b" not in result.detail
+    client, _ = _eks_stub({"g-a": None, "g-b": {"version": "1.35", "scalingConfig": {"desiredSize": 1}},
+                           "g-c": {"version": "1.34", "scalingConfig": {"desiredSize": 0}}})
+    ok = checks.capacity_block_upgrade(cb, client)
+    assert ok.status == "pass" and "g-a: not created yet" in ok.detail and "upgrade at 0 nodes" in ok.detail
+
+
+def test_capacity_block_group_names_are_the_fixed_ones(tmp_path):
+    project = _project(tmp_path, capacity_type="capacity-block", instance_usd_per_hour={"p5.48xlarge": 31.46})
+    inp = preflight_inputs(STACK, project)
+    assert inp.gpu_node_groups == {az: f"llm-fleet-{STACK}-gpu-{az}" for az in CR}
+
+
+def test_a_missing_image_fails_and_names_the_mirror_step(moto_endpoint, world, inputs):
+    ecr = world["ecr"]
+    ecr.batch_delete_image(repositoryName="nvcr/nvidia/k8s-device-plugin", imageIds=[{"imageTag": "v0.20.0"}])
+    result = checks.ecr_images(inputs, ecr)
+    assert result.status == "fail" and "nvcr/nvidia/k8s-device-plugin:v0.20.0" in result.detail
+    assert f"python -m infra images --stack {STACK} --script | bash" in result.detail
+    ecr.delete_repository(repositoryName="quay/prometheus/prometheus", force=True)
+    assert "quay/prometheus/prometheus:(chart tag)" in checks.ecr_images(inputs, ecr).detail
+
+
+def test_images_before_the_first_deploy_are_skipped(inputs):
+    result = checks.ecr_images(dataclasses.replace(inputs, first_deploy=True), ecr=None)
+    assert result.status == "skip" and "mirror step" in result.detail

@@ -71,9 +71,17 @@ def test_fleet_region_defaults_to_aws_region(tmp_path):
 
 
 def test_sections_with_defaults_may_be_omitted(tmp_path):
-    entries = with_changes(prod_entries(), network=DELETE, cluster=DELETE, gpu_nodes=DELETE)
+    entries = with_changes(prod_entries(), network=DELETE, cluster=DELETE, gpu_nodes=DELETE, observability=DELETE,
+                           tags={"environment": "staging", "cost-center": "ml", "owner": "sre"})
     cfg = load_stack_config("test", write_stack(tmp_path, entries))
     assert cfg.network.vpc_cidr == "10.40.0.0/16" and cfg.cluster.system_node_count == 2
+    assert cfg.observability.alert_receivers is None  # outside prod: the chart's default
+
+
+def test_prod_may_discard_alerts_when_it_says_so(tmp_path):
+    entries = with_changes(prod_entries(), observability={"alert_receivers": [{"name": "discard", "kind": "null"}]})
+    cfg = load_stack_config("test", write_stack(tmp_path, entries))
+    assert [r.kind for r in cfg.observability.alert_receivers] == ["null"]
 
 
 def test_program_loader_reads_pulumi_config_the_same_way():
@@ -148,6 +156,11 @@ INVALID = [
      "llm-fleet:ingress.tls_certificate_arn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc' is not allowed; it is a certificate in eu-west-1 and the stack deploys to us-east-1"),
     ("blank-revision", dict(weights__revision=""), "llm-fleet:weights.revision: is blank; fill it in"),
     ("blank-environment", dict(tags={"environment": "", "cost-center": "c", "owner": "o"}), "missing or blank: environment"),
+    ("prod-without-receivers", dict(observability=DELETE), "llm-fleet:observability.alert_receivers: unset is not allowed for environment prod"),
+    ("webhook-with-token", dict(observability={"alert_receivers": [{"name": "hook", "kind": "webhook", "target": "https://hooks.example.com/x?token=abc"}]}), "must not carry credentials or a query string"),
+    ("sns-not-an-arn", dict(observability={"alert_receivers": [{"name": "pager", "kind": "sns", "target": "pager-topic"}]}), "is not an SNS topic ARN"),
+    ("null-with-target", dict(observability={"alert_receivers": [{"name": "discard", "kind": "null", "target": "x"}]}), "a null receiver takes no target"),
+    ("small-prometheus-volume", dict(observability__prometheus_volume_gib=5), "llm-fleet:observability.prometheus_volume_gib: 5"),
 ]
 
 

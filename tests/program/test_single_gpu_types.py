@@ -1,5 +1,6 @@
 """A small model on single-GPU g-family types: deployed as non-EFA node groups (no EFA interfaces,
-no cluster placement group, no EFA label), while the p5 groups keep their EFA layout."""
+no EFA label), while the p5 groups keep their EFA layout. Neither gets a placement group: no
+engine of either plan spans nodes."""
 from __future__ import annotations
 
 import pytest
@@ -40,8 +41,8 @@ def test_non_efa_groups_have_no_efa_interfaces_placement_group_or_label(g6e_run)
         assert sg.startswith("sg-") and sg != efa_sg
 
 
-def test_p5_groups_keep_efa_interfaces_placement_and_label(prod_run):
-    assert len(prod_run.of_type(PLACEMENT_GROUP)) == 3
+def test_p5_groups_keep_efa_interfaces_and_label(prod_run):
+    assert prod_run.of_type(PLACEMENT_GROUP) == []
     for ng in gpu_node_groups(prod_run):
         assert ng.inputs["labels"][EFA_LABEL] == "true"
         lt = prod_run.one(LAUNCH_TEMPLATE, f"{ng.name}-lt").inputs

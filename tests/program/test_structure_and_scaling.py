@@ -16,6 +16,8 @@ COMPONENTS = {
     "llm-fleet:cluster:Cluster": {"cluster"},
     "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
     "llm-fleet:weights:WeightStore": {"weights"},
+    "llm-fleet:alerts:AlertPublisher": {"alerts"},
+    "llm-fleet:images:ImageRegistry": {"images"},
     "llm-fleet:serving:Serving": {"serving"},
 }
 
@@ -45,7 +47,7 @@ def test_components_are_top_level_and_every_resource_has_a_component_parent(prod
     [
         ("network", {"aws:ec2/vpc:Vpc", SUBNET, NAT, "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/securityGroup:SecurityGroup"}),
         ("cluster", {"aws:eks/cluster:Cluster", "aws:kms/key:Key", NODE_GROUP, "aws:eks/addon:Addon"}),
-        ("gpu-us-east-1a", {"aws:ec2/placementGroup:PlacementGroup", "aws:ec2/launchTemplate:LaunchTemplate", NODE_GROUP}),
+        ("gpu-us-east-1a", {"aws:ec2/launchTemplate:LaunchTemplate", NODE_GROUP}),
         ("weights", {"aws:s3/bucket:Bucket", "aws:iam/role:Role", "aws:eks/podIdentityAssociation:PodIdentityAssociation"}),
     ],
 )
@@ -67,7 +69,10 @@ def test_outputs(prod_run):
     assert kubeconfig["clusters"][0]["cluster"]["server"] == out["cluster_endpoint"]
     assert "token" not in json.dumps(kubeconfig["users"][0]["user"]).replace("get-token", "")  # no static credential
     assert out["weights_bucket"] == "llm-fleet-prod-weights-123456789012-us-east-1"
-    assert out["gpu_node_groups"] == {az: f"llm-fleet-prod-gpu-{az}" for az in ("us-east-1a", "us-east-1b", "us-east-1c")}
+    assert set(out["gpu_node_groups"]) == {"us-east-1a", "us-east-1b", "us-east-1c"}
+    # On-demand groups get a generated suffix (a replacement comes up beside the old group).
+    assert {ng.inputs["nodeGroupNamePrefix"] for ng in gpu_node_groups(prod_run)} == {
+        f"llm-fleet-prod-gpu-{az}-" for az in out["gpu_node_groups"]}
     assert out["availability_zones"] == ["us-east-1a", "us-east-1b", "us-east-1c"]
     plan = prod_run.plan
     assert out["fleet_plan"]["instance_type"] == plan.instance_type == "p5.48xlarge"
@@ -100,7 +105,7 @@ def test_two_azs_gives_two_of_everything_per_az(prod_run):
     assert [ng.name for ng in gpu_node_groups(two)] == ["gpu-us-east-1a", "gpu-us-east-1b"]
     assert len(two.of_type(SUBNET)) == 4 and len(prod_run.of_type(SUBNET)) == 6
     assert len(two.of_type(NAT)) == 2 and len(prod_run.of_type(NAT)) == 3
-    assert len(two.of_type("aws:ec2/placementGroup:PlacementGroup")) == 2
+    assert len(two.of_type("aws:eks/nodeGroup:NodeGroup")) == 3  # 2 GPU + system
     assert len(two.one("aws:eks/cluster:Cluster", "cluster").inputs["vpcConfig"]["subnetIds"]) == 2
     # with one of two AZs lost, each AZ must carry the whole load: more per AZ than with 3 AZs
     assert two.plan.replicas_per_az >= prod_run.plan.replicas_per_az

@@ -55,7 +55,7 @@ def test_hpa_behaviour_is_paced_for_gpu_start_times(any_spec: ServingSpec):
 
 
 def test_cluster_autoscaler_values(prod_spec: ServingSpec):
-    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, "a-0123")
     args = values["extraArgs"]
     assert args["balance-similar-node-groups"] is True and args["expander"] == "least-waste"
     assert values["autoDiscovery"] == {"clusterName": CLUSTER}
@@ -65,7 +65,8 @@ def test_cluster_autoscaler_values(prod_spec: ServingSpec):
     assert args["balancing-ignore-label_1"] == "llm-fleet/az"
     # Placeholders must be able to trigger scale-ups.
     assert warm_pool.placeholder_priority_class(prod_spec)["value"] > args["expendable-pods-priority-cutoff"]
-    assert values["rbac"]["serviceAccount"]["name"] == prod_spec.defaults.autoscaler_service_account
+    assert values["rbac"]["serviceAccount"] == {"create": False, "name": prod_spec.defaults.autoscaler_service_account}
+    assert values["podAnnotations"] == {autoscaling.ASSOCIATION_ANNOTATION: "a-0123"}
 
 
 def test_autoscaler_policy_is_scoped():
@@ -88,7 +89,9 @@ def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
     rels = serving_run.releases()
     assert rels["keda"].inputs["version"] == "2.20.2"
     ca = rels["cluster-autoscaler"]
-    assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    association_id = ca.inputs["values"]["podAnnotations"][autoscaling.ASSOCIATION_ANNOTATION]
+    assert association_id.startswith("a-")
+    assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, association_id)
     so = serving_run.custom("ScaledObject")
     assert so.inputs["spec"] == autoscaling.scaled_object(prod_spec)["spec"]
     assert serving_run.depends_on(so, rels["keda"])  # the chart installs the CRD

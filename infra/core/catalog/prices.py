@@ -40,6 +40,7 @@ REQUIRED_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-cent
 # Service price keys: unit in the name, one line each on what is billed.
 SERVICE_KEYS: dict[str, str] = {
     "eks_cluster_usd_per_hour": "EKS control plane, per cluster-hour (standard support)",
+    "eks_cluster_extended_usd_per_hour": "EKS control plane, per cluster-hour (a version in extended support)",
     "nat_gateway_usd_per_hour": "NAT gateway, per gateway-hour",
     "nat_gateway_usd_per_gb": "NAT gateway data processed, per GB",
     "public_ipv4_usd_per_hour": "public IPv4 address (Elastic IP, NLB), per address-hour",

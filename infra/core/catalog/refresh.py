@@ -58,6 +58,9 @@ class ServiceQuery:
 
 SERVICE_QUERIES: dict[str, ServiceQuery] = {
     "eks_cluster_usd_per_hour": ServiceQuery("AmazonEKS", (), "AmazonEKS-Hours:perCluster"),
+    # The usage type extended-support hours are billed under in Cost and Usage Reports (not yet
+    # checked against a Price List response; a refresh that matches nothing keeps the old row).
+    "eks_cluster_extended_usd_per_hour": ServiceQuery("AmazonEKS", (), "AmazonEKS-Hours:extendedSupport"),
     "nat_gateway_usd_per_hour": ServiceQuery("AmazonEC2", (("productFamily", "NAT Gateway"),), "NatGateway-Hours"),
     "nat_gateway_usd_per_gb": ServiceQuery("AmazonEC2", (("productFamily", "NAT Gateway"),), "NatGateway-Bytes"),
     "public_ipv4_usd_per_hour": ServiceQuery("AmazonVPC", (), "PublicIPv4:InUseAddress"),

@@ -14,6 +14,7 @@ from infra.core.errors import InputError
 from infra.core.graph import (
     BUCKET,
     BUCKET_V2,
+    LAUNCH_TEMPLATE,
     NAT_GATEWAY,
     NODE_GROUP,
     VPC_ENDPOINT,
@@ -138,7 +139,7 @@ def _group_facts(graph: ResourceGraph, catalog: Catalog) -> tuple[GroupFacts, ..
     out = []
     unzoned = 0
     for node in graph.of_type(NODE_GROUP):
-        shape = node_group_shape(node)
+        shape = node_group_shape(node, graph.ref(node, "launchTemplate", LAUNCH_TEMPLATE))
         gpu = is_gpu_group(shape, catalog)
         az = shape.az
         if az is None:

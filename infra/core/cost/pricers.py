@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from infra.core import clock
 from infra.core.catalog import HOURS_PER_MONTH
+from infra.core.catalog.eks import extended_support_on
 from infra.core.catalog.prices import PriceRow
 from infra.core.cost.context import GroupFacts, PricingContext, usd_text
 from infra.core.cost.nodegroup import ebs_gb
@@ -44,6 +46,7 @@ from infra.core.graph import (
     NAT_GATEWAY,
     NODE_GROUP,
     Node,
+    is_unknown,
     mapping_at,
     own_az,
 )
@@ -165,6 +168,12 @@ def price_node_group(node: Node, ctx: PricingContext) -> list[LineItem]:
 
 @pricer(CLUSTER)
 def price_cluster(node: Node, ctx: PricingContext) -> list[LineItem]:
+    """Standard support, or the extended-support price while the cluster's version is past
+    standard support on the clock's day (eks_versions.yaml)."""
+    version = node.inputs.get("version")
+    if isinstance(version, str) and not is_unknown(version) and extended_support_on(version, clock.today()):
+        return [_hourly(EKS, REGIONAL, node.name, f"1 cluster, Kubernetes {version} in extended support",
+                        ctx.service("eks_cluster_extended_usd_per_hour"))]
     return [_hourly(EKS, REGIONAL, node.name, "1 cluster", ctx.service("eks_cluster_usd_per_hour"))]
 
 

@@ -53,6 +53,25 @@ def assume_role_policy(principal_service: str, actions: tuple[str, ...] = ("sts:
     return policy_json([stmt])
 
 
+def iam_principal_of(caller_arn: str) -> str | None:
+    """The IAM principal an access entry names for a caller (`sts get-caller-identity` ARN).
+
+    An assumed role's session ARN (`arn:aws:sts::123456789012:assumed-role/NAME/SESSION`) maps to
+    `arn:aws:iam::123456789012:role/NAME`: a role path is not in the session ARN, so a role with a
+    path must be named in config (cluster.deployer_principal_arn). Users map to themselves; the
+    account root gets no entry (None).
+    """
+    parts = caller_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    partition, service, account, resource = parts[1], parts[2], parts[4], parts[5]
+    if service == "sts" and resource.startswith("assumed-role/"):
+        return f"arn:{partition}:iam::{account}:role/{resource.split('/')[1]}"
+    if service == "iam" and resource.startswith(("user/", "role/")):
+        return caller_arn
+    return None
+
+
 def short_hash(*parts: str, n: int = 8) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n]
 
