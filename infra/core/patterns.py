@@ -26,6 +26,10 @@ KUBERNETES_VERSION = r"^1\.(2[89]|3\d)$"
 AMI_RELEASE = r"^\d+\.\d+\.\d+-\d{8}$"
 ABSOLUTE_PATH = r"^/[A-Za-z0-9._/-]*$"
 S3_PREFIX = r"^[A-Za-z0-9._/-]{0,200}$"
+SECRETS_MANAGER_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+# AWS CodeBuild's curated images are named aws/codebuild/<image>:<major.minor>.
+CODEBUILD_CURATED_IMAGE = r"^aws/codebuild/[a-z0-9._-]+:\d+\.\d+$"
+SEMVER = r"^\d+\.\d+\.\d+$"
 
 # Found inside longer text (resource names, URNs): an AZ name, or a zone id like use1-az1.
 AZ_IN_TEXT = re.compile(

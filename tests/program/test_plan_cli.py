@@ -15,13 +15,23 @@ from infra.cli.plan import short_type, write_json_atomic
 from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from infra.program.offline import normalize, region_azs
 
+VERDICT = {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]}
 PLAN_SCHEMA = {
     "type": "object",
-    "required": ["stack", "region", "plan", "resources", "cost", "policy"],
+    "required": ["stack", "region", "plan", "resources", "projects", "cost", "policy"],
     "additionalProperties": False,
     "properties": {
         "cost": {"type": "object"},
-        "policy": {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]},
+        "policy": VERDICT,
+        "projects": {
+            "type": "object",
+            "required": ["llm-fleet", "llm-fleet-workloads"],
+            "additionalProperties": {
+                "type": "object", "required": ["resources", "outputs", "policy", "cost"], "additionalProperties": False,
+                "properties": {"resources": {"type": "integer", "minimum": 1}, "outputs": {"type": "object"},
+                               "policy": VERDICT, "cost": {"type": "object", "required": ["usd_per_month"]}},
+            },
+        },
         "stack": {"type": "string"},
         "region": {"type": "string"},
         "plan": {"type": "object", "required": ["instance_type", "nodes_per_az", "warm_spares_per_az", "cost"]},
@@ -33,7 +43,7 @@ PLAN_SCHEMA = {
                 "required": ["urn", "type", "name", "parent", "inputs"],
                 "additionalProperties": False,
                 "properties": {
-                    "urn": {"type": "string", "pattern": "^urn:pulumi:"},
+                    "urn": {"type": "string", "pattern": "^urn:pulumi:[^:]+::llm-fleet(-workloads)?::"},
                     "type": {"type": "string"},
                     "name": {"type": "string"},
                     "parent": {"type": ["string", "null"]},
@@ -81,7 +91,9 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
     assert "instance type     p5.48xlarge" in out
     assert "GPU nodes per AZ  min" in out and "warm spare" in out
     assert "aws:eks:NodeGroup" in out and "us-east-1c" in out
-    assert "kubeconfig              [secret]" in out
+    assert "kubeconfig                [secret]" in out
+    assert "Project llm-fleet (the AWS base" in out and "Project llm-fleet-workloads (in-cluster" in out
+    assert "policy per project" in out
     assert json.loads(target.read_text())["stack"] == "prod"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temp file left behind
 

@@ -48,15 +48,13 @@ def spec_for(name: str) -> ServingSpec:
 
 def run_serving(spec: ServingSpec):
     """Register Serving for `spec` under the offline plan's mocks (see mockrun.py)."""
-    from infra.program.components.common import AwsContext
     from infra.program.serving import Serving, ServingArgs, kubernetes_provider
     from . import mockrun
 
     def build():
         provider = kubernetes_provider("k8s", "apiVersion: v1\nkind: Config\n")
         return Serving("serving", ServingArgs(
-            plan=spec.plan, config=spec.config, aws=AwsContext(ACCOUNT, spec.config.region),
-            k8s_provider=provider, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
+            plan=spec.plan, config=spec.config, k8s_provider=provider, cluster_name=CLUSTER,
             weights_bucket_name=spec.weights_bucket, tags=TAGS,
         ))
 

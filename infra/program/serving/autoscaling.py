@@ -13,7 +13,9 @@ Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ 
 groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
 so scale-ups stay spread) and expands with least-waste. Its IAM role is assumed through EKS Pod
 Identity (trust pinned to this account and cluster) and may only change the desired capacity
-of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster.
+of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster. That role
+and its association are AWS resources, so they live in the base project
+(`identities.ClusterAutoscalerIdentity`); this component only installs the chart.
 """
 from __future__ import annotations
 
@@ -21,16 +23,14 @@ import math
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 
 from infra.core.catalog.charts import chart, image
 from infra.core.labels import AZ_LABEL
-from infra.program.components.common import AwsContext, merge_tags, policy_json
+from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
 from infra.core.metrics import queue_depth
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
 from infra.program.serving.vllm import expected_load_s
-from infra.program.components.weight_store import pod_identity_trust_policy
 
 PROMETHEUS_SERVICE = "prometheus-operated"  # created by the Prometheus operator for every Prometheus
 PROMETHEUS_PORT = 9090
@@ -183,10 +183,7 @@ def autoscaler_policy(ctx: AwsContext, cluster_name: str) -> str:
 @dataclass(frozen=True)
 class AutoscalingArgs:
     spec: ServingSpec
-    aws: AwsContext
     cluster_name: pulumi.Input[str]
-    cluster_arn: pulumi.Input[str]
-    tags: dict[str, str]
 
 
 class Autoscaling(pulumi.ComponentResource):
@@ -194,7 +191,7 @@ class Autoscaling(pulumi.ComponentResource):
                  *, scale_target: pulumi.Resource | None = None) -> None:
         super().__init__("llm-fleet:serving:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        spec, ctx, d = args.spec, args.aws, args.spec.defaults
+        spec, d = args.spec, args.spec.defaults
 
         self.keda = kube.release(
             f"{name}-keda", chart("keda"), release_name="keda", namespace=d.keda_namespace,
@@ -204,34 +201,16 @@ class Autoscaling(pulumi.ComponentResource):
         self.scaled_object = kube.custom_resource(f"{name}-scaledobject", scaled_object(spec), kube.with_deps(child, deps))
 
         cluster_name = pulumi.Output.from_input(args.cluster_name)
-        aws_child = pulumi.ResourceOptions(parent=self)
-        self.autoscaler_role = aws.iam.Role(
-            f"{name}-ca-role",
-            description="Cluster Autoscaler (EKS Pod Identity)",
-            assume_role_policy=pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda arn: pod_identity_trust_policy(ctx.account_id, arn, ctx.dns_suffix)),
-            max_session_duration=3600,
-            tags=merge_tags(args.tags, Name=f"{name}-cluster-autoscaler"),
-            opts=aws_child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-ca-policy", role=self.autoscaler_role.id,
-            policy=cluster_name.apply(lambda n: autoscaler_policy(ctx, n)), opts=aws_child,
-        )
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-ca", cluster_name=cluster_name, namespace=d.autoscaler_namespace,
-            service_account=d.autoscaler_service_account, role_arn=self.autoscaler_role.arn,
-            tags=args.tags, opts=aws_child,
-        )
+        # The service account's Pod Identity association is created by the base project, which
+        # `deploy` finishes before this project starts.
         self.cluster_autoscaler = kube.release(
             f"{name}-cluster-autoscaler", chart("cluster-autoscaler"), release_name="cluster-autoscaler",
             namespace=d.autoscaler_namespace,
             values=cluster_name.apply(lambda n: cluster_autoscaler_values(spec, n)),
-            opts=kube.with_deps(child, [association]),
+            opts=child,
         )
         self.register_outputs({
             "min_replicas": spec.replicas_min,
             "max_replicas": spec.replicas_max,
             "queue_threshold": spec.plan.keda_queue_threshold,
-            "autoscaler_role_arn": self.autoscaler_role.arn,
         })
