@@ -14,6 +14,7 @@ import hashlib
 import json
 from typing import Any, Iterable
 
+from infra.core.graph import ResourceGraph
 from infra.core.labels import PROJECT, WORKLOADS_PROJECT
 
 # Environment variables of an in-VPC build (set per build; never secrets).
@@ -46,9 +47,27 @@ RESULT_END = "::llm-fleet-result-end:: "
 RESULT_CHUNK_CHARS = 8000  # far below CloudWatch Logs' 256 KiB event limit
 
 
+def stack_prefix(stack: str) -> str:
+    """`llm-fleet-<stack>`: the EKS cluster's name and the stem of every fixed resource name."""
+    return f"{PROJECT}-{stack}"
+
+
 def base_stack_reference(organization: str, stack: str) -> str:
     """The workloads' StackReference name of the base stack: `<org>/llm-fleet/<stack>`."""
     return f"{organization}/{PROJECT}/{stack}"
+
+
+def gpu_node_group_urns(graph: ResourceGraph) -> list[str]:
+    """The base's GPU node group components and everything under them: what the first pass of a
+    deploy excludes (the offline plan's URNs are the engine's: same stack, project and names)."""
+    groups = {n.urn for n in graph.of_type(GPU_NODE_GROUP_TYPE) if n.project == PROJECT}
+    inside = set(groups)
+    changed = True
+    while changed:  # children of what is inside are inside
+        new = {n.urn for n in graph.nodes if n.parent in inside} - inside
+        changed = bool(new)
+        inside |= new
+    return sorted(inside)
 
 
 def result_lines(document: Any) -> list[str]:
@@ -77,6 +96,7 @@ def parse_result(lines: Iterable[str]) -> Any:
 
 
 __all__ = [
-    "ACTIONS", "ACTION_ENV", "DESTROY", "GPU_NODE_GROUP_TYPE", "PREVIEW", "PROJECT", "PROMETHEUS", "QUERIES_ENV",
+    "ACTIONS", "ACTION_ENV", "DESTROY", "GPU_NODE_GROUP_TYPE", "gpu_node_group_urns", "PREVIEW", "PROJECT", "PROMETHEUS", "QUERIES_ENV",
     "REFRESH", "STACK_ENV", "UP", "WORKLOADS_PROJECT", "base_stack_reference", "parse_result", "result_lines",
+    "stack_prefix",
 ]

@@ -88,7 +88,7 @@ def stack_context(resolved: ResolvedStack) -> StackContext:
     identity = aws.get_caller_identity()
     partition = aws.get_partition()
     ctx = AwsContext(identity.account_id, cfg.region, partition.partition, partition.dns_suffix)
-    return StackContext(resolved, ctx, f"{PROJECT}-{stack}", {**cfg.tags, STACK_TAG: stack},
+    return StackContext(resolved, ctx, deploy.stack_prefix(stack), {**cfg.tags, STACK_TAG: stack},
                         checked_bucket_name(weights_bucket_name(stack, ctx.account_id, cfg.region), stack))
 
 
