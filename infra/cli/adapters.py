@@ -128,7 +128,7 @@ def deploy_path(project_dir: Path) -> DeployPath:
     import boto3
 
     from infra.core.deploy import OUT_DEPLOYER
-    from infra.core.paths import WORKLOADS_DIRNAME
+    from infra.core.paths import POLICIES_DIRNAME, WORKLOADS_DIRNAME
     from infra.ops.deploy.codebuild import CodeBuildRunner
     from infra.ops.deploy.loadbalancers import ElbV2LoadBalancers
     from infra.ops.deploy.workspace import ByStack, InVpcWorkspace, StackWorkspace
@@ -141,8 +141,10 @@ def deploy_path(project_dir: Path) -> DeployPath:
     def pack(stack: str) -> str:
         return checked_pack_config(stack, project_dir)
 
-    base = AutomationWorkspace(project_dir, pack_config_for=pack)
-    local = AutomationWorkspace(project_dir / WORKLOADS_DIRNAME, pack_config_for=pack, repo_dir=project_dir)
+    packs = (POLICIES_DIRNAME,)  # every up runs the pack, as every preview does
+    base = AutomationWorkspace(project_dir, pack_config_for=pack, up_policy_packs=packs)
+    local = AutomationWorkspace(project_dir / WORKLOADS_DIRNAME, pack_config_for=pack, repo_dir=project_dir,
+                                up_policy_packs=packs)
     runner = CodeBuildRunner(project_dir, deployer_of=lambda s: base.outputs(s).get(OUT_DEPLOYER),
                              region_of=lambda s: config(s).region)
     in_vpc_ws = InVpcWorkspace(runner, outputs_from=local,

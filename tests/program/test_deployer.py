@@ -181,3 +181,52 @@ def test_private_endpoint_without_a_token_secret_is_refused():
     with pytest.raises(UserError, match="deployer.access_token_secret_arn: required key is missing"):
         parse_stack_config(with_changes(prod_entries(), deployer=DELETE))
     parse_stack_config(with_changes(prod_entries(), deployer=DELETE, **PUBLIC))
+
+
+def _depends_transitively(run, node, target_urn) -> bool:
+    by_urn, seen, todo = run.by_urn(), set(), [node.urn]
+    while todo:
+        urn = todo.pop()
+        if urn == target_urn:
+            return True
+        if urn in seen or urn not in by_urn:
+            continue
+        seen.add(urn)
+        n = by_urn[urn]
+        todo += list(n.depends_on) + [u for urns in n.property_dependencies.values() for u in urns]
+        todo += [n.parent] if n.parent else []
+    return False
+
+
+def test_destroy_deletes_the_gateway_namespace_last_and_waits_for_it(prod_run):
+    """Envoy Gateway creates the Envoy Service (the NLB, behind the service controller's finalizer
+    `service.kubernetes.io/load-balancer-cleanup`) in its own namespace by default (Envoy Gateway
+    docs, "Deployment Mode": the ControllerNamespace deploy type). That namespace is a Pulumi
+    Namespace every ingress object depends on, so `pulumi destroy` deletes it last, and the
+    Kubernetes provider waits for a deleted Namespace to be gone (pulumi-kubernetes await logic),
+    i.e. until the Service's finalizer has let the NLB go: the workloads' destroy ends only then."""
+    from infra.program.serving.defaults import ServingDefaults
+
+    work = prod_run.project(WORKLOADS_PROJECT)
+    ns_name = ServingDefaults().gateway_namespace
+    (namespace,) = [r for r in work.of_type("kubernetes:core/v1:Namespace") if r.inputs["metadata"]["name"] == ns_name]
+    assert "pulumi.com/skipAwait" not in (namespace.inputs["metadata"].get("annotations") or {})
+    (release,) = [r for r in work.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "eg"]
+    assert release.inputs["namespace"] == ns_name
+    # The chart keeps the default deploy type: the Envoy Service lives in the controller's namespace.
+    assert "GatewayNamespace" not in json.dumps(release.inputs["values"])
+    ingress = [r for r in work.resources if r.type.startswith(("kubernetes:gateway.", "kubernetes:helm.sh"))
+               and r.parent and r.parent.endswith("::serving-ingress")]
+    assert len(ingress) >= 8
+    assert all(_depends_transitively(work, r, namespace.urn) for r in ingress)
+
+
+def test_the_registered_health_route_has_no_jwt(prod_run):
+    work = prod_run.project(WORKLOADS_PROJECT)
+    routes = {r.inputs["metadata"]["name"]: r for r in work.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute")}
+    health = routes["health"].inputs["spec"]
+    assert prod_run.resolved.config.regional_hostname in health["hostnames"]
+    targets = [t["name"] for r in work.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy")
+               for t in r.inputs["spec"]["targetRefs"]]
+    assert targets == ["openai"]
+    assert work.outputs["health_url"] == f"https://{prod_run.resolved.config.regional_hostname}/health"

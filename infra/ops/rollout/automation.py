@@ -34,9 +34,11 @@ class AutomationWorkspace:
     (default: the project directory), the repository root for the workloads project."""
 
     def __init__(self, work_dir: Path | str, *, pack_config_for: Callable[[str], str | None] | None = None,
-                 env: Mapping[str, str] | None = None, repo_dir: Path | str | None = None) -> None:
+                 env: Mapping[str, str] | None = None, repo_dir: Path | str | None = None,
+                 up_policy_packs: Sequence[str] = ()) -> None:
         self.work_dir = Path(work_dir)
         self.repo_dir = Path(repo_dir) if repo_dir is not None else self.work_dir
+        self.up_policy_packs = tuple(up_policy_packs)  # `up` runs these packs too (as `deploy` does)
         self.pack_config_for = pack_config_for or self._committed_pack_config
         self.env = dict(env or {})
         self._stacks: dict[str, Any] = {}
@@ -80,6 +82,9 @@ class AutomationWorkspace:
         path = self.pack_config_for(stack)
         return [path] if path else None
 
+    def _packs(self, policy_packs: Sequence[str]) -> list[str]:
+        return [str(self.repo_dir / p) if not Path(p).is_absolute() else p for p in policy_packs]
+
     # --- Workspace -----------------------------------------------------------------------
 
     def preview(self, stack: str, *, policy_packs: Sequence[str], on_output: OnOutput) -> PreviewOutcome:
@@ -94,7 +99,7 @@ class AutomationWorkspace:
                     "urn": pe.resource_urn or "", "message": pe.message,
                 })
 
-        packs = [str(self.repo_dir / p) if not Path(p).is_absolute() else p for p in policy_packs]
+        packs = self._packs(policy_packs)
         try:
             result = s.preview(policy_packs=packs, policy_pack_configs=self._pack_configs(stack),
                                on_event=on_event, json=True, diff=False)
@@ -117,6 +122,8 @@ class AutomationWorkspace:
            exclude: Sequence[str] = (), continue_on_error: bool = False) -> UpOutcome:
         s = self._stack(stack)
         kwargs: dict[str, Any] = {"config_file": config_file}
+        if self.up_policy_packs:
+            kwargs.update(policy_packs=self._packs(self.up_policy_packs), policy_pack_configs=self._pack_configs(stack))
         if exclude:  # `pulumi up --exclude URN... --exclude-dependents`
             kwargs.update(exclude=list(exclude), exclude_dependents=True)
         if continue_on_error:
