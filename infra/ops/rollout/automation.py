@@ -137,26 +137,21 @@ class AutomationWorkspace:
         outputs = {k: v.value for k, v in (result.outputs or {}).items()}
         return UpOutcome(result=str(getattr(summary, "result", "succeeded")), changes=changes, outputs=outputs)
 
-    def refresh(self, stack: str, *, on_output: OnOutput) -> None:
+    def _call(self, stack: str, what: str, call: Callable[[Any], Any]) -> Any:
         s = self._stack(stack)
         try:
-            s.refresh(on_output=on_output)
-        except Exception as exc:  # noqa: BLE001
-            raise self._map_error(stack, "refresh", exc) from None
+            return call(s)
+        except Exception as exc:  # noqa: BLE001 - mapped to a user-facing error
+            raise self._map_error(stack, what, exc) from None
+
+    def refresh(self, stack: str, *, on_output: OnOutput) -> None:
+        self._call(stack, "refresh", lambda s: s.refresh(on_output=on_output))
 
     def destroy(self, stack: str, *, on_output: OnOutput) -> None:
-        s = self._stack(stack)
-        try:
-            s.destroy(on_output=on_output)
-        except Exception as exc:  # noqa: BLE001
-            raise self._map_error(stack, "destroy", exc) from None
+        self._call(stack, "destroy", lambda s: s.destroy(on_output=on_output))
 
     def outputs(self, stack: str) -> Mapping[str, Any]:
-        s = self._stack(stack)
-        try:
-            return {k: v.value for k, v in s.outputs().items()}
-        except Exception as exc:  # noqa: BLE001
-            raise self._map_error(stack, "outputs", exc) from None
+        return self._call(stack, "outputs", lambda s: {k: v.value for k, v in s.outputs().items()})
 
     def config_text(self, stack: str) -> str:
         path = self.repo_dir / f"Pulumi.{stack}.yaml"
