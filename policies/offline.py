@@ -34,7 +34,6 @@ from pulumi_policy.policy import _NotApplicableError
 
 from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of
 from infra.core.cost import Assumptions, cost_of_document, render_report_table
-from infra.core.cost.report import SCENARIOS
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError
 from policies._support import config_with_defaults
 from policies.config import config_for_stack
@@ -199,7 +198,7 @@ class PlanCheck:
     def project_sections(self) -> dict[str, dict[str, Any]]:
         """project -> `{"policy": its own verdict, "cost": {"usd_per_month": {scenario: total}}}`."""
         return {name: {"policy": verdict_dict(sub.violations, sub.monthly_budget_usd),
-                       "cost": {"usd_per_month": {s: str(sub.report.total_month(s)) for s in SCENARIOS}}}
+                       "cost": {"usd_per_month": {s: v["usd_per_month"] for s, v in sub.report.to_dict()["scenarios"].items()}}}
                 for name, sub in self.projects.items()}
 
     def render(self) -> str:

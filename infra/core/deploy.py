@@ -96,7 +96,7 @@ def parse_result(lines: Iterable[str]) -> Any:
 
 
 __all__ = [
-    "ACTIONS", "ACTION_ENV", "DESTROY", "GPU_NODE_GROUP_TYPE", "gpu_node_group_urns", "PREVIEW", "PROJECT", "PROMETHEUS", "QUERIES_ENV",
-    "REFRESH", "STACK_ENV", "UP", "WORKLOADS_PROJECT", "base_stack_reference", "parse_result", "result_lines",
-    "stack_prefix",
+    "ACTIONS", "ACTION_ENV", "DESTROY", "GPU_NODE_GROUP_TYPE", "PREVIEW", "PROJECT", "PROMETHEUS", "QUERIES_ENV",
+    "REFRESH", "STACK_ENV", "UP", "WORKLOADS_PROJECT", "base_stack_reference", "gpu_node_group_urns", "parse_result",
+    "result_lines", "stack_prefix",
 ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import Decimal
 import subprocess
 import sys
 
@@ -181,3 +182,44 @@ def test_lean_aws_imports_resolve_to_the_real_classes():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_both_projects_in_one_document_with_one_combined_gate(prod_run, capsys, monkeypatch):
+    """Every URN names its project; the combined gate covers both; each project carries what its
+    own preview would report; the whole-stack numbers equal the single-project figures of before
+    (the split moved resources between projects, it added no priced one)."""
+    import infra.program.offline
+    from infra.core.cost import cost_of_plan
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_project = {}
+    for r in doc["resources"]:
+        by_project.setdefault(r["urn"].split("::")[1], []).append(r)
+    assert {p: len(rs) for p, rs in by_project.items()} == {p: v["resources"] for p, v in doc["projects"].items()}
+    assert not [r for r in by_project["llm-fleet"] if r["type"].startswith("kubernetes:")]
+    assert doc["policy"]["passed"] and all(v["policy"]["passed"] for v in doc["projects"].values())
+    assert cost_of_plan(doc).to_dict()["scenarios"] == doc["cost"]["scenarios"]
+    base, work = (doc["projects"][p]["cost"]["usd_per_month"] for p in ("llm-fleet", "llm-fleet-workloads"))
+    # The base holds the GPU fleet; the workloads only what the gateway's NLB costs.
+    assert Decimal(base["worst"]) > 100 * Decimal(work["worst"]) > 0
+
+
+@pytest.mark.parametrize("project, name", [("base", "llm-fleet"), ("workloads", "llm-fleet-workloads")])
+def test_one_project_as_its_own_preview_sees_it(prod_run, capsys, monkeypatch, project, name):
+    import infra.program.offline
+    from infra.core.cost import cost_of_document
+    from infra.core.graph import graph_of
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--project", project, "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["project"] == name and "plan" not in doc and "projects" not in doc
+    assert {r["urn"].split("::")[1] for r in doc["resources"]} == {name}
+    # Re-read (what cost-diff does), the document prices to the cost it carries: nothing synthesised.
+    again = cost_of_document(graph_of(doc)).to_dict()
+    assert again["scenarios"] == doc["cost"]["scenarios"]
+    assert main(["plan", "--stack", "prod", "--project", project]) == 0
+    out = capsys.readouterr().out
+    assert f"Project {name} (" in out and out.count("Project llm-fleet") == 1
