@@ -11,7 +11,9 @@ from infra.cli import build_parser, main
 from infra.cli.output import STDOUT
 
 # `weights` is branch io's (issue 14 items 1-4); it moves to add_json_argument there.
-NOT_HERE: set[str] = set()
+# `in-vpc` is the in-VPC build's own plumbing (not for operators): its output is the build-log
+# result protocol of infra.core.deploy, already machine-read; it takes no --json.
+NOT_HERE = {"in-vpc"}
 
 
 def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):

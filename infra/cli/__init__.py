@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "infra.cli.plan",
     "infra.cli.cost",
     "infra.cli.rollout",
+    "infra.cli.deploy",
+    "infra.cli.in_vpc",
     "infra.cli.preflight",
     "infra.cli.images",
     "infra.cli.docs",

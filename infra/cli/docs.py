@@ -135,6 +135,22 @@ def exit_codes(command: str | None) -> Callable[[Facts], str]:
     return build
 
 
+def project_resources(f: Facts) -> str:
+    """What each Pulumi project of prod holds (the offline plan's counts)."""
+    from infra.core.graph import graph_of
+    from infra.core.labels import PROJECT
+
+    graph = graph_of(f.prod_document, "plan")
+    rows = ["| project | resources | AWS | Kubernetes | components | other |", "|---|---|---|---|---|---|"]
+    for name in graph.projects:
+        nodes = graph.of_project(name).nodes
+        aws = sum(n.type.startswith("aws:") for n in nodes)
+        k8s = sum(n.type.startswith("kubernetes:") for n in nodes)
+        components = sum(n.type.startswith(f"{PROJECT}:") for n in nodes)
+        rows.append(f"| `{name}` | {len(nodes)} | {aws} | {k8s} | {components} | {len(nodes) - aws - k8s - components} |")
+    return "\n".join(rows)
+
+
 def prod_cost_sentence(f: Facts) -> str:
     report, cfg = f.prod_cost, f.prod.config
     return (f"For `prod`: {usd(report.total_month('expected'))} a month expected, "
@@ -352,6 +368,7 @@ BLOCKS = (
     Generated("README.md", "time-to-serve", time_to_serve),
     Generated("README.md", "seed-table", seed_table),
     Generated("README.md", "calibration", calibration_summary),
+    Generated("docs/program.md", "project-resources", project_resources),
     Generated("docs/program.md", "config-reference", config_reference),
     Generated("docs/weights.md", "exit-codes", exit_codes("weights")),
     Generated("docs/rollout.md", "exit-codes", exit_codes("rollout")),

@@ -5,8 +5,9 @@ shares, waves (the canary first), bake times, gates and what to do on failure (d
 
 --dry-run works offline: for each wave and stack, the plan sized for the region's share, the
 cost delta against the last deployed cost, the policy verdict, and the steps the real run takes.
-The real run drives the Pulumi Automation API: preflight -> preview (policy pack) -> policy and
-cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
+The real run deploys each stack as `deploy` does (its base with the Automation API here, its
+workloads and its PromQL gates in the VPC where the endpoint is private): preflight -> preview
+(policy pack) -> policy and cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
 environment's lock, journals every step (state.local_dir, or S3 with state.s3) and, halted or
 crashed, continues with --resume where it stopped (every hint it prints repeats --state-dir and
 --project-dir when they were given). --restart abandons an unfinished rollout; a journal that
@@ -115,19 +116,23 @@ def run(args: argparse.Namespace) -> int:
         )
     from infra.ops.preflight.checks import AwsPreflight
     from infra.core.rollout import report as rollout_report
-    from infra.cli.adapters import CostModelAdapter, checked_pack_config, slo_targets
-    from infra.ops.rollout.automation import AutomationWorkspace
+    from infra.cli.adapters import CostModelAdapter, deploy_path, slo_targets
     from infra.ops.rollout.health import GateHealthChecker
     from infra.ops.rollout.runner import Runner, RunOptions
 
+    # Each stack the way `deploy` does it: the base here, the workloads (and the PromQL gates)
+    # in the VPC where the endpoint is private.
+    path = deploy_path(project_dir)
+    health = plan.gates.health
     runner = Runner(
         plan=plan,
         plan_path=plan_path,
         plan_digest=plan_digest(plan_path),
-        workspace=AutomationWorkspace(project_dir, pack_config_for=lambda stack: checked_pack_config(stack, project_dir)),
+        workspace=path.workspace,
         preflight=AwsPreflight(project_dir),
-        health=GateHealthChecker(plan.gates.health, plan.environment, slo_targets=lambda stack: slo_targets(stack, project_dir))
-        if plan.gates.health else None,
+        health=GateHealthChecker(health, plan.environment, slo_targets=lambda stack: slo_targets(stack, project_dir),
+                                 prometheus_for=path.prometheus_for(health.prometheus_url or "", plan.environment))
+        if health else None,
         cost_model=CostModelAdapter(),
         store=store,
         out=sys.stderr,

@@ -231,6 +231,12 @@ class IngressConfig(StrictModel):
     """The public OpenAI-compatible endpoint (served by the Envoy gateway in a later issue)."""
 
     hostname: str = Field(max_length=253, pattern=patterns.HOSTNAME, description="Public DNS name clients call, e.g. llm.example.com.")
+    regional_hostname: str | None = Field(
+        default=None, max_length=253, pattern=patterns.HOSTNAME,
+        description="This region's own DNS name for the gateway (its unauthenticated /health is what the rollout's "
+        "health gate probes); default: the region inserted after the hostname's first label "
+        "(llm.example.com -> llm.us-east-1.example.com).",
+    )
     tls_certificate_arn: str | None = Field(
         default=None, pattern=patterns.ACM_ARN, description="ACM certificate ARN for the listener (or tls_secret_name)."
     )
@@ -431,6 +437,46 @@ class GpuNodesConfig(StrictModel):
         return value
 
 
+class DeployerConfig(StrictModel):
+    """The in-VPC deployer: an AWS CodeBuild project in the private subnets that runs the workloads
+    project (and the gates that need the cluster from inside) when the EKS endpoint is private."""
+
+    build_image: str = Field(
+        default="aws/codebuild/amazonlinux-x86_64-standard:5.0",
+        description="Build image: a CodeBuild curated image (aws/codebuild/<name>:<version>) or an image pinned "
+        "by digest (registry/repo[:tag]@sha256:...).",
+    )
+    compute_type: Literal["BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"] = Field(
+        default="BUILD_GENERAL1_MEDIUM", description="CodeBuild compute type of a deploy build."
+    )
+    build_timeout_minutes: int = Field(default=60, ge=5, le=2160, description="A build is stopped after this long, minutes.")
+    log_retention_days: _LOG_RETENTION_DAYS = Field(default=90, description="Retention of the build log group, days.")
+    pulumi_version: str = Field(
+        default="3.272.0", pattern=patterns.SEMVER, description="Pulumi CLI version the build installs (checksum-verified)."
+    )
+    backend_url: str = Field(
+        default="https://api.pulumi.com", pattern=patterns.HTTPS_URL,
+        description="The Pulumi service holding both projects' state (Pulumi Cloud or self-hosted).",
+    )
+    access_token_secret_arn: str | None = Field(
+        default=None, pattern=patterns.SECRETS_MANAGER_ARN,
+        description="Secrets Manager secret with the Pulumi access token the build logs in with (never a plain "
+        "variable); required when the endpoint is private.",
+    )
+    source_retention_days: int = Field(
+        default=14, ge=1, le=3650, description="Days an uploaded source archive of a deploy is kept."
+    )
+
+    @field_validator("build_image")
+    @classmethod
+    def _pinned_image(cls, value: str) -> str:
+        if not (patterns.matches(patterns.CODEBUILD_CURATED_IMAGE, value)
+                or patterns.matches(patterns.IMAGE_BY_DIGEST, value)):
+            raise ValueError("use a CodeBuild curated image (aws/codebuild/<name>:<major.minor>) or an image pinned by "
+                             "digest (registry/repo[:tag]@sha256:<64 hex>)")
+        return value
+
+
 class WeightsConfig(StrictModel):
     """Where model weights live (S3) and how nodes hydrate them onto local NVMe."""
 
@@ -560,6 +606,10 @@ class StackConfig(StrictModel):
     observability: ObservabilityConfig = Field(
         default_factory=ObservabilityConfig, description="Prometheus retention and volume, Alertmanager receivers."
     )
+    deployer: DeployerConfig = Field(
+        default_factory=DeployerConfig,
+        description="The in-VPC CodeBuild deployer of the workloads project (private endpoint only).",
+    )
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -572,6 +622,20 @@ class StackConfig(StrictModel):
 
     def sizing_spec(self) -> SizingSpec:
         return SizingSpec(workload=self.workload, model=self.model, fleet=self.fleet)
+
+    @property
+    def regional_hostname(self) -> str:
+        """`ingress.regional_hostname`, or its default: the region after the hostname's first label."""
+        if self.ingress.regional_hostname:
+            return self.ingress.regional_hostname
+        first, _, rest = self.ingress.hostname.partition(".")
+        return f"{first}.{self.region}.{rest}"
+
+    @property
+    def deploys_in_vpc(self) -> bool:
+        """A private-only endpoint is reachable from inside the VPC only: the workloads project, and
+        the gates that query the cluster, run in the in-VPC deployer."""
+        return not self.cluster.endpoint_public_access
 
 
 # Config keys are the StackConfig fields; the order is the documentation order.
@@ -756,6 +820,17 @@ def _cross_checks(cfg: StackConfig) -> list[str]:
             f"{NAMESPACE}observability.alert_receivers: unset is not allowed for environment {PROD_ENVIRONMENT}; the "
             "chart's default routes every alert to its 'null' receiver: list receivers (kind sns or webhook), or "
             "[{name: discard, kind: 'null'}] to discard alerts explicitly"
+        )
+    if cfg.regional_hostname == cfg.ingress.hostname:
+        problems.append(
+            f"{NAMESPACE}ingress.regional_hostname: {shown(cfg.regional_hostname)} is not allowed; it must differ from "
+            "ingress.hostname (each region needs its own name for its health gate)"
+        )
+    if cfg.deploys_in_vpc and cfg.deployer.access_token_secret_arn is None:
+        problems.append(
+            f"{NAMESPACE}deployer.access_token_secret_arn: required key is missing; with cluster.endpoint_public_access "
+            "false the workloads project runs in the in-VPC deployer, which logs in to the Pulumi backend with the "
+            "token in this Secrets Manager secret"
         )
     reservations = cfg.gpu_nodes.capacity_reservation_ids
     key = f"{NAMESPACE}gpu_nodes.capacity_reservation_ids"

@@ -57,9 +57,12 @@ EXIT_CODES: tuple[ExitCode, ...] = (
                    "kept for resume), a read-only filesystem, or `wait` timed out before the marker",
         "rollout": "preflight failed (the `preflight` command)",
     }),
-    ExitCode(EXIT_ROLLOUT_HALTED, "a rollout halted at a failed gate or step (resume with --resume)", {
+    ExitCode(EXIT_ROLLOUT_HALTED, "a rollout or deploy halted at a failed step or gate (rollout: resume with --resume)", {
         "rollout": "the rollout halted at a failed step or gate (--dry-run: a gate would stop it); resume with --resume",
-    }, commands=("rollout",)),
+        "deploy": "a step failed: the base update, the in-VPC build (its status and log tail are shown), the wait for "
+                  "the gateway's load balancer, or the GPU node groups (then serving is up where they were created); "
+                  "fix and run deploy again",
+    }, commands=("rollout", "deploy")),
     ExitCode(EXIT_INTEGRITY, "integrity failure (weights): size or sha256 mismatch, invalid or unsafe manifest", {
         "weights": "integrity failure: object missing, size or sha256 mismatch, invalid or unsafe manifest, a "
                    "hydrated file changed since it was verified (`wait`), or `repair` left objects unrepaired",

@@ -312,6 +312,16 @@ class ResourceGraph:
         """The nodes as plain dicts (the plan JSON's `resources`)."""
         return [n.to_dict() for n in self.nodes]
 
+    @property
+    def projects(self) -> tuple[str, ...]:
+        """The Pulumi projects the nodes' URNs name, in order of first appearance."""
+        return tuple(dict.fromkeys(n.project for n in self.nodes if n.project))
+
+    def of_project(self, project: str) -> "ResourceGraph":
+        """One project's nodes as its own `pulumi preview` sees them: no fleet plan, no verdict."""
+        return ResourceGraph(self.kind, self.stack, self.region, tuple(n for n in self.nodes if n.project == project),
+                             None, None, self.path)
+
 
 def _prop_deps(raw: Any) -> dict[str, tuple[str, ...]]:
     if not isinstance(raw, Mapping):

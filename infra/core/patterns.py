@@ -36,6 +36,10 @@ SHA256_HEX = r"^[0-9a-f]{64}$"
 UTC_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 # A path naming one of this process's open descriptors (what /dev/stdout links to); group `fd`.
 OWN_DESCRIPTOR_PATH = r"^/(proc/(self|thread-self)/fd|dev/fd)/(?P<fd>\d+)$"
+SECRETS_MANAGER_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+# AWS CodeBuild's curated images are named aws/codebuild/<image>:<major.minor>.
+CODEBUILD_CURATED_IMAGE = r"^aws/codebuild/[a-z0-9._-]+:\d+\.\d+$"
+SEMVER = r"^\d+\.\d+\.\d+$"
 
 # Found inside longer text (resource names, URNs): an AZ name, or a zone id like use1-az1.
 AZ_IN_TEXT = re.compile(

@@ -100,7 +100,7 @@ def test_one_sticky_comment_found_by_its_marker():
 def test_the_real_preview_runs_with_the_pack_only_when_a_role_is_configured():
     gated = [s for s in steps() if s.get("if") == "env.AWS_ROLE_ARN != ''"]
     names = [s.get("uses", "").split("@")[0] or s["name"] for s in gated]
-    assert names == ["aws-actions/configure-aws-credentials", "pulumi/actions", "Real preview with the policy pack"]
+    assert names == ["aws-actions/configure-aws-credentials", "pulumi/actions", "Real preview of the base project with the policy pack"]
     assert "--policy-pack policies --policy-pack-config \"policies/config.$stack.json\"" in gated[-1]["run"]
     assert gated[-1]["env"] == {"PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}
 

@@ -84,6 +84,7 @@ def inventory(run) -> list[dict]:
         parent = urns.get(r.parent)
         key = {p: v for p in KEY_INPUTS.get(r.type, []) if (v := _get(r.inputs, p)) is not None}
         rows.append({
+            "project": r.project,
             "type": r.type,
             "name": r.name,
             "az": run.az_of(r),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import Decimal
 import subprocess
 import sys
 
@@ -17,13 +18,23 @@ from tests.money_rule import assert_money_rule
 from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from infra.program.offline import normalize, region_azs
 
+VERDICT = {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]}
 PLAN_SCHEMA = {
     "type": "object",
-    "required": ["stack", "region", "plan", "resources", "cost", "policy"],
+    "required": ["stack", "region", "plan", "resources", "projects", "cost", "policy"],
     "additionalProperties": False,
     "properties": {
         "cost": {"type": "object"},
-        "policy": {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]},
+        "policy": VERDICT,
+        "projects": {
+            "type": "object",
+            "required": ["llm-fleet", "llm-fleet-workloads"],
+            "additionalProperties": {
+                "type": "object", "required": ["resources", "outputs", "policy", "cost"], "additionalProperties": False,
+                "properties": {"resources": {"type": "integer", "minimum": 1}, "outputs": {"type": "object"},
+                               "policy": VERDICT, "cost": {"type": "object", "required": ["usd_per_month"]}},
+            },
+        },
         "stack": {"type": "string"},
         "region": {"type": "string"},
         "plan": {"type": "object", "required": ["instance_type", "nodes_per_az", "warm_spares_per_az", "cost"]},
@@ -35,7 +46,7 @@ PLAN_SCHEMA = {
                 "required": ["urn", "type", "name", "parent", "inputs"],
                 "additionalProperties": False,
                 "properties": {
-                    "urn": {"type": "string", "pattern": "^urn:pulumi:"},
+                    "urn": {"type": "string", "pattern": "^urn:pulumi:[^:]+::llm-fleet(-workloads)?::"},
                     "type": {"type": "string"},
                     "name": {"type": "string"},
                     "parent": {"type": ["string", "null"]},
@@ -84,7 +95,9 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
     assert "instance type     p5.48xlarge" in out
     assert "GPU nodes per AZ  min" in out and "warm spare" in out
     assert "aws:eks:NodeGroup" in out and "us-east-1c" in out
-    assert "kubeconfig              [secret]" in out
+    assert "kubeconfig                [secret]" in out
+    assert "Project llm-fleet (the AWS base" in out and "Project llm-fleet-workloads (in-cluster" in out
+    assert "policy per project" in out
     assert json.loads(target.read_text())["stack"] == "prod"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temp file left behind
 
@@ -187,3 +200,44 @@ def test_a_failed_plan_writes_its_failure_as_json(tmp_path, capsys):
     assert "policies/config.prod.json is missing" in capsys.readouterr().err
     assert main(["plan", "--stack", "prod", "--project-dir", str(tmp_path), "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["exit_code"] == 2  # bare --json: the failure on stdout
+
+
+def test_both_projects_in_one_document_with_one_combined_gate(prod_run, capsys, monkeypatch):
+    """Every URN names its project; the combined gate covers both; each project carries what its
+    own preview would report; the whole-stack numbers equal the single-project figures of before
+    (the split moved resources between projects, it added no priced one)."""
+    import infra.program.offline
+    from infra.core.cost import cost_of_plan
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_project = {}
+    for r in doc["resources"]:
+        by_project.setdefault(r["urn"].split("::")[1], []).append(r)
+    assert {p: len(rs) for p, rs in by_project.items()} == {p: v["resources"] for p, v in doc["projects"].items()}
+    assert not [r for r in by_project["llm-fleet"] if r["type"].startswith("kubernetes:")]
+    assert doc["policy"]["passed"] and all(v["policy"]["passed"] for v in doc["projects"].values())
+    assert cost_of_plan(doc).to_dict()["scenarios"] == doc["cost"]["scenarios"]
+    base, work = (doc["projects"][p]["cost"]["usd_per_month"] for p in ("llm-fleet", "llm-fleet-workloads"))
+    # The base holds the GPU fleet; the workloads only what the gateway's NLB costs.
+    assert Decimal(base["worst"]) > 100 * Decimal(work["worst"]) > 0
+
+
+@pytest.mark.parametrize("project, name", [("base", "llm-fleet"), ("workloads", "llm-fleet-workloads")])
+def test_one_project_as_its_own_preview_sees_it(prod_run, capsys, monkeypatch, project, name):
+    import infra.program.offline
+    from infra.core.cost import cost_of_document
+    from infra.core.graph import graph_of
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--project", project, "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["project"] == name and "plan" not in doc and "projects" not in doc
+    assert {r["urn"].split("::")[1] for r in doc["resources"]} == {name}
+    # Re-read (what cost-diff does), the document prices to the cost it carries: nothing synthesised.
+    again = cost_of_document(graph_of(doc)).to_dict()
+    assert again["scenarios"] == doc["cost"]["scenarios"]
+    assert main(["plan", "--stack", "prod", "--project", project]) == 0
+    out = capsys.readouterr().out
+    assert f"Project {name} (" in out and out.count("Project llm-fleet") == 1

@@ -64,6 +64,7 @@ RULES = {
     "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": Rule(
         ("ecrRepositoryPrefix",), ("ecrRepositoryPrefix", "upstreamRegistryUrl"),
         "internal/service/ecr/pull_through_cache_rule.go", DBR),
+    "aws:codebuild/project:Project": Rule(("name",), ("name",), "internal/service/codebuild/project.go", DBR),
     "aws:ecr/repository:Repository": Rule(("name",), ("name", "encryptionConfigurations"),
                                           "internal/service/ecr/repository.go", DBR),
     # Named by the provider (no name input): replacements never collide.

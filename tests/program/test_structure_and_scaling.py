@@ -10,36 +10,46 @@ from tests.program.support import (
     NAT, NODE_GROUP, SUBNET, gpu_args_defaults, gpu_node_groups, gpu_nodes_total, make_plan, run_variant,
 )
 
-STACK_URN = "urn:pulumi:prod::llm-fleet::pulumi:pulumi:Stack::llm-fleet-prod"
 COMPONENTS = {
-    "llm-fleet:network:Network": {"network"},
-    "llm-fleet:cluster:Cluster": {"cluster"},
-    "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
-    "llm-fleet:weights:WeightStore": {"weights"},
-    "llm-fleet:alerts:AlertPublisher": {"alerts"},
-    "llm-fleet:images:ImageRegistry": {"images"},
-    "llm-fleet:serving:Serving": {"serving"},
+    "llm-fleet": {
+        "llm-fleet:network:Network": {"network"},
+        "llm-fleet:cluster:Cluster": {"cluster"},
+        "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
+        "llm-fleet:weights:WeightStore": {"weights"},
+        "llm-fleet:serving:ClusterAutoscalerIdentity": {"cluster-autoscaler"},
+        "llm-fleet:deployer:Deployer": {"deployer"},
+        "llm-fleet:alerts:AlertPublisher": {"alerts"},
+        "llm-fleet:images:ImageRegistry": {"images"},
+    },
+    "llm-fleet-workloads": {"llm-fleet:serving:Serving": {"serving"}},
 }
+# Custom resources at the top of a project: the cluster-bound Kubernetes provider and the base's StackReference.
+TOP_LEVEL = {"llm-fleet": set(), "llm-fleet-workloads": {"pulumi:providers:kubernetes", "pulumi:pulumi:StackReference"}}
 
 
-def test_components_are_top_level_and_every_resource_has_a_component_parent(prod_run):
-    urns = prod_run.by_urn()
-    found = {}
-    for r in prod_run.resources:
+@pytest.mark.parametrize("project", sorted(COMPONENTS))
+def test_components_are_top_level_and_every_resource_has_a_component_parent(prod_run, project):
+    stack_urn = f"urn:pulumi:prod::{project}::pulumi:pulumi:Stack::{project}-prod"
+    run = prod_run.project(project)
+    urns = run.by_urn()
+    found, top = {}, set()
+    for r in run.resources:
+        assert r.project == project, r.urn
         parent = urns.get(r.parent)
         if not r.custom:
-            if r.parent == STACK_URN:
+            if r.parent == stack_urn:
                 found.setdefault(r.type, set()).add(r.name)
             else:  # serving's concerns are components nested in Serving
                 assert r.type.startswith("llm-fleet:serving:") and parent is not None and not parent.custom, r.name
-        elif r.type.startswith("pulumi:providers:"):
-            assert r.parent == STACK_URN, r.name  # the cluster-bound Kubernetes provider
+        elif r.parent == stack_urn:
+            top.add(r.type)
         else:
             assert parent is not None and not parent.custom, f"{r.type} {r.name} is not parented to a component"
             assert r.type.startswith(("aws:", "kubernetes:")), r.type
             # children are named after their component, so names stay unique across instances
             assert r.name.startswith(parent.name), (r.name, parent.name)
-    assert found == COMPONENTS
+    assert found == COMPONENTS[project]
+    assert top == TOP_LEVEL[project]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from infra.program.serving import autoscaling
+from tests.serving.support import AUTOSCALER_ASSOCIATION
 from infra.program.serving.spec import ServingSpec
 
 
@@ -59,9 +60,11 @@ def test_the_chart_waits_for_the_check(serving_run):
     rels = serving_run.releases()
     ca = rels["cluster-autoscaler"]
     (job,) = serving_run.of_type("kubernetes:batch/v1:Job")
-    assoc = serving_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "-ca")
     sa = serving_run.one("kubernetes:core/v1:ServiceAccount", "-ca-sa")
-    assert serving_run.depends_on(ca, job) and serving_run.depends_on(job, assoc) and serving_run.depends_on(job, sa)
+    # The association itself is the base project's (identities.py), done before this project runs.
+    assert serving_run.depends_on(ca, job) and serving_run.depends_on(job, sa)
+    annotation_value = job.inputs["spec"]["template"]["metadata"]["annotations"][autoscaling.ASSOCIATION_ANNOTATION]
+    assert annotation_value == AUTOSCALER_ASSOCIATION
     assert ca.inputs["values"]["rbac"]["serviceAccount"]["create"] is False
     annotation = autoscaling.ASSOCIATION_ANNOTATION
     assert job.inputs["spec"]["template"]["metadata"]["annotations"][annotation] == \

@@ -26,6 +26,8 @@ BUILDERS = {
     "security-policy": lambda s: ingress.security_policy(s),
     "backend-traffic-policy": lambda s: ingress.backend_traffic_policy(s),
     "client-traffic-policy": lambda s: ingress.client_traffic_policy(s),
+    "health-route": lambda s: ingress.health_route(s),
+    "health-traffic-policy": lambda s: ingress.health_traffic_policy(s),
     "pod-monitor": lambda s: observability.vllm_pod_monitor(s),
     "service-monitor": lambda s: observability.dcgm_service_monitor(s),
     "prometheus-rule": lambda s: observability.prometheus_rule(s),

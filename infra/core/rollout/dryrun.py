@@ -137,9 +137,12 @@ def _plan_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _steps(plan: RolloutPlan, stack: str) -> list[str]:
+def _steps(plan: RolloutPlan, stack: str, in_vpc: bool | None = None) -> list[str]:
+    """What the real run does for `stack`; `in_vpc`: its workloads run in the in-VPC deployer
+    (None: the stack's config is unknown)."""
     gates = plan.gates
     health = gates.health
+    where = {True: "in the VPC (CodeBuild)", False: "from here", None: "from here or in the VPC"}[in_vpc]
     steps = [
         "preflight: instance offerings per AZ, P-instance vCPU quota, capacity reservations, weights bucket/KMS/manifest",
         f"preview --policy-pack {' --policy-pack '.join(gates.policy.policy_packs)}"
@@ -148,14 +151,15 @@ def _steps(plan: RolloutPlan, stack: str) -> list[str]:
         f"cost gate: {gates.cost.scenario} monthly increase <= {usd(gates.cost.max_monthly_increase_usd)}"
         + (f" and <= {gates.cost.max_monthly_increase_pct}%" if gates.cost.max_monthly_increase_pct is not None else "")
         + " unless approved" if gates.cost.enabled else "cost gate disabled",
-        f"up {stack}",
+        f"up {stack}: the base without its GPU node groups, the workloads {where}, the base in full",
     ]
     if health is None:
         steps.append("health gate: none configured")
     else:
         parts = []
         if health.queries:
-            parts.append(f"{len(health.queries)} PromQL SLO quer{'y' if len(health.queries) == 1 else 'ies'} ({', '.join(q.name for q in health.queries)})")
+            parts.append(f"{len(health.queries)} PromQL SLO quer{'y' if len(health.queries) == 1 else 'ies'} "
+                         f"({', '.join(q.name for q in health.queries)}){' in the VPC' if in_vpc else ''}")
         if health.http:
             parts.append(f"{len(health.http)} HTTP check{'s' if len(health.http) != 1 else ''} ({', '.join(c.name for c in health.http)})")
         steps.append(f"health gate: {' + '.join(parts)}; wait up to {health.wait_timeout_s:g} s, every {health.interval_s:g} s")
@@ -187,6 +191,7 @@ def dry_run(
                 row.error = str(exc)
                 continue
             cfg, doc = offline.config, offline.document
+            row.steps = _steps(plan, stack, cfg.deploys_in_vpc)
             row.concurrent_requests = offline.spec.workload.concurrent_requests
             row.output_tokens_per_s = offline.spec.workload.output_tokens_per_s
             row.budget_usd = cfg.budget.monthly_usd

@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from infra.core.money import usd
+
 
 @dataclass(frozen=True)
 class AwsContext:
@@ -93,6 +95,6 @@ def fleet_plan_summary(plan: Any) -> dict[str, Any]:
         "predicted_ttft_p95_ms": round(plan.predicted.ttft_p95_ms, 1),
         "predicted_tpot_p95_ms": round(plan.predicted.tpot_p95_ms, 2),
         "predicted_e2e_p95_ms": round(plan.predicted.e2e_p95_ms, 1),
-        "usd_per_hour_baseline": round(plan.cost.usd_per_hour_baseline, 2),
-        "usd_per_hour_max": round(plan.cost.usd_per_hour_max, 2),
+        "usd_per_hour_baseline": usd(plan.cost.usd_per_hour_baseline),
+        "usd_per_hour_max": usd(plan.cost.usd_per_hour_max),
     }

@@ -13,7 +13,10 @@ Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ 
 groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
 so scale-ups stay spread) and expands with least-waste. Its IAM role is assumed through EKS Pod
 Identity (trust pinned to this account and cluster) and may only change the desired capacity
-of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster.
+of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster. That role
+and its association are AWS resources, so they live in the base project
+(`identities.ClusterAutoscalerIdentity`); this component installs the service account, the
+credentials check and the chart, and reads the role and the association from the base.
 
 Credentials gate. A Pod Identity association is eventually consistent (EKS user guide, "Learn
 how EKS Pod Identity grants pods access to AWS services"), and EKS injects the credential
@@ -32,17 +35,15 @@ import math
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
 from infra.core.labels import AZ_LABEL
-from infra.program.components.common import AwsContext, merge_tags, policy_json
+from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
 from infra.core.metrics import queue_depth
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
 from infra.program.serving.vllm import expected_load_s
-from infra.program.components.weight_store import pod_identity_trust_policy
 
 ASSOCIATION_ANNOTATION = "llm-fleet/pod-identity-association"
 CREDENTIALS_CHECK = "cluster-autoscaler-credentials"
@@ -251,10 +252,10 @@ def autoscaler_policy(ctx: AwsContext, cluster_name: str) -> str:
 @dataclass(frozen=True)
 class AutoscalingArgs:
     spec: ServingSpec
-    aws: AwsContext
     cluster_name: pulumi.Input[str]
-    cluster_arn: pulumi.Input[str]
-    tags: dict[str, str]
+    # The base project's ClusterAutoscalerIdentity (read through the StackReference).
+    autoscaler_role_arn: pulumi.Input[str]
+    autoscaler_association_id: pulumi.Input[str]
 
 
 class Autoscaling(pulumi.ComponentResource):
@@ -262,7 +263,7 @@ class Autoscaling(pulumi.ComponentResource):
                  *, scale_target: pulumi.Resource | None = None) -> None:
         super().__init__("llm-fleet:serving:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        spec, ctx, d = args.spec, args.aws, args.spec.defaults
+        spec, d = args.spec, args.spec.defaults
 
         self.keda = kube.release(
             f"{name}-keda", chart("keda"), release_name="keda", namespace=d.keda_namespace,
@@ -272,49 +273,29 @@ class Autoscaling(pulumi.ComponentResource):
         self.scaled_object = kube.custom_resource(f"{name}-scaledobject", scaled_object(spec), kube.with_deps(child, deps))
 
         cluster_name = pulumi.Output.from_input(args.cluster_name)
-        aws_child = pulumi.ResourceOptions(parent=self)
-        self.autoscaler_role = aws.iam.Role(
-            f"{name}-ca-role",
-            description="Cluster Autoscaler (EKS Pod Identity)",
-            assume_role_policy=pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda arn: pod_identity_trust_policy(ctx.account_id, arn, ctx.dns_suffix)),
-            max_session_duration=3600,
-            tags=merge_tags(args.tags, Name=f"{name}-cluster-autoscaler"),
-            opts=aws_child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-ca-policy", role=self.autoscaler_role.id,
-            policy=cluster_name.apply(lambda n: autoscaler_policy(ctx, n)), opts=aws_child,
-        )
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-ca", cluster_name=cluster_name, namespace=d.autoscaler_namespace,
-            service_account=d.autoscaler_service_account, role_arn=self.autoscaler_role.arn,
-            tags=args.tags,
-            # One association per namespace/service account: a replacement deletes the old first.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        # The role and its Pod Identity association are the base project's (identities.py),
+        # which `deploy` finishes before this project starts.
         self.autoscaler_service_account = k8s.core.v1.ServiceAccount(
             f"{name}-ca-sa", metadata={"name": d.autoscaler_service_account, "namespace": d.autoscaler_namespace,
                                        "labels": common_labels("autoscaling")},
             opts=child,
         )
-        job = pulumi.Output.all(self.autoscaler_role.name, association.association_id).apply(
-            lambda v: credentials_check_job(spec, v[0], v[1]))
+        job = pulumi.Output.all(args.autoscaler_role_arn, args.autoscaler_association_id).apply(
+            lambda v: credentials_check_job(spec, v[0].rsplit("/", 1)[-1], v[1]))
         # `pulumi up` waits for the Job to succeed (pulumi-kubernetes awaits Jobs).
         self.credentials_check = k8s.batch.v1.Job(
             f"{name}-ca-credentials", metadata=job["metadata"], spec=job["spec"],
-            opts=kube.with_deps(child, [association, self.autoscaler_service_account]),
+            opts=kube.with_deps(child, [self.autoscaler_service_account]),
         )
         self.cluster_autoscaler = kube.release(
             f"{name}-cluster-autoscaler", chart("cluster-autoscaler"), release_name="cluster-autoscaler",
             namespace=d.autoscaler_namespace,
-            values=pulumi.Output.all(cluster_name, association.association_id).apply(
+            values=pulumi.Output.all(cluster_name, args.autoscaler_association_id).apply(
                 lambda v: cluster_autoscaler_values(spec, v[0], v[1])),
-            opts=kube.with_deps(child, [association, self.credentials_check]),
+            opts=kube.with_deps(child, [self.credentials_check]),
         )
         self.register_outputs({
             "min_replicas": spec.replicas_min,
             "max_replicas": spec.replicas_max,
             "queue_threshold": spec.plan.keda_queue_threshold,
-            "autoscaler_role_arn": self.autoscaler_role.arn,
         })

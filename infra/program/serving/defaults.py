@@ -74,6 +74,12 @@ class ServingDefaults:
     pending_min: int = 16
     client_request_received_timeout_s: int = 30  # whole request body received (slow clients)
     client_idle_timeout_s: int = 900
+    # The unauthenticated /health route (the rollout's HTTP gate, DNS health checks): a short
+    # request budget, a few retries that reach other engines, and a per-proxy rate limit so an
+    # anonymous flood cannot reach the engines.
+    health_timeout_s: int = 10
+    health_retries: int = 4
+    health_requests_per_minute: int = 600
 
     # --- autoscaling --------------------------------------------------------------------------
     keda_polling_interval_s: int = 15
