@@ -21,9 +21,9 @@ RUN pip install -r /tmp/requirements-hydrator.txt && rm /tmp/requirements-hydrat
 # Only the modules the weights command imports; the rest of infra/ (sizing, cost, the program)
 # would need pulumi and is not shipped to GPU nodes.
 COPY infra/__init__.py /app/infra/
-COPY infra/core/__init__.py infra/core/errors.py infra/core/files.py infra/core/labels.py infra/core/weights_layout.py /app/infra/core/
-COPY infra/cli/__init__.py infra/cli/argtypes.py infra/cli/weights.py /app/infra/cli/
-COPY infra/ops/__init__.py /app/infra/ops/
+COPY infra/core/__init__.py infra/core/errors.py infra/core/files.py infra/core/labels.py infra/core/patterns.py infra/core/weights_layout.py /app/infra/core/
+COPY infra/cli/__init__.py infra/cli/argtypes.py infra/cli/output.py infra/cli/weights.py /app/infra/cli/
+COPY infra/ops/__init__.py infra/ops/aws.py /app/infra/ops/
 COPY infra/ops/weights/ /app/infra/ops/weights/
 # Byte-code compiled at build time: the containers run with a read-only root filesystem.
 RUN python -m compileall -q /app/infra

@@ -1,8 +1,8 @@
 """The pack config of a stack (`pulumi preview --policy-pack-config policies/config.<stack>.json`),
 generated from the stack's own config so the offline verdict and the real one read one budget.
 
-`stack_pack_config(cfg)` derives it from `Pulumi.<stack>.yaml` (budget, region, price override,
-instance allowlist, node ceiling, required tags, the public listener). The JSON files are
+`stack_pack_config(cfg)` derives it from `Pulumi.<stack>.yaml` (budget, region, per-type price
+overrides, instance allowlist, node ceiling, required tags, the public listener). The JSON files are
 written by `python -m infra docs --write`; `config_for_stack` refuses a stack whose file is
 missing or out of date, because the real preview would read that file and nothing else.
 """
@@ -55,8 +55,8 @@ def pack_config(
 def stack_pack_config(cfg: StackConfig) -> dict[str, Any]:
     """The pack config a stack's own config implies (what its JSON file must hold)."""
     cost: dict[str, Any] = {"scale_events_per_month": Assumptions().scale_events_per_month}
-    if cfg.fleet.price_usd_per_gpu_hour is not None:
-        cost["usd_per_gpu_hour"] = _json_number(cfg.fleet.price_usd_per_gpu_hour)
+    if cfg.fleet.instance_usd_per_hour:
+        cost["instance_usd_per_hour"] = {t: _json_number(usd) for t, usd in sorted(cfg.fleet.instance_usd_per_hour.items())}
     return pack_config(
         monthly_budget_usd=cfg.budget.monthly_usd,
         region=cfg.region,

@@ -13,7 +13,7 @@ document's region, and the stack spend cap sees the fleet plan (weights size, de
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -32,7 +32,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.policy import _NotApplicableError
 
-from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of
+from infra.core import money
+from infra.core.graph import AWS_PROVIDER, ResourceGraph, graph_from_resources, graph_of, urn_label
 from infra.core.cost import Assumptions, cost_of_document, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError
 from policies._support import config_with_defaults
@@ -156,7 +157,7 @@ def verdict_dict(violations: Sequence[Violation], monthly_budget_usd: Any = None
         "violations": [v.to_dict() for v in violations],
     }
     if monthly_budget_usd is not None:
-        out["monthly_budget_usd"] = str(monthly_budget_usd)
+        out["monthly_budget_usd"] = money.usd(monthly_budget_usd)  # the one money rule (infra/core/money.py)
     return out
 
 
@@ -168,18 +169,24 @@ def render_violations(violations: Sequence[Violation]) -> str:
     lines = [f"policy: {sum(v.enforcement == 'mandatory' for v in violations)} mandatory, "
              f"{sum(v.enforcement != 'mandatory' for v in violations)} advisory violation(s)"]
     for v in ordered:
-        where = v.urn.rsplit("::", 1)[-1] if v.urn else "(stack)"
+        where = urn_label(v.urn) or "(stack)"
         lines.append(f"  {v.enforcement.upper():<9} {v.policy_name:<34} {where}: {v.message}")
     return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
 class PlanCheck:
-    """Cost and policy verdict of one offline plan document (what `plan` adds to its output)."""
+    """Cost and policy verdict of one offline plan document (what `plan` adds to its output).
+
+    A document of several Pulumi projects gets one combined gate (`violations`, the exit code)
+    and, in `projects`, the verdict each project's own `pulumi preview --policy-pack` would give:
+    the rules over that project's resources alone, without the fleet plan.
+    """
 
     report: Any  # infra.core.cost.CostReport
     violations: tuple[Violation, ...]
     monthly_budget_usd: Decimal | None
+    projects: Mapping[str, "PlanCheck"] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -189,13 +196,26 @@ class PlanCheck:
         """`{"cost": ..., "policy": ...}` to merge into the `plan --json` document."""
         return {"cost": self.report.to_dict(), "policy": verdict_dict(self.violations, self.monthly_budget_usd)}
 
+    def project_sections(self) -> dict[str, dict[str, Any]]:
+        """project -> `{"policy": its own verdict, "cost": {"usd_per_month": {scenario: total}}}`."""
+        return {name: {"policy": verdict_dict(sub.violations, sub.monthly_budget_usd),
+                       "cost": {"usd_per_month": {s: v["usd_per_month"] for s, v in sub.report.to_dict()["scenarios"].items()}}}
+                for name, sub in self.projects.items()}
+
     def render(self) -> str:
-        return render_report_table(self.report) + "\n" + render_violations(self.violations)
+        text = render_report_table(self.report) + "\n" + render_violations(self.violations)
+        if self.projects:
+            text += "policy per project (what each project's own preview reports; the gate above is combined):\n"
+            text += "".join(f"  {name:<22} {sum(v.enforcement == 'mandatory' for v in sub.violations)} mandatory, "
+                            f"{sum(v.enforcement != 'mandatory' for v in sub.violations)} advisory\n"
+                            for name, sub in self.projects.items())
+        return text
 
 
 def check_plan(doc: ResourceGraph | Mapping[str, Any], config: Mapping[str, Any] | None = None, *,
                project_dir: Path | str | None = None) -> PlanCheck:
-    """Cost the plan (its graph, or the plan document) and run every rule over its resources.
+    """Cost the plan (its graph, or the plan document) and run every rule over its resources; per
+    project too when the document holds several.
 
     `config` defaults to `config_for_stack(stack, project_dir)` (the generated pack config). The cost report uses the
     spend cap's assumptions (price overrides, scale events), so both agree on the worst case.
@@ -205,7 +225,13 @@ def check_plan(doc: ResourceGraph | Mapping[str, Any], config: Mapping[str, Any]
     spend = cfg.get("gpu-spend-cap") if isinstance(cfg.get("gpu-spend-cap"), Mapping) else {}
     keys = set(Assumptions.__dataclass_fields__)
     assume = Assumptions.from_mapping({k: v for k, v in spend.items() if k in keys and v is not None}, "gpu-spend-cap")
-    report = cost_of_document(graph, assumptions=assume)
-    violations = evaluate(graph, cfg)
     budget = spend.get("monthly_budget_usd")
-    return PlanCheck(report, tuple(violations), Decimal(str(budget)) if budget is not None else None)
+    budget_usd = Decimal(str(budget)) if budget is not None else None
+
+    def check(g: ResourceGraph) -> tuple[Any, tuple[Violation, ...]]:
+        return cost_of_document(g, assumptions=assume), tuple(evaluate(g, cfg))
+
+    projects = graph.projects
+    per_project = ({p: PlanCheck(*check(graph.of_project(p)), budget_usd) for p in projects}
+                   if len(projects) > 1 else {})
+    return PlanCheck(*check(graph), budget_usd, per_project)

@@ -48,7 +48,7 @@ _COST_PROPERTIES: dict[str, dict[str, Any]] = {
     "monthly_budget_usd": {"type": "number", "minimum": 0, "description": "Monthly budget in USD the worst case must fit in."},
     "region": {"type": "string", "description": "AWS region whose prices apply (the stack's aws:region)."},
     "usd_per_gpu_hour": {"type": "number", "minimum": 0,
-                         "description": "Price override per GPU-hour for every GPU type (capacity block, discount)."},
+                         "description": "One price per GPU-hour for every GPU type without an instance_usd_per_hour."},
     "instance_usd_per_hour": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
                               "description": "Price override per instance type, USD per instance-hour."},
     "service_usd": {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
@@ -64,7 +64,8 @@ SPEND_CAP_SCHEMA = PolicyConfigSchema(properties=_COST_PROPERTIES, required=["mo
 ALLOWLIST_PROPERTIES: dict[str, dict[str, Any]] = {
     "allowed_instance_types": {
         "type": "array", "items": {"type": "string"},
-        "default": ["p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge", "p5.4xlarge"],
+        "default": ["p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge", "p5.4xlarge",
+                    "g6e.xlarge", "g6e.2xlarge", "g6.xlarge", "g6.2xlarge", "g5.xlarge", "g5.2xlarge"],
         "description": "GPU instance types node groups and launch templates may use.",
     },
 }
@@ -120,12 +121,13 @@ def validate_gpu_spend_cap(args: ResourceValidationArgs, report_violation: Repor
         report_violation(f"GPU node group {args.name} must declare scalingConfig.maxSize (the worst case is unbounded)")
         return
     assume = _assumptions(cfg)
-    priced = [(t, *node_hour_price(t, region, catalog=catalog, assumptions=assume)) for t in shape.instance_types]
+    priced = [(t, *node_hour_price(t, region, catalog=catalog, assumptions=assume, capacity_type=shape.capacity_type))
+              for t in shape.instance_types]
     missing = [f"{t} ({why})" for t, price, why in priced if price is None]
     if missing:
         report_violation(
             f"GPU node group {args.name} must use instance types with a known price in {region}: "
-            f"{', '.join(missing)}; set usd_per_gpu_hour or instance_usd_per_hour in the policy config"
+            f"{', '.join(missing)}; set instance_usd_per_hour (or usd_per_gpu_hour) in the policy config"
         )
         return
     itype, price, _ = max(priced, key=lambda p: p[1])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from infra.core.errors import EXIT_INTERRUPTED, EXIT_OK, UserError, exit_code_epilog
 
@@ -22,15 +22,32 @@ COMMAND_MODULES = (
     "infra.cli.plan",
     "infra.cli.cost",
     "infra.cli.rollout",
+    "infra.cli.deploy",
+    "infra.cli.in_vpc",
     "infra.cli.preflight",
+    "infra.cli.images",
     "infra.cli.docs",
+    "infra.cli.new_stack",
 )
 
 
+JSON_ORDER_HINT = ("--json takes an optional FILE, so it takes the word after it: put positional arguments "
+                   "first (`cost PLAN.json --json`)")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with a one-line message (its default also exits 2)."""
+    """argparse that exits 2 with a one-line message (its default also exits 2), and says why
+    when `--json` took the word meant as a positional argument."""
+
+    _argv: Sequence[str] = ()
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None) -> Any:
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # pragma: no cover - argparse plumbing
+        if "arguments are required" in message and "--json" in self._argv:
+            message += f" ({JSON_ORDER_HINT})"
         self.print_usage(sys.stderr)
         self.exit(2, f"error: {message}\n")
 
@@ -38,7 +55,10 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m infra",
-        description="Size, plan, cost and roll out self-hosted LLM serving on AWS.",
+        description="Size, plan, cost and roll out self-hosted LLM serving on AWS.\n\n"
+        "Every command prints a human table, and one JSON document with --json (stdout) or --json FILE;\n"
+        "positional arguments go first (`cost PLAN.json --json`). Money in JSON is a decimal string in\n"
+        "USD (infra/core/money.py).",
         epilog=exit_code_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

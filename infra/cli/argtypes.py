@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from decimal import Decimal, InvalidOperation
+
+from infra.core.errors import shown
 
 
 def positive_int(text: str) -> int:
@@ -44,4 +47,34 @@ def fraction(text: str) -> float:
     value = positive_float(text)
     if value > 0.98:
         raise argparse.ArgumentTypeError(f"{value} is not allowed; a fraction in (0, 0.98] is allowed")
+    return value
+
+
+def endpoint_url(text: str) -> str:
+    """An AWS endpoint override: an http(s) URL with a host (botocore raises a bare ValueError
+    on one it cannot parse, such as an unclosed IPv6 bracket, when the first client is made)."""
+    from urllib.parse import urlsplit
+
+    allowed = "an http(s)://host[:port] URL is allowed"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - parses the port, raising ValueError on a bad one
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a URL ({exc}); {allowed}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not allowed; {allowed}")
+    return text
+
+
+def monthly_usd(text: str) -> Decimal:
+    """A monthly USD amount from 0 to config.MAX_MONTHLY_USD (beyond it cents are not exact)."""
+    from infra.core.config import MAX_MONTHLY_USD
+
+    try:
+        value = Decimal(text.strip().replace(",", "").removeprefix("$"))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or not 0 <= value <= MAX_MONTHLY_USD:
+        raise argparse.ArgumentTypeError(
+            f"{shown(text)} is not allowed; a USD amount from 0 to {MAX_MONTHLY_USD:,} is allowed")
     return value

@@ -1,13 +1,15 @@
 """`prices`, `cost` and `cost-diff`: the price book and the cost model on the command line.
 
-    python -m infra prices list [--region R]
-    python -m infra prices refresh [--region R ...] [--dry-run]
-    python -m infra cost FILE [--format table|markdown|json]
-    python -m infra cost-diff BASE HEAD [--format markdown|table|json] [--policy-config FILE|DIR]
+    python -m infra prices list [--region R] [--json [FILE]]
+    python -m infra prices refresh [--region R ...] [--dry-run] [--json [FILE]]
+    python -m infra cost FILE [--format table|markdown] [--json [FILE]]
+    python -m infra cost-diff BASE HEAD [--format markdown|table] [--json [FILE]] [--policy-config FILE|DIR]
 
 FILE, BASE and HEAD are offline plan JSONs (`plan --json`), `pulumi preview --json` digests,
-or directories of them (one file per stack). Exit codes: 0, or 2 for bad input; `cost-diff
---fail-on-violation` exits 3 when a head stack violates a mandatory policy.
+or directories of them (one file per stack); a plan that failed (`plan --json` writes
+`{"stack", "exit_code", "error"}` then) is shown as failed, never as a removed stack. JSON
+follows the one money rule (infra/core/money.py). Exit codes: 0, or 2 for bad input;
+`cost-diff --fail-on-violation` exits 3 when a head stack violates a mandatory policy.
 """
 from __future__ import annotations
 
@@ -17,17 +19,33 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Mapping
 
-
+from infra.cli.argtypes import monthly_usd
+from infra.cli.output import add_json_argument, emit_json
+from infra.core import money
 from infra.core.catalog import refresh as rf
-from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, load_price_book, write_price_document
+from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, PriceBook, load_price_book, write_price_document
 from infra.core.cost import Assumptions, CostReport, PolicyVerdict, cost_of_document, diff_reports
-from infra.core.cost.render import render_diff, render_report_json, render_report_markdown, render_report_table
+from infra.core.cost.diff import PlanFailure
+from infra.core.cost.render import render_diff, render_report_markdown, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
-from infra.core.files import read_yaml_file
-from infra.core.graph import ResourceGraph, as_decimal, load_graphs
+from infra.core.files import atomic_write, read_yaml_file
+from infra.core.graph import ResourceGraph, as_decimal, graph_of, json_documents
 from infra.ops import aws
 
 SPEND_CAP = "gpu-spend-cap"
+
+
+def text_format(*choices: str) -> Any:
+    """`--format` for the human formats; `json` points at `--json` (one way to ask for JSON)."""
+
+    def parse(text: str) -> str:
+        if text == "json":
+            raise argparse.ArgumentTypeError("'json' is not a --format any more; use --json (stdout) or --json FILE")
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; one of {', '.join(choices)}")
+        return text
+
+    return parse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ls = sub.add_parser("list", help="print the price book (unconfirmed rows flagged)")
     ls.add_argument("--region", action="append", help="only this region (repeatable)")
     ls.add_argument("--prices", default=None, help="prices YAML (default: infra/core/catalog/prices.yaml)")
+    add_json_argument(ls, "the price rows")
     ls.set_defaults(func=cmd_prices_list)
     rf = sub.add_parser(
         "refresh",
@@ -52,45 +71,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rf.add_argument("--prices", default=None, help="prices YAML to rewrite (default: infra/core/catalog/prices.yaml)")
     rf.add_argument("--no-services", action="store_true", help="instances only")
     rf.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    add_json_argument(rf, "the changes and what was written")
     rf.set_defaults(func=cmd_prices_refresh)
 
     c = subparsers.add_parser(
         "cost",
         help="cost of a plan JSON or a `pulumi preview --json` digest",
         description="Monthly and hourly cost per component and AZ: baseline (min nodes), expected (desired), "
-        "worst case (max nodes + warm pool + hydration transfer), and $/1M output tokens.",
+        "worst case (max nodes + warm pool + hydration transfer), and $/1M output tokens. "
+        "Positional arguments first: `cost PLAN.json --json`.",
     )
     c.add_argument("file", help="plan JSON, preview JSON, or a directory of them")
-    c.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    c.add_argument("--format", type=text_format("table", "markdown"), default="table", help="table (default) or markdown")
     c.add_argument("--cost-config", default=None, help="assumptions and price overrides (YAML/JSON)")
+    add_json_argument(c, "the cost report (a directory: {\"reports\": [...]})")
     c.set_defaults(func=cmd_cost)
 
     d = subparsers.add_parser(
         "cost-diff",
         help="what a change costs: base vs head plans or previews, per stack",
-        description="Per stack: monthly before / after / delta / %, per component, GPU changes first, budget "
-        "headroom and the policy verdict.",
+        description="Per stack: monthly before / after / delta / %, per component, GPU changes first (counts and "
+        "instance types), budget headroom and the policy verdict; failed plans are shown as failed. "
+        "Positional arguments first: `cost-diff BASE HEAD --json`.",
     )
     d.add_argument("base", help="base plan/preview JSON or directory (one file per stack); may be missing")
     d.add_argument("head", help="head plan/preview JSON or directory")
-    d.add_argument("--format", choices=["markdown", "table", "json"], default="table")
+    d.add_argument("--format", type=text_format("markdown", "table"), default="table", help="table (default) or markdown")
     d.add_argument("--policy-config", default=None,
                    help="policy pack config JSON, or a directory holding config.<stack>.json (default: policies/)")
     d.add_argument("--cost-config", default=None, help="assumptions and price overrides (YAML/JSON)")
-    d.add_argument("--budget-usd", type=_usd_amount, default=None, help="monthly budget for every stack (overrides config)")
-    d.add_argument("--output", default=None, help="write here instead of stdout")
+    d.add_argument("--budget-usd", type=monthly_usd, default=None, help="monthly budget for every stack (overrides config)")
+    d.add_argument("--output", default=None, help="write the table or markdown here instead of stdout")
     d.add_argument("--fail-on-violation", action="store_true", help="exit 3 when a head stack violates a mandatory policy")
+    add_json_argument(d, "the diff")
     d.set_defaults(func=cmd_cost_diff)
 
 
-def _usd_amount(text: str) -> Decimal:
-    value = as_decimal(text)
-    if value is None or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; a non-negative USD amount is allowed")
-    return value
-
-
 # --- prices ---------------------------------------------------------------------------------
+
+
+def price_rows(book: PriceBook, regions: list[str]) -> dict[str, Any]:
+    """The book's rows per region as JSON (money rule: `usd` a decimal string)."""
+    out: dict[str, Any] = {}
+    for region in regions:
+        out[region] = {
+            section: {
+                key: {"usd": money.usd_exact(row.usd), "unit": row.unit, "source": row.source, "date": row.date,
+                      "confirmed": row.confirmed, **({"basis": row.basis} if row.basis else {})}
+                for key, row in sorted(getattr(book, section).get(region, {}).items())
+            }
+            for section in ("instances", "general_instances", "services")
+        }
+        out[region]["unpriced"] = dict(sorted(book.unpriced.get(region, {}).items()))
+    return out
 
 
 def cmd_prices_list(args: argparse.Namespace) -> int:
@@ -99,6 +132,9 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     for region in regions:
         if region not in book.regions:
             raise InputError("--region", region, f"regions in the price book: {', '.join(book.regions)}")
+    if emit_json(args.json, {"regions": price_rows(book, regions)}):
+        return EXIT_OK
+    for region in regions:
         print(f"== {region}")
         for section in ("instances", "general_instances", "services"):
             rows = getattr(book, section).get(region, {})
@@ -124,15 +160,16 @@ def cmd_prices_refresh(args: argparse.Namespace, client: Any = None) -> int:
         if exc.__class__.__module__.startswith("botocore"):
             raise aws.explain_aws_error(exc) from None
         raise
+    if not args.dry_run:
+        write_price_document(path, result.book)
+    doc = {"path": str(path), "regions": regions, "changes": list(result.changes), "written": not args.dry_run}
+    if emit_json(args.json, doc):
+        return EXIT_OK
     for line in result.changes:
         print(line)
     if not result.changes:
         print("no changes")
-    if args.dry_run:
-        print(f"dry run: {path} not written")
-        return EXIT_OK
-    write_price_document(path, result.book)
-    print(f"wrote {path}")
+    print(f"dry run: {path} not written" if args.dry_run else f"wrote {path}")
     return EXIT_OK
 
 
@@ -150,14 +187,35 @@ def read_mapping(path: str | None, field: str) -> dict:
     return data
 
 
+def load_side(path: str | Path) -> tuple[dict[str, ResourceGraph], dict[str, PlanFailure]]:
+    """The plans (graphs) and the failed plans of a file or directory, keyed by stack."""
+    graphs: dict[str, ResourceGraph] = {}
+    failures: dict[str, PlanFailure] = {}
+    for where, doc in json_documents(path):
+        failure = PlanFailure.from_document(doc)
+        graph = graph_of(doc, where) if failure is None else None
+        key = str((graph.stack if graph else doc.get("stack")) or Path(where).stem)
+        if key in graphs or key in failures:
+            raise InputError("path", where, f"one document per stack; stack {key!r} appears twice")
+        if graph is not None:
+            graphs[key] = graph
+        else:
+            failures[key] = failure  # type: ignore[assignment]
+    return graphs, failures
+
+
 def cmd_cost(args: argparse.Namespace) -> int:
-    graphs = load_graphs(args.file)
+    graphs, failures = load_side(args.file)
+    for stack, failure in failures.items():
+        raise UserError(f"{args.file}: the plan of stack {stack!r} failed (exit {failure.exit_code}): "
+                        f"{failure.error}; there is nothing to cost")
     assume = Assumptions.from_mapping(read_mapping(args.cost_config, "--cost-config"), "--cost-config")
-    renderer = {"table": render_report_table, "markdown": render_report_markdown, "json": render_report_json}[args.format]
-    out = []
-    for graph in graphs.values():
-        out.append(renderer(cost_of_document(graph, assumptions=assume)))
-    sys.stdout.write("\n".join(out))
+    reports = [cost_of_document(graph, assumptions=assume) for graph in graphs.values()]
+    single = Path(args.file).is_file()
+    if emit_json(args.json, reports[0].to_dict() if single else {"reports": [r.to_dict() for r in reports]}):
+        return EXIT_OK
+    renderer = {"table": render_report_table, "markdown": render_report_markdown}[args.format]
+    sys.stdout.write("\n".join(renderer(r) for r in reports))
     return EXIT_OK
 
 
@@ -204,27 +262,31 @@ def verdict_of(graph: ResourceGraph, pack: Mapping[str, Any] | None) -> PolicyVe
 
 def cmd_cost_diff(args: argparse.Namespace) -> int:
     base_path = Path(args.base)
-    base = load_graphs(args.base) if base_path.exists() and (base_path.is_file() or any(base_path.glob("*.json"))) else {}
-    head = load_graphs(args.head)
+    has_base = base_path.exists() and (base_path.is_file() or any(base_path.glob("*.json")))
+    base, base_failures = load_side(args.base) if has_base else ({}, {})
+    head, head_failures = load_side(args.head)
     cost_config = read_mapping(args.cost_config, "--cost-config")
     before: dict[str, CostReport] = {}
     after: dict[str, CostReport] = {}
     budgets: dict[str, Decimal | None] = {}
     verdicts: dict[str, PolicyVerdict | None] = {}
-    for stack in list(head) + [s for s in base if s not in head]:
+    base_verdicts: dict[str, PolicyVerdict | None] = {}
+    for stack in dict.fromkeys([*head, *head_failures, *base, *base_failures]):
         pack = _pack_config_for(stack, args.policy_config)
         assume = Assumptions.from_mapping({**assumptions_from_pack_config(pack), **cost_config}, "cost config")
         if stack in base:
             before[stack] = cost_of_document(base[stack], assumptions=assume)
+            base_verdicts[stack] = PolicyVerdict.from_dict(base[stack].policy)  # its own plan's verdict only
         if stack in head:
             after[stack] = cost_of_document(head[stack], assumptions=assume)
             verdicts[stack] = verdict_of(head[stack], pack)
         budgets[stack] = args.budget_usd if args.budget_usd is not None else budget_of(pack, head.get(stack))
-    diff = diff_reports(before, after, budgets, verdicts)
+    diff = diff_reports(before, after, budgets, verdicts, base_verdicts=base_verdicts,
+                        head_failures=head_failures, base_failures=base_failures)
     text = render_diff(diff, args.format)
     if args.output:
-        Path(args.output).write_text(text)
-    else:
+        atomic_write(args.output, text, field="--output")
+    if not emit_json(args.json, diff.to_dict()) and not args.output:
         sys.stdout.write(text)
     mandatory = sum(v.mandatory for v in verdicts.values() if v)
     if args.fail_on_violation and mandatory:

@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, UserError, exit_code_table
 from infra.core.files import atomic_write
 from infra.core.paths import REPO_ROOT
@@ -144,6 +145,22 @@ def exit_codes(command: str | None) -> Callable[[Facts], str]:
         return "\n".join(rows)
 
     return build
+
+
+def project_resources(f: Facts) -> str:
+    """What each Pulumi project of prod holds (the offline plan's counts)."""
+    from infra.core.graph import graph_of
+    from infra.core.labels import PROJECT
+
+    graph = graph_of(f.prod_document, "plan")
+    rows = ["| project | resources | AWS | Kubernetes | components | other |", "|---|---|---|---|---|---|"]
+    for name in graph.projects:
+        nodes = graph.of_project(name).nodes
+        aws = sum(n.type.startswith("aws:") for n in nodes)
+        k8s = sum(n.type.startswith("kubernetes:") for n in nodes)
+        components = sum(n.type.startswith(f"{PROJECT}:") for n in nodes)
+        rows.append(f"| `{name}` | {len(nodes)} | {aws} | {k8s} | {components} | {len(nodes) - aws - k8s - components} |")
+    return "\n".join(rows)
 
 
 def prod_cost_sentence(f: Facts) -> str:
@@ -415,6 +432,9 @@ def _default(field: Any) -> str:
 
     if field.is_required():
         return "**required**"
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    if extra.get("default_doc"):  # a default computed on the day (not a constant to print)
+        return str(extra["default_doc"])
     value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         return "(all defaults)"
@@ -475,6 +495,7 @@ BLOCKS = (
     Generated("docs/simulator.md", "prod-control", prod_control),
     Generated("docs/simulator.md", "closed-form-vs-simulator", issue_table),
     Generated("docs/serving.md", "keda", keda_serving),
+    Generated("docs/program.md", "project-resources", project_resources),
     Generated("docs/program.md", "config-reference", config_reference),
     Generated("docs/weights.md", "exit-codes", exit_codes("weights")),
     Generated("docs/rollout.md", "exit-codes", exit_codes("rollout")),
@@ -540,7 +561,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--write", action="store_true", help="rewrite what is stale (atomically)")
-    p.add_argument("--json", action="store_true", help="print {path: diff} of what is (or was) stale")
+    add_json_argument(p, "{written, stale: {path: diff}} of what is (or was) stale")
     p.add_argument("--project-dir", default=None, help="repository root (default: this repository)")
     p.set_defaults(func=run)
 
@@ -554,10 +575,7 @@ def run(args: argparse.Namespace) -> int:
             if old != new:
                 diffs[path] = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path, path))
                 atomic_write(project_dir / path, new)
-    if args.json:
-        json.dump({"written": args.write, "stale": diffs}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+    if not emit_json(args.json, {"written": args.write, "stale": diffs}):
         for path, diff in diffs.items():
             print(f"{'wrote' if args.write else 'stale'}: {path}")
             if not args.write:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Iterable
 
-from infra.core.files import atomic_write
-
-STDOUT = "-"
+from infra.core.files import STDOUT, atomic_write
 
 
 def add_json_argument(parser: argparse.ArgumentParser, what: str = "the result") -> None:
@@ -22,6 +20,12 @@ def add_json_argument(parser: argparse.ArgumentParser, what: str = "the result")
         "--json", nargs="?", const=STDOUT, default=None, metavar="FILE",
         help=f"{what} as JSON: on stdout (bare --json or '-'), or written to FILE; positional arguments first",
     )
+
+
+def warn(warnings: Iterable[str]) -> None:
+    """Warnings go to stderr, one line each, so stdout keeps a --json document intact."""
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def json_text(doc: Any) -> str:
@@ -36,5 +40,5 @@ def emit_json(target: str | None, doc: Any) -> bool:
     if target == STDOUT:
         sys.stdout.write(text)
         return True
-    atomic_write(target, text)
+    atomic_write(target, text, field="--json")
     return False

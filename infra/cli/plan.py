@@ -1,12 +1,21 @@
-"""`python -m infra plan [--stack prod] [--json FILE]`: the offline plan of a stack.
+"""`python -m infra plan [--stack prod] [--project base|workloads|all] [--json [FILE]]`: the offline plan.
 
-Runs the real Pulumi program under mocks (infra/program/offline) with the stack's config, then prints
-the sizing summary, the resources by type and AZ, the cost (baseline, expected, worst) and the
-verdict of every rule of the policy pack (policies/, the same functions `pulumi preview
---policy-pack policies` runs). `--json FILE` writes `{"stack", "region", "plan", "resources",
-"cost", "policy"}` (atomically, also when a policy fails: the PR workflow diffs it; `-` for
-stdout, which then carries only the JSON). Exit codes: 0 ok; 2 bad config or infeasible
-sizing; 3 a mandatory policy is violated (e.g. gpu-spend-cap: worst case above the budget).
+Runs both Pulumi programs of the stack under mocks (infra/program/offline) with its config: the
+AWS base (root Pulumi.yaml, project `llm-fleet`), then the in-cluster workloads
+(workloads/Pulumi.yaml, project `llm-fleet-workloads`) against the base's outputs. Prints the
+sizing summary, the resources of each project by type and AZ, the cost (baseline, expected,
+worst) and the verdict of every rule of the policy pack (policies/, the same functions `pulumi
+preview --policy-pack policies` runs): one combined gate over both projects, and what each
+project's own preview would report. `--json FILE` writes `{"stack", "region", "plan",
+"resources", "projects", "cost", "policy"}` (every URN names its project; atomically, also when a
+policy fails: the PR workflow diffs it; bare `--json` or `-` for stdout, which then carries only
+the JSON). When the plan fails (bad config, a missing or stale policy config, infeasible SLOs),
+`--json` gets `{"stack", "exit_code", "error"}` instead, so a reader never mistakes a failed plan
+for a missing stack. `--project base|workloads` plans one project as its own preview sees it (its
+resources, cost and verdict; no fleet plan in the document). Copied-looking values (a
+`tags.environment` of another stack) are warned about on stderr. Exit codes: 0 ok; 2 bad config
+or infeasible sizing; 3 a mandatory policy is violated (e.g. gpu-spend-cap: worst case above the
+budget).
 """
 from __future__ import annotations
 
@@ -17,11 +26,15 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.core.errors import InputError
-from infra.core.files import atomic_write
+from infra.cli.output import STDOUT, add_json_argument, emit_json, warn
+from infra.core.cost.diff import failure_document
+from infra.core.errors import InputError, UserError
+from infra.core.graph import short_type
+from infra.core.labels import PROJECT, WORKLOADS_PROJECT
 from infra.core.paths import REPO_ROOT
 
 REGIONAL = "regional"
+PROJECT_CHOICES = {"base": PROJECT, "workloads": WORKLOADS_PROJECT, "all": None}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
-    p.add_argument("--json", metavar="FILE", help="also write the plan as JSON to FILE ('-' for stdout only)")
+    p.add_argument("--project", choices=sorted(PROJECT_CHOICES), default="all",
+                   help="both projects with one combined gate (all, the default), or one project as its own "
+                        "preview sees it")
+    add_json_argument(p, "the plan (or, when it fails, {stack, exit_code, error})")
     p.add_argument(
         "--project-dir",
         metavar="DIR",
@@ -43,35 +59,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json not in (None, STDOUT):
+        check_json_target(Path(args.json))
+    try:
+        return _run(args)
+    except UserError as exc:
+        if args.json is not None:  # one JSON object on failure too: the PR workflow reads it
+            emit_json(args.json, failure_document(args.stack, exc.exit_code, str(exc)))
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
+    from infra.core.resolve import resolve
     from infra.program.offline import plan_stack
 
     project_dir = Path(args.project_dir) if args.project_dir else REPO_ROOT
     if not (project_dir / "Pulumi.yaml").is_file():
         raise InputError("--project-dir", str(project_dir), "a directory with a Pulumi.yaml")
-    result = plan_stack(args.stack, project_dir)
-    doc = result.to_json()
-    from policies import check_plan  # the pack's rules, run offline over the mocked graph
+    from policies import check_plan, config_for_stack  # the pack's rules, run offline over the mocked graph
 
-    check = check_plan(doc, project_dir=project_dir)
+    resolved = resolve(args.stack, project_dir)  # config errors and infeasible SLOs first (memoised)
+    pack_config = config_for_stack(args.stack, project_dir)  # a missing or stale one: before the program runs
+    warn(resolved.warnings)
+    result = plan_stack(args.stack, project_dir)
+    project = PROJECT_CHOICES[args.project]
+    doc = result.to_json(project)
+    check = check_plan(doc, pack_config, project_dir=project_dir)
     doc.update(check.sections())
-    if args.json == "-":
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False, default=str)
-        sys.stdout.write("\n")
+    for name, sections in check.project_sections().items():
+        doc["projects"][name].update(sections)
+    if emit_json(args.json, doc):
         return check.exit_code
-    render_text(result, sys.stdout)
+    render_text(result, sys.stdout, project)
     sys.stdout.write("\n" + check.render().rstrip("\n") + "\n")
-    if args.json:
-        write_json_atomic(Path(args.json), doc)
+    if args.json is not None:
         print(f"\nwrote {args.json}")
     return check.exit_code
 
 
-def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
-    """Serialise first, then write atomically: a document that cannot be written leaves no file."""
+def check_json_target(path: Path) -> None:
+    """Refuse a --json FILE whose directory does not exist before the plan runs (seconds of work)."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise InputError("--json", str(path), "a file in an existing directory")
-    atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def _fmt_usd(x: float) -> str:
@@ -93,13 +123,6 @@ def sizing_lines(plan: Any) -> list[str]:
         f"  GPU cost          {_fmt_usd(plan.cost.usd_per_hour_baseline)}/h baseline, "
         f"{_fmt_usd(plan.cost.usd_per_hour_max)}/h at burst ({_fmt_usd(plan.cost.usd_per_node_hour)}/node-h)",
     ]
-
-
-def short_type(token: str) -> str:
-    """`aws:ec2/vpc:Vpc` -> `aws:ec2:Vpc` (how `pulumi preview` shows types)."""
-    package, _, rest = token.partition(":")
-    module, _, name = rest.partition(":")
-    return f"{package}:{module.split('/')[0]}:{name}" if name else token
 
 
 def resource_table(result: Any) -> list[str]:
@@ -129,21 +152,17 @@ def resource_table(result: Any) -> list[str]:
     return lines
 
 
-def render_text(result: Any, out: TextIO) -> None:
-    plan = result.plan
-    out.write(f"llm-fleet plan: stack {result.stack} in {result.region} (offline, Pulumi mocks)\n\n")
-    out.write(f"Sizing: {plan.model} for {int(plan.load['concurrent_requests'])} concurrent requests "
-              f"({plan.load['burst_concurrent_requests']:g} at burst)\n")
-    out.write("\n".join(sizing_lines(plan)) + "\n")
-    for note in getattr(plan, "notes", ()) or ():
-        out.write(f"  note: {note}\n")
-    out.write("\n")
-    out.write(f"Resources: {len(result.resources)} ({sum(1 for r in result.resources if r.custom)} AWS, "
-              f"{sum(1 for r in result.resources if not r.custom)} components)\n")
-    out.write("\n".join(resource_table(result)) + "\n\n")
-    out.write("Outputs:\n")
-    for key, value in result.outputs.items():
-        if key in result.secret_outputs:
+PROJECT_ROLES = {PROJECT: "the AWS base, root Pulumi.yaml", WORKLOADS_PROJECT: "in-cluster, workloads/Pulumi.yaml"}
+
+
+def _counts(resources: Any) -> str:
+    return (f"{len(resources)} ({sum(1 for r in resources if r.custom)} custom, "
+            f"{sum(1 for r in resources if not r.custom)} components)")
+
+
+def _outputs(run: Any, out: TextIO) -> None:
+    for key, value in run.outputs.items():
+        if key in run.secret_outputs:
             shown = "[secret]"
         elif isinstance(value, (dict, list)):
             shown = json.dumps(value, sort_keys=True)
@@ -151,6 +170,25 @@ def render_text(result: Any, out: TextIO) -> None:
                 shown = shown[:97] + "..."
         else:
             shown = str(value)
-        out.write(f"  {key:<24}{shown}\n")
+        out.write(f"  {key:<26}{shown}\n")
+
+
+def render_text(result: Any, out: TextIO, project: str | None = None) -> None:
+    """Sizing, then per project (all, or `project`): its resource table and its outputs."""
+    plan = result.plan
+    out.write(f"llm-fleet plan: stack {result.stack} in {result.region} (offline, Pulumi mocks)\n\n")
+    out.write(f"Sizing: {plan.model} for {int(plan.load['concurrent_requests'])} concurrent requests "
+              f"({plan.load['burst_concurrent_requests']:g} at burst)\n")
+    out.write("\n".join(sizing_lines(plan)) + "\n")
+    for note in getattr(plan, "notes", ()) or ():
+        out.write(f"  note: {note}\n")
+    shown = {name: run for name, run in result.projects.items() if project in (None, name)}
+    if project is None:
+        out.write(f"\nResources: {_counts(result.resources)} in {len(shown)} Pulumi projects\n")
+    for name, run in shown.items():
+        out.write(f"\nProject {name} ({PROJECT_ROLES.get(name, 'project')}): {_counts(run.resources)}\n")
+        out.write("\n".join(resource_table(run)) + "\n")
+        out.write("Outputs:\n")
+        _outputs(run, out)
     for line in result.diagnostics:
         out.write(f"{line}\n")

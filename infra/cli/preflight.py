@@ -4,7 +4,11 @@ Checks, for the stack's fleet plan sized for its region share (stacks/<env>.yaml
 the instance type is offered in every chosen AZ; the vCPU quota for running P instances
 (L-417A185B; L-7212CCBC for spot) covers max nodes per AZ (warm spares included) x AZs x vCPUs;
 capacity reservations / Capacity Blocks named in config exist, are active, in the right AZ and
-big enough; the weights bucket, its KMS key and the revision's manifest exist in the region.
+big enough; the weights bucket, its KMS key and the revision's manifest exist in the region;
+the Kubernetes version's support window (warns 60 days before it ends); a Capacity Block group
+is not upgraded while it runs nodes (EKS wants desired size 0); every image the stack pulls is in
+its ECR registry (`python -m infra images --stack S --script` fills it), warning for images
+pinned by tag only or still pulled from upstream.
 
 Bucket and KMS alias: from `--outputs FILE` (`pulumi stack output --json`), else `--bucket` /
 `--kms-alias`, else the program's convention (llm-fleet-<stack>-weights-<account>-<region>,
@@ -15,11 +19,12 @@ failed; 2 bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.cli.argtypes import endpoint_url
+from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
 from infra.core.files import read_json_file
 from infra.core.paths import REPO_ROOT
@@ -36,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_json_argument(p, "the checks")
     p.add_argument("--bucket", default=None, help="weights bucket (default: stack outputs, else the naming convention)")
     p.add_argument("--kms-alias", default=None, help="KMS alias of the weights key (default: alias/<bucket>)")
     p.add_argument("--outputs", metavar="FILE", default=None,
@@ -45,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model name weights are stored under (default: the catalog's Hugging Face id)")
     p.add_argument("--first-deploy", action="store_true",
                    help="the stack is not deployed yet: a missing bucket, key or manifest is skipped, not failed")
-    p.add_argument("--endpoint-url", default=None, help="AWS endpoint override (tests, LocalStack)")
+    p.add_argument("--endpoint-url", type=endpoint_url, default=None, help="AWS endpoint override (tests, LocalStack)")
     p.add_argument("--project-dir", default=None, help="directory holding Pulumi.<stack>.yaml (default: repo root)")
     p.set_defaults(func=run)
 
@@ -79,15 +84,16 @@ def run(args: argparse.Namespace, clients: Any = None) -> int:
         args.stack, project_dir, outputs=outputs, bucket=args.bucket, kms_alias=args.kms_alias,
         weights_model=args.weights_model, first_deploy=True if args.first_deploy else False,
     )
+    from infra.core.resolve import resolve
+
+    warn(resolve(args.stack, project_dir).warnings)  # memoised: preflight_inputs resolved it
     report = run_checks(inputs, clients or boto3_clients(inputs.region, args.endpoint_url))
     code = EXIT_OK if report.ok else EXIT_PREFLIGHT
-    if args.json:
-        json.dump({
-            "stack": args.stack, "region": inputs.region, "ok": report.ok, "exit_code": code,
-            "instance_type": inputs.instance_type, "required_vcpus": inputs.required_vcpus,
-            "sources": dict(inputs.sources), "checks": report.to_list(),
-        }, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+    doc = {
+        "stack": args.stack, "region": inputs.region, "ok": report.ok, "exit_code": code,
+        "instance_type": inputs.instance_type, "required_vcpus": inputs.required_vcpus,
+        "sources": dict(inputs.sources), "checks": report.to_list(),
+    }
+    if not emit_json(args.json, doc):
         render_table(args.stack, inputs.region, report, sys.stdout)
     return code

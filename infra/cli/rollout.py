@@ -1,29 +1,30 @@
-"""`python -m infra rollout PLAN.yaml [--dry-run] [--resume] [--json]`: roll an environment out.
+"""`python -m infra rollout PLAN.yaml [--dry-run] [--resume] [--json [FILE]]`: roll an environment out.
 
 PLAN.yaml is an environment's rollout plan (stacks/<env>.yaml): region stacks and their traffic
 shares, waves (the canary first), bake times, gates and what to do on failure (docs/rollout.md).
 
 --dry-run works offline: for each wave and stack, the plan sized for the region's share, the
 cost delta against the last deployed cost, the policy verdict, and the steps the real run takes.
-The real run drives the Pulumi Automation API: preflight -> preview (policy pack) -> policy and
-cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
+The real run deploys each stack as `deploy` does (its base with the Automation API here, its
+workloads and its PromQL gates in the VPC where the endpoint is private): preflight -> preview
+(policy pack) -> policy and cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
 environment's lock, journals every step (state.local_dir, or S3 with state.s3) and, halted or
-crashed, continues with --resume where it stopped.
+crashed, continues with --resume where it stopped (every hint it prints repeats --state-dir and
+--project-dir when they were given). --restart abandons an unfinished rollout; a journal that
+cannot be read at all is moved aside to history/ first.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
+from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_OK, UserError, exit_code_epilog
 from infra.core.paths import REPO_ROOT
-
-
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("plan", metavar="PLAN.yaml", help="the environment's rollout plan, e.g. stacks/prod.yaml")
     p.add_argument("--dry-run", action="store_true", help="offline: plan, cost delta and policy per stack; change nothing")
     p.add_argument("--resume", action="store_true", help="continue the unfinished (halted or crashed) rollout")
-    p.add_argument("--restart", action="store_true", help="abandon an unfinished rollout and start a new one")
-    p.add_argument("--json", action="store_true", help="print the final report (or dry run) as one JSON object on stdout")
+    p.add_argument("--restart", action="store_true",
+                   help="abandon an unfinished rollout (or move an unreadable journal aside) and start a new one")
+    add_json_argument(p, "the final report (or the dry run)")
     p.add_argument("--approve-cost", action="append", default=[], metavar="STACK",
                    help="accept a cost increase above the gate's limit for STACK ('all' for every stack); repeatable")
     p.add_argument("--state-dir", default=None, help="local journal/lock directory (default: the plan's state.local_dir)")
@@ -103,10 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
         report = dry_run(plan, plan_path, ProjectEvaluator(project_dir, plan_path), _OfflineRecords(store),
                          args.approve_cost)
-        if args.json:
-            json.dump(report.to_dict(), sys.stdout, indent=2, default=str)
-            sys.stdout.write("\n")
-        else:
+        if not emit_json(args.json, report.to_dict()):
             sys.stdout.write(render_text(report))
         return report.exit_code
 
@@ -117,31 +116,42 @@ def run(args: argparse.Namespace) -> int:
         )
     from infra.ops.preflight.checks import AwsPreflight
     from infra.core.rollout import report as rollout_report
-    from infra.cli.adapters import CostModelAdapter, checked_pack_config, slo_targets
-    from infra.ops.rollout.automation import AutomationWorkspace
+    from infra.cli.adapters import CostModelAdapter, deploy_path, slo_targets
     from infra.ops.rollout.health import GateHealthChecker
     from infra.ops.rollout.runner import Runner, RunOptions
 
+    # Each stack the way `deploy` does it: the base here, the workloads (and the PromQL gates)
+    # in the VPC where the endpoint is private.
+    path = deploy_path(project_dir)
+    health = plan.gates.health
     runner = Runner(
         plan=plan,
         plan_path=plan_path,
         plan_digest=plan_digest(plan_path),
-        workspace=AutomationWorkspace(project_dir, pack_config_for=lambda stack: checked_pack_config(stack, project_dir)),
+        workspace=path.workspace,
         preflight=AwsPreflight(project_dir),
-        health=GateHealthChecker(plan.gates.health, plan.environment, slo_targets=lambda stack: slo_targets(stack, project_dir))
-        if plan.gates.health else None,
+        health=GateHealthChecker(health, plan.environment, slo_targets=lambda stack: slo_targets(stack, project_dir),
+                                 prometheus_for=path.prometheus_for(health.prometheus_url or "", plan.environment))
+        if health else None,
         cost_model=CostModelAdapter(),
         store=store,
         out=sys.stderr,
         options=RunOptions(
             resume=args.resume, restart=args.restart, approve_cost=frozenset(args.approve_cost),
-            approver=os.environ.get("USER", ""), verbose=args.verbose,
+            approver=os.environ.get("USER", ""), verbose=args.verbose, repeat_flags=journal_flags(args),
         ),
     )
     journal = runner.run()
-    if args.json:
-        json.dump(rollout_report.to_dict(journal), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write("\n" + rollout_report.render_text(journal, plan_path))
+    if not emit_json(args.json, rollout_report.to_dict(journal)):
+        sys.stdout.write("\n" + rollout_report.render_text(journal, plan_path, journal_flags(args)))
     return rollout_report.exit_code(journal)
+
+
+def journal_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The flags given that locate the journal and the stacks: a resume must repeat them."""
+    out: tuple[str, ...] = ()
+    if args.state_dir:
+        out += ("--state-dir", str(args.state_dir))
+    if args.project_dir:
+        out += ("--project-dir", str(args.project_dir))
+    return out

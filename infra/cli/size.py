@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from infra.cli.argtypes import fraction, positive_float, positive_int
-from infra.cli.output import add_json_argument, emit_json
+from infra.cli.output import add_json_argument, emit_json, warn
 from infra.cli.progress import DelayedStatus
 from infra.core.catalog import load_catalog
 from infra.core.config import load_sizing_spec
 from infra.core.errors import InputError
+from infra.core.paths import REPO_ROOT
 from infra.core.tables import table
 
 
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Predict TTFT, TPOT and throughput of one configuration (calibrated step-time model).",
     )
     p.add_argument("--model", required=True, help="catalog key (llama-3.3-70b, ...) or path to a HF config.json")
-    p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, L40S-48GB")
+    p.add_argument("--gpu", required=True, help="GPU key: H100-SXM-80GB, H200-SXM-141GB, A100-SXM-80GB, A100-SXM-40GB, L40S-48GB, L4-24GB, A10G-24GB")
     p.add_argument("--gpus", type=positive_int, required=True, help="GPUs in total (replicas = gpus / tp)")
     p.add_argument("--tp", type=positive_int, required=True, help="tensor-parallel degree per replica")
     p.add_argument("--weights", choices=["bf16", "fp8", "int8", "int4"], default="bf16", help="weight precision")
@@ -46,7 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every SLO: the closed form pre-filters, the fleet simulator verifies the recommendation in three "
         "scenarios (sustained, the worst AZ lost, the burst) with control settings set at the simulated knee.",
     )
-    s.add_argument("--workload", required=True, metavar="FILE.yaml", help="workload/model/fleet document")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--workload", metavar="FILE.yaml", help="workload/model/fleet document")
+    source.add_argument("--stack", metavar="NAME",
+                        help="a stack's Pulumi.<NAME>.yaml, sized as the program sizes it (its region share included)")
+    s.add_argument("--project-dir", metavar="DIR", default=None,
+                   help="directory holding Pulumi.yaml and Pulumi.<stack>.yaml (default: the repository root)")
     add_trace_arguments(s)
     s.add_argument("--verify-alternatives", action="store_true",
                    help="simulate every alternative's cheapest shape too (slower): their reasons become simulated")
@@ -256,19 +263,26 @@ def verification_table(plan, slo_ms: dict[str, float | None]) -> str:
 
 
 def cmd_size(args: argparse.Namespace) -> int:
-    from infra.core.resolve import sized
+    from infra.core.resolve import resolve, sized
     from infra.core.sizing.simulate.workload import Lengths
 
-    spec = load_sizing_spec(args.workload)
     trace = load_trace(args)
     lengths = Lengths.from_trace(trace) if trace is not None else None
     rate = trace.rate_per_s if trace is not None and (args.trace_rate or args.trace_scale) else None
     with DelayedStatus() as note:
-        plan, _ = sized(spec, lengths=lengths, seed=args.seed, verify_alternatives=args.verify_alternatives,
-                        progress=note, rate_per_s=rate)
-    if not emit_json(args.json, plan.to_dict()):
-        w = spec.workload
-        print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
+        if args.stack is not None:
+            resolved = resolve(args.stack, Path(args.project_dir) if args.project_dir else REPO_ROOT)
+            spec, plan = resolved.spec, resolved.plan
+            warn(resolved.warnings)
+        else:
+            spec, plan = load_sizing_spec(args.workload), None
+        if plan is None or lengths is not None or args.seed or args.verify_alternatives:
+            plan, _ = sized(spec, lengths=lengths, seed=args.seed, verify_alternatives=args.verify_alternatives,
+                            progress=note, rate_per_s=rate)
+    if emit_json(args.json, plan.to_dict()):
+        return 0
+    w = spec.workload
+    print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
     return 0
 
 

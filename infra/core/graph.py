@@ -161,6 +161,27 @@ def name_of_urn(urn: str) -> str:
 
 
 def type_of_urn(urn: str) -> str:
+    """The resource's own type token (the last of a `Parent$Child` chain), or ''."""
+    parts = urn.split("::")
+    return parts[2].rsplit("$", 1)[-1] if len(parts) >= 4 else ""
+
+
+def short_type(token: str) -> str:
+    """`aws:ec2/vpc:Vpc` -> `aws:ec2:Vpc` (how `pulumi preview` shows types)."""
+    package, _, rest = token.partition(":")
+    module, _, name = rest.partition(":")
+    return f"{package}:{module.split('/')[0]}:{name}" if name else token
+
+
+def urn_label(urn: str) -> str:
+    """A resource as a person reads it: `gpu-us-east-1a (aws:eks:NodeGroup)`; '' for no URN."""
+    if not urn:
+        return ""
+    typ = type_of_urn(urn)
+    return f"{name_of_urn(urn)} ({short_type(typ)})" if typ else name_of_urn(urn)
+
+
+def type_of_urn(urn: str) -> str:
     parts = urn.split("::")
     return parts[2].rsplit("$", 1)[-1] if len(parts) >= 4 else ""
 
@@ -291,6 +312,16 @@ class ResourceGraph:
         """The nodes as plain dicts (the plan JSON's `resources`)."""
         return [n.to_dict() for n in self.nodes]
 
+    @property
+    def projects(self) -> tuple[str, ...]:
+        """The Pulumi projects the nodes' URNs name, in order of first appearance."""
+        return tuple(dict.fromkeys(n.project for n in self.nodes if n.project))
+
+    def of_project(self, project: str) -> "ResourceGraph":
+        """One project's nodes as its own `pulumi preview` sees them: no fleet plan, no verdict."""
+        return ResourceGraph(self.kind, self.stack, self.region, tuple(n for n in self.nodes if n.project == project),
+                             None, None, self.path)
+
 
 def _prop_deps(raw: Any) -> dict[str, tuple[str, ...]]:
     if not isinstance(raw, Mapping):
@@ -416,19 +447,13 @@ def load_graph(path: str | Path) -> ResourceGraph:
     return graph_of(read_json_file(path, "file", "plan JSON or preview JSON file"), str(path))
 
 
-def load_graphs(path: str | Path) -> dict[str, ResourceGraph]:
-    """A file (one stack) or a directory of `*.json` files (one per stack), keyed by stack."""
+def json_documents(path: str | Path) -> list[tuple[str, Any]]:
+    """(path, parsed JSON) of a file, or of every `*.json` file of a directory, in name order."""
     p = Path(path)
     if p.is_dir():
-        graphs = [load_graph(f) for f in sorted(p.glob("*.json"))]
+        files = sorted(p.glob("*.json"))
     elif p.exists():
-        graphs = [load_graph(p)]
+        files = [p]
     else:
         raise InputError("path", str(path), "an existing plan/preview JSON file or a directory of them")
-    out: dict[str, ResourceGraph] = {}
-    for g in graphs:
-        key = g.stack or Path(g.path).stem
-        if key in out:
-            raise InputError("path", g.path, f"one document per stack; stack {key!r} appears twice")
-        out[key] = g
-    return out
+    return [(str(f), read_json_file(f, "file", "plan JSON or preview JSON file")) for f in files]

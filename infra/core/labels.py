@@ -3,7 +3,9 @@ components) and by whatever selects, tolerates or reads them (serving, the hydra
 model and the policies). One prefix for Kubernetes keys, one for AWS tags."""
 from __future__ import annotations
 
-PROJECT = "llm-fleet"
+PROJECT = "llm-fleet"  # the base Pulumi project (root Pulumi.yaml) and our config namespace
+WORKLOADS_PROJECT = f"{PROJECT}-workloads"  # the in-cluster Pulumi project (workloads/Pulumi.yaml)
+PROJECTS = (PROJECT, WORKLOADS_PROJECT)  # in deploy order (destroy runs them backwards)
 K8S_PREFIX = f"{PROJECT}/"  # Kubernetes label and annotation keys we own
 TAG_PREFIX = f"{PROJECT}:"  # AWS tag keys we own (':' as AWS's own aws:* tags do)
 

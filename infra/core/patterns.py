@@ -21,11 +21,25 @@ INSTANCE_TYPE = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
 IMAGE_BY_DIGEST = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?/[a-z0-9._/-]+(:[A-Za-z0-9._-]{1,128})?@sha256:[0-9a-f]{64}$"
 REVISION = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 CAPACITY_RESERVATION = r"^cr-[0-9a-f]{8,17}$"
+RESOURCE_GROUP_ARN = r"^arn:aws[a-z-]*:resource-groups:[a-z0-9-]+:\d{12}:group/[A-Za-z0-9_.-]{1,300}$"
+SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+PLACEMENT_GROUP_NAME = r"^[A-Za-z0-9_.:+=@-]{1,255}$"
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 KUBERNETES_VERSION = r"^1\.(2[89]|3\d)$"
 AMI_RELEASE = r"^\d+\.\d+\.\d+-\d{8}$"
 ABSOLUTE_PATH = r"^/[A-Za-z0-9._/-]*$"
 S3_PREFIX = r"^[A-Za-z0-9._/-]{0,200}$"
+# Weights: a model is 'name' or 'org/name', a revision one such segment; digests and UTC times.
+_WEIGHTS_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+MODEL_NAME = rf"^{_WEIGHTS_SEGMENT}(/{_WEIGHTS_SEGMENT})?$"
+SHA256_HEX = r"^[0-9a-f]{64}$"
+UTC_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+# A path naming one of this process's open descriptors (what /dev/stdout links to); group `fd`.
+OWN_DESCRIPTOR_PATH = r"^/(proc/(self|thread-self)/fd|dev/fd)/(?P<fd>\d+)$"
+SECRETS_MANAGER_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$"
+# AWS CodeBuild's curated images are named aws/codebuild/<image>:<major.minor>.
+CODEBUILD_CURATED_IMAGE = r"^aws/codebuild/[a-z0-9._-]+:\d+\.\d+$"
+SEMVER = r"^\d+\.\d+\.\d+$"
 
 # Found inside longer text (resource names, URNs): an AZ name, or a zone id like use1-az1.
 AZ_IN_TEXT = re.compile(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from infra.core.catalog import Catalog, catalog_digest
-from infra.core.config import SizingSpec, StackConfig, parse_stack_config, stack_file_entries
+from infra.core.config import SizingSpec, StackConfig, parse_stack_config, stack_file_entries, stack_warnings
 from infra.core.paths import REPO_ROOT
 from infra.core.rollout.regions import HUNDRED, regional_spec, share_of, sizing_share_pct
 from infra.core.rollout.spec import RegionShare, RolloutPlan
@@ -49,6 +49,11 @@ class ResolvedStack:
     @property
     def region(self) -> str:
         return self.config.region
+
+    @property
+    def warnings(self) -> list[str]:
+        """Values that look copied from another stack (`config.stack_warnings`)."""
+        return stack_warnings(self.stack, self.config, self.environment.environment if self.environment else None)
 
 
 def lengths_digest(lengths: Lengths | None) -> str:

@@ -1,7 +1,10 @@
 """Where weights live in S3 and what the manifest promises about them.
 
 Layout: ``s3://<bucket>/models/<name>/<revision>/<files>`` plus ``manifest.json`` in the same
-prefix. The manifest is written last, so a prefix without one is an incomplete upload.
+prefix. The manifest is written last, so a prefix without one is an incomplete upload. Before any
+object of a revision is written, the uploader claims the revision: it creates
+``.llm-fleet-claim.json`` in the prefix with ``If-None-Match: *`` (who, when, and the digest of the
+files it will publish), so two uploads of different files under one revision cannot both proceed.
 
 The manifest is validated strictly (unknown fields refused, sizes and digests well-formed,
 total consistent, its own ``content_sha256`` matching) and every file path is checked for
@@ -14,11 +17,11 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.core import patterns
 from infra.core.errors import InputError, IntegrityError
 from infra.core.labels import PROJECT
 
@@ -30,16 +33,15 @@ RESERVED_PREFIX = ".llm-fleet"
 # Written into a destination only when every file is verified; vLLM pods wait for it. One
 # constant shared by the hydrator, the `wait` command and the Kubernetes manifests.
 MARKER_NAME = ".llm-fleet-hydrated.json"
-# Object metadata key holding the file's sha256 (sent as x-amz-meta-sha256), so upload can skip
-# unchanged files and `verify` can check without downloading.
+# The revision's claim object (top-level, under the reserved prefix: no manifest file can collide).
+CLAIM_NAME = ".llm-fleet-claim.json"
+# Object metadata key holding the file's sha256 (sent as x-amz-meta-sha256), so quick `verify` can
+# check without downloading. Metadata describes what the uploader meant, not the stored bytes:
+# upload skips an object only when S3's own checksum of the bytes (validated when they were
+# written) also equals the local file's.
 SHA256_METADATA_KEY = "sha256"
 BUCKET_ENV = "LLM_FLEET_WEIGHTS_BUCKET"
 
-_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
-_MODEL_RE = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})?$")
-_REVISION_RE = re.compile(rf"^{_SEGMENT}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_CREATED_AT_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _MAX_PATH_CHARS = 1024
 
 
@@ -49,7 +51,7 @@ def weights_bucket_name(stack: str, account_id: str, region: str) -> str:
 
 
 def validate_model_name(name: str, field: str = "--model") -> str:
-    if not isinstance(name, str) or not _MODEL_RE.match(name):
+    if not patterns.matches(patterns.MODEL_NAME, name):
         raise InputError(
             field, name,
             "use 'name' or 'org/name' of letters, digits, '.', '_' and '-' "
@@ -59,7 +61,7 @@ def validate_model_name(name: str, field: str = "--model") -> str:
 
 
 def validate_revision(revision: str, field: str = "--revision") -> str:
-    if not isinstance(revision, str) or not _REVISION_RE.match(revision):
+    if not patterns.matches(patterns.REVISION, revision):
         raise InputError(
             field, revision,
             "use letters, digits, '.', '_' and '-', starting with a letter or digit, "
@@ -81,6 +83,10 @@ def manifest_key(model: str, revision: str) -> str:
     return model_prefix(model, revision) + MANIFEST_NAME
 
 
+def claim_key(model: str, revision: str) -> str:
+    return model_prefix(model, revision) + CLAIM_NAME
+
+
 def unsafe_path_reason(path: object) -> str | None:
     """Why `path` may not appear in a manifest, or None if it is a safe relative path."""
     if not isinstance(path, str) or not path:
@@ -91,7 +97,7 @@ def unsafe_path_reason(path: object) -> str | None:
         return "it contains a control character"
     if "\\" in path:
         return "it contains a backslash"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+    if path.startswith("/") or (path[1:2] == ":" and path[0].isalpha()):
         return "it is absolute"
     segments = path.split("/")
     if any(seg in ("", ".", "..") for seg in segments):
@@ -110,12 +116,27 @@ def check_relative_path(path: str) -> str:
     return path
 
 
+def _matching(pattern: str, problem: str) -> AfterValidator:
+    """A pydantic check that the whole value matches `pattern` (patterns.matches: no `$` slack)."""
+    def check(value: str) -> str:
+        if not patterns.matches(pattern, value):
+            raise ValueError(problem)
+        return value
+    return AfterValidator(check)
+
+
+ModelName = Annotated[str, _matching(patterns.MODEL_NAME, "not a valid model name")]
+Revision = Annotated[str, _matching(patterns.REVISION, "not a valid revision")]
+Sha256Hex = Annotated[str, _matching(patterns.SHA256_HEX, "must be 64 lowercase hex characters")]
+UtcTimestamp = Annotated[str, _matching(patterns.UTC_TIMESTAMP, "must look like 2026-01-31T12:00:00Z")]
+
+
 class ManifestFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(description="POSIX path relative to the model root; no '..', not absolute")
     size_bytes: int = Field(ge=0, description="exact object size")
-    sha256: str = Field(description="lowercase hex sha256 of the whole file")
+    sha256: Sha256Hex = Field(description="lowercase hex sha256 of the whole file")
 
     @field_validator("path")
     @classmethod
@@ -125,13 +146,6 @@ class ManifestFile(BaseModel):
             raise ValueError(f"unsafe path {value!r}: {reason}")
         return value
 
-    @field_validator("sha256")
-    @classmethod
-    def _hex_digest(cls, value: str) -> str:
-        if not _SHA256_RE.match(value):
-            raise ValueError("must be 64 lowercase hex characters")
-        return value
-
 
 class Manifest(BaseModel):
     """What a complete model revision contains. Immutable once written."""
@@ -139,34 +153,13 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_version: Literal[1] = Field(description="manifest format version")
-    model: str = Field(description="model name, e.g. 'meta-llama/Llama-3.1-8B-Instruct'")
-    revision: str = Field(description="immutable revision label, e.g. a commit hash")
-    created_at: str = Field(description="UTC upload time, 'YYYY-MM-DDTHH:MM:SSZ'")
+    model: ModelName = Field(description="model name, e.g. 'meta-llama/Llama-3.1-8B-Instruct'")
+    revision: Revision = Field(description="immutable revision label, e.g. a commit hash")
+    created_at: UtcTimestamp = Field(description="UTC upload time, 'YYYY-MM-DDTHH:MM:SSZ'")
     source: str = Field(max_length=1024, description="where the files came from")
     total_size_bytes: int = Field(ge=0, description="sum of files[].size_bytes")
     files: tuple[ManifestFile, ...] = Field(description="every file, sorted by path")
     content_sha256: str = Field(description="sha256 of the canonical JSON of all other fields")
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str) -> str:
-        if not _MODEL_RE.match(value):
-            raise ValueError("not a valid model name")
-        return value
-
-    @field_validator("revision")
-    @classmethod
-    def _revision(cls, value: str) -> str:
-        if not _REVISION_RE.match(value):
-            raise ValueError("not a valid revision")
-        return value
-
-    @field_validator("created_at")
-    @classmethod
-    def _created_at(cls, value: str) -> str:
-        if not _CREATED_AT_RE.match(value):
-            raise ValueError("must look like 2026-01-31T12:00:00Z")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Manifest":
@@ -219,6 +212,45 @@ class Manifest(BaseModel):
     def same_content(self, other: "Manifest") -> bool:
         """Same files, sizes and digests (creation time and source may differ)."""
         return self.files == other.files
+
+    @property
+    def files_sha256(self) -> str:
+        """Digest of the file list alone: equal for two manifests with the same content."""
+        return _content_digest({"files": [f.model_dump() for f in self.files]})
+
+
+class Claim(BaseModel):
+    """Who claimed a revision for which files: the first object of a revision an upload writes
+    (conditionally), so a second upload of different files fails before it writes anything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(description="claim format version")
+    model: ModelName = Field(description="model name")
+    revision: Revision = Field(description="the revision claimed")
+    files_sha256: Sha256Hex = Field(description="Manifest.files_sha256 of the files this upload publishes")
+    files: int = Field(ge=0, description="number of files")
+    total_size_bytes: int = Field(ge=0, description="sum of the file sizes")
+    claimed_by: str = Field(max_length=300, description="user@host (pid N) of the upload")
+    claimed_at: UtcTimestamp = Field(description="UTC claim time, 'YYYY-MM-DDTHH:MM:SSZ'")
+    upload_id: str = Field(max_length=64, description="random id of the claiming upload run")
+    source: str = Field(max_length=1024, description="the manifest's source")
+
+
+    def to_json_bytes(self) -> bytes:
+        return (json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+
+    def describe(self) -> str:
+        return (f"{self.claimed_by} at {self.claimed_at} for {self.files} files, "
+                f"{self.total_size_bytes} bytes, files sha256 {self.files_sha256[:12]}")
+
+
+def parse_claim(raw: bytes, where: str) -> Claim:
+    try:
+        return Claim.model_validate(json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise IntegrityError(f"revision claim {where} is unreadable ({exc.__class__.__name__}); "
+                             "pass --replace to take the revision over") from None
 
 
 def _content_digest(body: dict) -> str:

@@ -1,4 +1,5 @@
-"""The AWS Price List API client of `prices refresh` (boto3), and its errors as user errors.
+"""AWS facts the operations share, the Price List API client of `prices refresh` (boto3), and
+its errors as user errors.
 
 The refresh itself (`infra.core.catalog.refresh`) is pure over an injected client; the command
 layer (`infra/cli/cost.py`) makes the client here and hands it in.
@@ -8,6 +9,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from infra.core.errors import UserError
+
+# A conditional S3 write lost: 412 when If-None-Match/If-Match does not hold, 409 when two
+# conditional writes of one key race (AWS S3 User Guide, "conditional writes").
+S3_CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 # The Price List API endpoint lives in us-east-1 whatever region is priced.
 PRICING_ENDPOINT_REGION = "us-east-1"

@@ -15,6 +15,7 @@ from infra.core.graph import graph_of
 from policies import config_for_stack, evaluate
 from tests.cost import fixtures as F
 from tests.golden import check_golden
+from tests.money_rule import assert_money_rule
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -90,10 +91,11 @@ def test_cli_cost_diff_over_directories_with_policy_config(tmp_path, capsys, mon
     write(tmp_path, "base/prod.json", base)
     write(tmp_path, "head/prod.json", head)
     cfg = write(tmp_path, "cfg/config.prod.json", {"gpu-spend-cap": {"monthly_budget_usd": 300000, "region": "us-east-1"}})
-    code = main(["cost-diff", str(tmp_path / "base"), str(tmp_path / "head"), "--format", "json",
+    code = main(["cost-diff", str(tmp_path / "base"), str(tmp_path / "head"), "--json",
                  "--policy-config", str(cfg.parent)])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
+    assert_money_rule(out)
     stack = out["stacks"][0]
     assert stack["gpu"]["expected"]["nodes_after"] > stack["gpu"]["expected"]["nodes_before"]
     assert stack["budget"]["monthly_budget_usd"] == "300000.00"
@@ -134,11 +136,84 @@ def test_bad_paths_exit_2_without_traceback(tmp_path, capsys, monkeypatch, args)
     assert err.startswith("error:") and "Traceback" not in err
 
 
-@pytest.mark.parametrize("fmt,render", [("table", "render_report_table"), ("markdown", "render_report_markdown"),
-                                        ("json", "render_report_json")])
-def test_cost_command_prints_the_report(tmp_path, capsys, base, fmt, render):
+@pytest.mark.parametrize("args,render", [(["--format", "table"], "render_report_table"),
+                                         (["--format", "markdown"], "render_report_markdown"),
+                                         (["--json"], "render_report_json"), (["--json", "-"], "render_report_json")])
+def test_cost_command_prints_the_report(tmp_path, capsys, base, args, render):
     import infra.core.cost as cost
 
     path = write(tmp_path, "prod.json", base)
-    assert main(["cost", str(path), "--format", fmt]) == 0
-    assert capsys.readouterr().out == getattr(cost, render)(cost_of_plan(base))
+    assert main(["cost", str(path), *args]) == 0
+    out = capsys.readouterr().out
+    assert out == getattr(cost, render)(cost_of_plan(base))
+    if "--json" in args:
+        assert_money_rule(json.loads(out))
+
+
+@pytest.mark.parametrize("command", [["cost", "PLAN"], ["cost-diff", "PLAN", "PLAN"]])
+def test_format_json_points_at_the_json_flag(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--format", "json"])
+    assert exc.value.code == 2 and "use --json" in capsys.readouterr().err
+
+
+# --- issue 14 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("amount", ["1e26", "nan", "inf", "-1", "100000000.01", "lots"])
+def test_a_budget_out_of_range_exits_2_without_a_traceback(tmp_path, capsys, amount):
+    """Issue 14: `cost-diff --budget-usd 1e26` was a decimal.InvalidOperation traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main(["cost-diff", "base", "head", "--budget-usd", amount])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--budget-usd" in err and "a USD amount from 0 to 100,000,000" in err
+
+
+def test_an_instance_type_change_is_shown_per_node_group(tmp_path, capsys, monkeypatch, base):
+    """Issue 14: p5.48xlarge -> p5en.48xlarge showed only "9 -> 9 nodes, 72 -> 72 GPUs"."""
+    monkeypatch.chdir(tmp_path)
+    head = json.loads(json.dumps(base))
+    for r in head["resources"]:
+        if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["inputs"].get("instanceTypes") == ["p5.48xlarge"]:
+            r["inputs"]["instanceTypes"] = ["p5en.48xlarge"]
+    write(tmp_path, "base/prod.json", base)
+    write(tmp_path, "head/prod.json", head)
+    assert main(["cost-diff", "base", "head", "--format", "markdown"]) == 0
+    md = capsys.readouterr().out
+    nodes = base["plan"]["nodes_per_az"]["desired"] * base["plan"]["azs"]
+    assert (f"**prod**: {nodes} -> {nodes} (0) nodes, {nodes * 8} -> {nodes * 8} (0) GPUs; instance type p5.48xlarge "
+            "-> p5en.48xlarge in gpu-us-east-1a, gpu-us-east-1b, gpu-us-east-1c") in md
+    assert main(["cost-diff", "base", "head", "--json"]) == 0
+    changes = json.loads(capsys.readouterr().out)["stacks"][0]["instance_type_changes"]
+    assert changes == [{"before": ["p5.48xlarge"], "after": ["p5en.48xlarge"],
+                        "node_groups": ["gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"]}]
+
+
+def test_violation_lines_name_the_resource_not_its_urn(tmp_path, capsys, monkeypatch, base):
+    monkeypatch.chdir(tmp_path)
+    urn = ("urn:pulumi:prod::llm-fleet::llm-fleet:gpu:GpuNodeGroup$aws:eks/nodeGroup:NodeGroup::gpu-us-east-1a")
+    doc = dict(base, policy={"passed": False, "mandatory": 1, "violations": [
+        {"policy": "required-tags", "enforcement": "mandatory", "urn": urn, "message": "x must be tagged"}]})
+    head = write(tmp_path, "head/prod.json", doc)
+    for fmt in ("markdown", "table"):
+        main(["cost-diff", "none", str(head.parent), "--format", fmt])
+        out = capsys.readouterr().out
+        assert "required-tags (mandatory) on gpu-us-east-1a (aws:eks:NodeGroup): x must be tagged" in out
+        assert "urn:pulumi" not in out
+
+
+def test_failed_plans_leave_the_totals_and_say_so(base, head):
+    from infra.core.cost.diff import PlanFailure
+
+    failure = PlanFailure(2, "error: Pulumi.prod.yaml: llm-fleet:budget.monthly_usd: 0 is not allowed")
+    diff = diff_reports({"prod": cost_of_plan(base), "west": cost_of_plan(base)}, {"west": cost_of_plan(head)},
+                        head_failures={"prod": failure})
+    assert [(d.stack, d.status) for d in diff.stacks] == [("west", "changed"), ("prod", "failed")]
+    data = diff.to_dict()
+    failed = next(s for s in data["stacks"] if s["stack"] == "prod")
+    assert failed["status"] == "failed" and failed["usd_per_month"]["expected"]["after"] is None
+    assert failed["usd_per_month"]["expected"]["delta"] is None and failed["failure"]["head"]["exit_code"] == 2
+    assert data["failed_plans"] == [{"stack": "prod", "side": "head", "exit_code": 2, "error": failure.error}]
+    text = render_diff(diff, "table")
+    assert "[head plan FAILED, exit 2]" in text and "leaving out 1 failed plan(s)" in text
+    assert_money_rule(data)

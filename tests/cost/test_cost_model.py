@@ -144,6 +144,6 @@ def test_bad_cost_config_is_refused_naming_the_key(prod, assumptions, field):
 
 def test_to_dict_is_json_ready_with_money_as_strings(report):
     d = json.loads(json.dumps(report.to_dict()))
-    assert d["scenarios"]["worst"]["usd_per_month"] == "724940.56" and d["hours_per_month"] == str(H)
+    assert d["scenarios"]["worst"]["usd_per_month"] == "724940.56" and d["hours_per_month"] == int(H)
     assert d["scenarios"]["worst"]["gpus"] == 144
-    assert all(set(v) == set(SCENARIOS) for v in d["components"].values())
+    assert all(set(v) == set(SCENARIOS) for v in d["components_usd_per_month"].values())

@@ -36,7 +36,7 @@ def test_every_service_price_exists_in_every_required_region(region):
 
 
 def test_every_row_names_source_and_date_and_estimates_say_how():
-    for section in ("instances", "general_instances", "services"):
+    for section in ("instances", "general_instances", "services", "capacity_blocks"):
         for region, rows in getattr(BOOK, section).items():
             for key, row in rows.items():
                 assert row.source and row.date, (section, region, key)
@@ -47,11 +47,25 @@ def test_every_row_names_source_and_date_and_estimates_say_how():
 
 def test_the_us_east_1_gpu_prices_are_the_confirmed_karpenter_figures():
     expected = {"p5.48xlarge": "55.04", "p5.4xlarge": "6.88", "p5en.48xlarge": "63.296", "p4d.24xlarge": "21.957642",
-                "g6e.12xlarge": "10.49264", "g6e.48xlarge": "30.13118"}
+                "g6e.12xlarge": "10.49264", "g6e.48xlarge": "30.13118", "g6e.xlarge": "1.861", "g6e.2xlarge": "2.24208",
+                "g6.xlarge": "0.8048", "g6.2xlarge": "0.9776", "g5.xlarge": "1.006", "g5.2xlarge": "1.212"}
     for itype, usd in expected.items():
         row = BOOK.instance("us-east-1", itype)
         assert row.usd == Decimal(usd) and row.confirmed and "karpenter" in row.source
     assert "capacity blocks" in BOOK.why_unpriced("us-east-1", "p5e.48xlarge")
+
+
+@pytest.mark.parametrize("capacity_type", ["on-demand", "reservation"])
+def test_on_demand_and_reservations_bill_at_the_on_demand_rate(capacity_type):
+    assert BOOK.capacity_price("us-east-1", "p5.48xlarge", capacity_type) == BOOK.instance("us-east-1", "p5.48xlarge")
+
+
+def test_capacity_block_rows_are_estimates_that_say_how():
+    row = BOOK.capacity_price("us-east-1", "p5.48xlarge", "capacity-block")
+    assert row is not None and not row.confirmed and "describe_capacity_block_offerings" in row.basis
+    assert row.usd < BOOK.instance("us-east-1", "p5.48xlarge").usd
+    assert BOOK.capacity_price("us-east-1", "p5.4xlarge", "capacity-block") is None
+    assert ("capacity_blocks", "us-east-1", "p5.48xlarge") in BOOK.unconfirmed()
 
 
 def test_sizing_and_the_cost_model_price_from_the_one_price_book():

@@ -59,7 +59,7 @@ def test_plan_exits_3_naming_gpu_spend_cap_when_the_budget_is_below_the_worst_ca
     assert code == 3 and "gpu-spend-cap" in out.out + out.err
     # The JSON is written even on a violation: the PR workflow diffs it.
     doc = json.loads(out_json.read_text())
-    assert doc["policy"]["passed"] is False and doc["policy"]["monthly_budget_usd"] == "1000"
+    assert doc["policy"]["passed"] is False and doc["policy"]["monthly_budget_usd"] == "1000.00"
     assert {v["policy"] for v in doc["policy"]["violations"]} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
 
 

@@ -61,8 +61,9 @@ def test_refresh_follows_next_token_and_rewrites_instance_rows():
     assert book.instance(REGION, "p5e.48xlarge") is None
     assert "Price List API (2026-11-22)" in book.unpriced[REGION]["p5e.48xlarge"]
     assert any(c.startswith(f"{REGION} p5.4xlarge: none -> 6.88") for c in result.changes)
-    # Other regions are untouched.
+    # Other regions are untouched, and capacity-block rates (not in the Price List API) are kept.
     assert book.instance("us-east-1", "p5.48xlarge") == load_price_book().instance("us-east-1", "p5.48xlarge")
+    assert book.capacity_blocks == load_price_book().capacity_blocks and book.capacity_blocks
 
 
 def test_refresh_services_takes_the_first_tier_and_keeps_unanswered_rows():
@@ -95,7 +96,7 @@ def test_refreshed_book_renders_to_yaml_that_loads_back_identically():
 
 def _args(tmp_path, **kw):
     return argparse.Namespace(prices=str(tmp_path / "prices.yaml"), region=[REGION], no_services=True,
-                              dry_run=kw.get("dry_run", False))
+                              dry_run=kw.get("dry_run", False), json=kw.get("json"))
 
 
 def test_prices_refresh_command_rewrites_the_file_atomically(tmp_path, capsys):

@@ -25,7 +25,7 @@ def _row(usd: str, unit: str = "instance-hour", confirmed: bool = True) -> Price
 
 
 SERVICES = {
-    "eks_cluster_usd_per_hour": "0.10", "nat_gateway_usd_per_hour": "0.05", "nat_gateway_usd_per_gb": "0.05",
+    "eks_cluster_usd_per_hour": "0.10", "eks_cluster_extended_usd_per_hour": "0.60", "nat_gateway_usd_per_hour": "0.05", "nat_gateway_usd_per_gb": "0.05",
     "public_ipv4_usd_per_hour": "0.005", "nlb_usd_per_hour": "0.02", "nlb_lcu_usd_per_hour": "0.006",
     "ebs_gp3_usd_per_gb_month": "0.08", "s3_standard_usd_per_gb_month": "0.023", "s3_put_usd_per_1000_requests": "0.005",
     "s3_get_usd_per_1000_requests": "0.0004", "kms_key_usd_per_month": "1", "kms_usd_per_10000_requests": "0.03",
@@ -35,6 +35,7 @@ BOOK = PriceBook(
     instances={REGION: {"gpu.8x": _row("10"), "gpu.4x": _row("20", confirmed=False)}},
     general_instances={REGION: {"sys.1x": _row("0.50")}},
     services={REGION: {k: _row(v, k) for k, v in SERVICES.items()}},
+    capacity_blocks={REGION: {"gpu.8x": _row("6")}},
     unpriced={REGION: {"gpu.2x": "capacity blocks only"}},
 )
 _GPU = Gpu("G", 80, 80000, 3000, 900, 1800, "nvlink", 900)
@@ -149,6 +150,21 @@ def test_gpu_price_overrides_then_plan_then_book(plan, assume, usd_per_hour, sou
         (D(usd_per_hour), source)
 
 
+def test_a_capacity_block_group_is_priced_at_the_books_block_rate():
+    report = cost(group(sizes=(1, 1, 1), capacityType="CAPACITY_BLOCK"))
+    [item] = [i for i in report.items if i.component == "gpu-nodes"]
+    assert item.usd_per_month == (D("6") * 730,) * 3 and item.price_source == "test book (2026-01-01), capacity block"
+    assert not any("CAPACITY_BLOCK" in n for n in report.notes)
+    assert node_hour_price("gpu.8x", REGION, catalog=CATALOG, prices=BOOK, capacity_type="CAPACITY_BLOCK") == \
+        (D("6"), "test book (2026-01-01), capacity block")
+    assert node_hour_price("gpu.8x", REGION, catalog=CATALOG, prices=BOOK)[0] == D("10")  # on-demand
+    # A plan sized at the block rate agrees with the book: no "plan price wins" note.
+    sized = {"instance_type": "gpu.8x", "gpus_per_node": 8, "cost": {"usd_per_node_hour": 6, "price_source": "sized"}}
+    report = cost(group(sizes=(1, 1, 1), capacityType="CAPACITY_BLOCK"), plan=sized)
+    assert [i.price_source for i in report.items if i.component == "gpu-nodes"] == ["sized"]
+    assert not any("wins over" in n for n in report.notes)
+
+
 def test_several_instance_types_are_priced_at_the_dearest():
     report = cost(group(types=("gpu.8x", "gpu.4x")))
     [item] = [i for i in report.items if i.component == "gpu-nodes"]
@@ -158,7 +174,8 @@ def test_several_instance_types_are_priced_at_the_dearest():
 @pytest.mark.parametrize("inputs,note", [
     ({"types": ("gpu.8x", "gpu.4x")}, "gpu-a: several instance types; priced at the dearest (gpu.4x)"),
     ({"capacityType": "SPOT"}, "gpu-a: SPOT capacity priced at on-demand (an upper bound)"),
-    ({"capacityType": "CAPACITY_BLOCK"}, "gpu-a: CAPACITY_BLOCK capacity priced at on-demand; set usd_per_gpu_hour"),
+    ({"capacityType": "CAPACITY_BLOCK", "types": ("gpu.4x",)},
+     "gpu-a: CAPACITY_BLOCK capacity priced at on-demand (no capacity-block rate for gpu.4x in test-1); set instance_usd_per_hour"),
     ({"sizes": (None, 3, 4)}, "gpu-a: scalingConfig not fully known; missing sizes taken as 0/3/4"),
 ])
 def test_what_the_price_cannot_say_is_noted(inputs, note):
@@ -195,6 +212,10 @@ def test_groups_without_an_az_get_their_own_columns():
 
 @pytest.mark.parametrize("rtype,name,inputs,component,az,month", [
     (G.CLUSTER, "cluster", {}, "eks-control-plane", "regional", "73.00"),
+    (G.CLUSTER, "cluster", {"version": "1.35"}, "eks-control-plane", "regional", "73.00"),
+    # Past standard support on the suite's clock (the EKS calendar's date): extended-support price.
+    (G.CLUSTER, "cluster", {"version": "1.33", "upgradePolicy": {"supportType": "EXTENDED"}}, "eks-control-plane",
+     "regional", "438.00"),
     (G.NAT_GATEWAY, "nat", {"tags": {"llm-fleet:az": "az-b"}}, "nat-gateway", "az-b", "36.50"),
     (G.EIP, "nat-eip", {}, "public-ipv4", "regional", "3.65"),
     (G.KMS_KEY, "key", {}, "kms", "regional", "1.00"),
@@ -344,3 +365,14 @@ def test_facts_are_computed_once_from_the_graph():
         [(4, 32, 2), (4, 32, 1), (5, 40, 1)]  # RUNNING pool instances are GPU nodes too
     assert (facts.weights_gb, facts.output_tokens_per_s, facts.public_azs) == (D(40), D(50), 2)
     assert facts.s3_gateway_endpoint and facts.nat_gateways and facts.weights_bucket.name == "b"
+
+
+def test_a_group_without_instance_types_runs_its_launch_templates_type():
+    """A Capacity Block group names its instance type in the launch template only (EKS user guide,
+    "Create a managed node group with Capacity Blocks for ML"): the cost model reads it there."""
+    lt = res(G.LAUNCH_TEMPLATE, "lt", {"instanceType": "gpu.8x"}, id="lt-1")
+    ng = group(types=(), sizes=(1, 1, 1), capacityType="CAPACITY_BLOCK", launchTemplate={"id": "lt-1", "version": "1"},
+               deps={"launchTemplate": (lt.urn,)})
+    report = cost(lt, ng)
+    (item,) = [i for i in report.items if i.component == "gpu-nodes"]
+    assert item.usd_per_month == (D("6") * 730,) * 3 and not report.unpriced

@@ -106,7 +106,7 @@ def _project(tmp_path: Path, **changes) -> Path:
 
 
 def test_a_missing_or_stale_pack_config_is_refused(tmp_path):
-    project = _project(tmp_path, budget__monthly_usd=1234, fleet__price_usd_per_gpu_hour=4.916)
+    project = _project(tmp_path, budget__monthly_usd=1234, fleet__instance_usd_per_hour={"p5.48xlarge": 39.33})
     with pytest.raises(UserError, match=r"policies/config.prod.json is missing.*python -m infra docs --write"):
         config_for_stack("prod", project)
     shutil.copy(config_path("prod"), config_path("prod", project))  # the repository's: another budget
@@ -114,6 +114,7 @@ def test_a_missing_or_stale_pack_config_is_refused(tmp_path):
         config_for_stack("prod", project)
     expected = stack_pack_config(load_stack_config("prod", project))
     assert expected["gpu-spend-cap"]["monthly_budget_usd"] == 1234
-    assert expected["gpu-spend-cap-stack"]["usd_per_gpu_hour"] == 4.916
+    assert expected["gpu-spend-cap-stack"]["instance_usd_per_hour"] == {"p5.48xlarge": 39.33}
+    assert "usd_per_gpu_hour" not in expected["gpu-spend-cap-stack"]  # one price per type, not one for all
     config_path("prod", project).write_text(json.dumps(expected))
     assert config_for_stack("prod", project) == expected

@@ -84,7 +84,7 @@ def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation(pr
     assert "MANDATORY gpu-spend-cap " in text and "gpu-us-east-1a" in text
     verdict = verdict_dict(violations, monthly_budget_usd=int(group_worst) - 1)
     assert verdict["passed"] is False and verdict["mandatory"] == 4
-    assert verdict["monthly_budget_usd"] == str(int(group_worst) - 1)
+    assert verdict["monthly_budget_usd"] == f"{int(group_worst) - 1}.00"
     json.dumps(verdict)
 
 
@@ -186,7 +186,7 @@ def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call(prod, a
     assert low.exit_code == 3
     sections = low.sections()
     assert sections["cost"]["scenarios"]["worst"]["usd_per_month"] == str(_worst(prod).quantize(Decimal("0.01")))
-    assert sections["policy"]["passed"] is False and sections["policy"]["monthly_budget_usd"] == "200000"
+    assert sections["policy"]["passed"] is False and sections["policy"]["monthly_budget_usd"] == "200000.00"
     text = low.render()
     assert "Cost of stack prod" in text and "MANDATORY gpu-spend-cap" in text
     # The spend cap's price override reaches the cost report too: nodes x 8 GPUs x $1 x 730 h.

@@ -125,7 +125,10 @@ def test_all_checks_pass_in_a_ready_region(moto_endpoint, world, inputs):
     report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     statuses = {c.name: c.status for c in report.checks}
     assert statuses == {"instance-offering": "pass", "vcpu-quota": "pass", "capacity-reservations": "skip",
-                        "weights-bucket": "pass", "kms-key": "pass", "weights-manifest": "pass"}, report.to_list()
+                        "eks-version": "pass", "capacity-block-upgrade": "skip",
+                        "weights-bucket": "pass", "kms-key": "pass", "weights-manifest": "pass",
+                        # every image is there, but pinned by tag only and a few still pulled from upstream
+                        "ecr-images": "warn"}, report.to_list()
     assert report.ok
 
 
@@ -181,6 +184,19 @@ def test_missing_manifest_says_how_to_upload(moto_endpoint, world, inputs):
     world["s3"].delete_object(Bucket=BUCKET, Key=MANIFEST)
     result = checks.weights_manifest(inputs, world["s3"], BUCKET, True)
     assert result.status == "fail" and "python -m infra weights upload --model meta-llama/Llama-3.3-70B-Instruct" in result.detail
+
+
+def test_a_revision_missing_from_the_bucket_lists_what_the_bucket_has(moto_endpoint, world, inputs):
+    """Issue 14: a stack copied from another region keeps a revision its own bucket never got."""
+    model_dir = MANIFEST.rsplit("/", 2)[0]
+    world["s3"].put_object(Bucket=BUCKET, Key=f"{model_dir}/v0-partial/model-00001.safetensors", Body=b"x")
+    copied = dataclasses.replace(inputs, manifest_revision="v9")
+    result = checks.weights_manifest(copied, world["s3"], BUCKET, True)
+    assert result.status == "fail"
+    assert "llm-fleet:weights.revision v9 is not in this bucket" in result.detail
+    assert "revisions with a manifest: 6f6073b423013f6a7d4d9f39144961bfbfbc386b" in result.detail
+    assert "incomplete (no manifest): v0-partial" in result.detail
+    world["s3"].delete_object(Bucket=BUCKET, Key=f"{model_dir}/v0-partial/model-00001.safetensors")
 
 
 def test_disabled_key_and_wrong_region_bucket_fail(moto_endpoint, world, inputs):
@@ -260,7 +276,7 @@ def test_full_run_with_reservations_mixes_moto_and_stubber(moto_endpoint, world,
 
 
 def _args(**kw):
-    base = dict(stack=STACK, json=False, bucket=None, kms_alias=None, outputs=None, weights_model=None,
+    base = dict(stack=STACK, json=None, bucket=None, kms_alias=None, outputs=None, weights_model=None,
                 first_deploy=False, endpoint_url=None, project_dir=str(REPO))
     return argparse.Namespace(**{**base, **kw})
 
@@ -277,7 +293,7 @@ def test_cli_table_and_exit_codes(moto_endpoint, world, capsys, inputs):
 def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys, inputs):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"weights_bucket": BUCKET, "availability_zones": ["us-west-2a", "us-west-2b", "us-west-2c"]}))
-    code = cli_run(_args(json=True, outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
+    code = cli_run(_args(json="-", outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"] is True and doc["exit_code"] == 0
     assert doc["sources"]["bucket"] == "stack output weights_bucket"
@@ -292,3 +308,91 @@ def test_cli_bad_outputs_file_is_a_usage_error(tmp_path):
     bad.write_text("[1]")
     with pytest.raises(InputError, match="--outputs"):
         cli_run(_args(outputs=str(bad)), clients=lambda s: None)
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "notaurl", "ftp://host", "http://host:99999"])
+def test_a_bad_endpoint_url_exits_2_without_a_traceback(capsys, url):
+    """Issue 14: `preflight --endpoint-url "http://[::1"` was a ValueError traceback (exit 1)."""
+    from infra.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["preflight", "--stack", STACK, "--endpoint-url", url])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--endpoint-url" in err and "http(s)://host[:port]" in err and "Traceback" not in err
+
+
+# --- EKS version, capacity-block upgrades, images ---------------------------------------------
+
+
+@pytest.mark.parametrize("version, day, status, text", [
+    ("1.35", "2026-12-01", "pass", "standard support until 2027-03-27"),
+    ("1.35", "2027-02-10", "warn", "plan the upgrade"),
+    ("1.33", "2026-12-01", "warn", "extended support until 2027-07-29"),
+    ("1.33", "2027-08-01", "fail", "ended on 2027-07-29"),
+    ("1.36", "2026-12-01", "fail", "no support dates"),
+])
+def test_eks_version_support_window(inputs, version, day, status, text):
+    from datetime import date
+
+    result = checks.eks_version(dataclasses.replace(inputs, kubernetes_version=version), date.fromisoformat(day))
+    assert result.status == status and text in result.detail, result
+
+
+def _eks_stub(groups: dict):
+    """An EKS client answering describe_nodegroup from `groups` (Stubber: moto's EKS needs a cluster)."""
+    import botocore.session
+    from botocore.stub import Stubber
+
+    client = botocore.session.get_session().create_client("eks", region_name=REGION, aws_access_key_id="t",
+                                                          aws_secret_access_key="t")
+    stub = Stubber(client)
+    for name, ng in groups.items():
+        params = {"clusterName": f"llm-fleet-{STACK}", "nodegroupName": name}
+        if ng is None:
+            stub.add_client_error("describe_nodegroup", "ResourceNotFoundException", expected_params=params)
+        else:
+            stub.add_response("describe_nodegroup", {"nodegroup": {"nodegroupName": name, **ng}}, params)
+    stub.activate()
+    return client, stub
+
+
+def test_capacity_block_groups_are_upgraded_at_zero_nodes(inputs):
+    """EKS user guide, "Create a managed node group with Capacity Blocks for ML": upgrades want
+    desired size 0. A pending version change on a group that still runs nodes fails, naming the
+    command that scales it down; one at 0 nodes, or without a change, passes."""
+    cb = dataclasses.replace(inputs, capacity_type="capacity-block", kubernetes_version="1.35", gpu_node_groups={
+        "us-west-2a": "g-a", "us-west-2b": "g-b", "us-west-2c": "g-c"})
+    client, stub = _eks_stub({
+        "g-a": {"version": "1.34", "scalingConfig": {"minSize": 2, "desiredSize": 2, "maxSize": 3}},
+        "g-b": {"version": "1.34", "scalingConfig": {"minSize": 0, "desiredSize": 0, "maxSize": 3}},
+        "g-c": {"version": "1.35", "scalingConfig": {"minSize": 2, "desiredSize": 2, "maxSize": 3}},
+    })
+    result = checks.capacity_block_upgrade(cb, client)
+    stub.assert_no_pending_responses()
+    assert result.status == "fail" and "g-a (us-west-2a) runs 2 node(s)" in result.detail
+    assert "--scaling-config minSize=0,desiredSize=0,maxSize=3" in result.detail and "g-b" not in result.detail
+    client, _ = _eks_stub({"g-a": None, "g-b": {"version": "1.35", "scalingConfig": {"desiredSize": 1}},
+                           "g-c": {"version": "1.34", "scalingConfig": {"desiredSize": 0}}})
+    ok = checks.capacity_block_upgrade(cb, client)
+    assert ok.status == "pass" and "g-a: not created yet" in ok.detail and "upgrade at 0 nodes" in ok.detail
+
+
+def test_capacity_block_group_names_are_the_fixed_ones(tmp_path):
+    project = _project(tmp_path, capacity_type="capacity-block", instance_usd_per_hour={"p5.48xlarge": 31.46})
+    inp = preflight_inputs(STACK, project)
+    assert inp.gpu_node_groups == {az: f"llm-fleet-{STACK}-gpu-{az}" for az in CR}
+
+
+def test_a_missing_image_fails_and_names_the_mirror_step(moto_endpoint, world, inputs):
+    ecr = world["ecr"]
+    ecr.batch_delete_image(repositoryName="nvcr/nvidia/k8s-device-plugin", imageIds=[{"imageTag": "v0.20.0"}])
+    result = checks.ecr_images(inputs, ecr)
+    assert result.status == "fail" and "nvcr/nvidia/k8s-device-plugin:v0.20.0" in result.detail
+    assert f"python -m infra images --stack {STACK} --script | bash" in result.detail
+    ecr.delete_repository(repositoryName="quay/prometheus/prometheus", force=True)
+    assert "quay/prometheus/prometheus:(chart tag)" in checks.ecr_images(inputs, ecr).detail
+
+
+def test_images_before_the_first_deploy_are_skipped(inputs):
+    result = checks.ecr_images(dataclasses.replace(inputs, first_deploy=True), ecr=None)
+    assert result.status == "skip" and "mirror step" in result.detail

@@ -87,8 +87,8 @@ def cluster_args_defaults() -> dict[str, Any]:
 
     d = config_defaults(ClusterConfig)
     keys = ("endpoint_public_access", "public_access_cidrs", "system_node_instance_type", "system_node_count",
-            "admin_principal_arns", "log_retention_days", "deletion_protection")
-    return {k: d[k] for k in keys}
+            "admin_principal_arns", "log_retention_days", "deletion_protection", "upgrade_policy")
+    return {**{k: d[k] for k in keys}, "deployer_principal_arn": d["deployer_principal_arn"]}
 
 
 def gpu_args_defaults() -> dict[str, Any]:
@@ -97,6 +97,8 @@ def gpu_args_defaults() -> dict[str, Any]:
 
     g = config_defaults(GpuNodesConfig)
     return dict(warm_pool_state=g["warm_pool_state"], capacity_type=config_defaults(FleetOptions)["capacity_type"],
-                capacity_reservation_id=None, root_volume_gib=g["root_volume_gib"],
+                capacity_reservation_id=None, capacity_reservation_resource_group_arn=None,
+                create_placement_group=bool(g["cluster_placement_group"]), placement_group_name=None,
+                root_volume_gib=g["root_volume_gib"],
                 kubernetes_version=config_defaults(ClusterConfig)["kubernetes_version"],
                 ami_release_version=g["ami_release_version"], max_unavailable=g["max_unavailable"])

@@ -25,19 +25,24 @@ KEY_INPUTS = {
     "aws:ec2/placementGroup:PlacementGroup": ["strategy"],
     "aws:ec2/launchTemplate:LaunchTemplate": [
         "metadataOptions.httpTokens", "metadataOptions.httpPutResponseHopLimit", "blockDeviceMappings.0.ebs",
-        "#networkInterfaces", "placement", "instanceMarketOptions", "capacityReservationSpecification",
+        "#networkInterfaces", "placement", "instanceType", "instanceMarketOptions", "capacityReservationSpecification",
     ],
     "aws:eks/cluster:Cluster": [
         "name", "version", "vpcConfig.endpointPrivateAccess", "vpcConfig.endpointPublicAccess",
         "enabledClusterLogTypes", "encryptionConfig.resources", "accessConfig", "upgradePolicy", "deletionProtection",
     ],
     "aws:eks/nodeGroup:NodeGroup": [
-        "nodeGroupName", "amiType", "instanceTypes", "capacityType", "scalingConfig", "warmPoolConfig", "taints",
-        "labels", "#subnetIds",
+        "nodeGroupName", "nodeGroupNamePrefix", "version", "amiType", "instanceTypes", "capacityType", "scalingConfig",
+        "warmPoolConfig", "taints", "labels", "#subnetIds", "nodeRepairConfig",
     ],
-    "aws:eks/addon:Addon": ["addonName", "resolveConflictsOnCreate"],
+    "aws:eks/addon:Addon": ["addonName", "resolveConflictsOnCreate", "podIdentityAssociations.0.serviceAccount"],
+    "aws:eks/accessEntry:AccessEntry": ["principalArn", "type"],
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": ["policyArn", "accessScope"],
     "aws:eks/podIdentityAssociation:PodIdentityAssociation": ["namespace", "serviceAccount"],
     "aws:kms/key:Key": ["enableKeyRotation", "deletionWindowInDays"],
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": ["ecrRepositoryPrefix", "upstreamRegistryUrl"],
+    "aws:ecr/repository:Repository": ["name", "imageTagMutability", "forceDelete"],
+    "aws:secretsmanager/secret:Secret": ["namePrefix"],
     "aws:kms/alias:Alias": ["name"],
     "aws:iam/role:Role": ["assumeRolePolicy"],
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ["policyArn"],
@@ -79,6 +84,7 @@ def inventory(run) -> list[dict]:
         parent = urns.get(r.parent)
         key = {p: v for p in KEY_INPUTS.get(r.type, []) if (v := _get(r.inputs, p)) is not None}
         rows.append({
+            "project": r.project,
             "type": r.type,
             "name": r.name,
             "az": run.az_of(r),

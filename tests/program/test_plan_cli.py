@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from decimal import Decimal
 import subprocess
 import sys
 
@@ -11,17 +12,29 @@ import pytest
 
 from infra.cli import main
 from infra.core.config import load_stack_config
-from infra.cli.plan import short_type, write_json_atomic
+from infra.cli.output import emit_json
+from infra.cli.plan import short_type
+from tests.money_rule import assert_money_rule
 from infra.core.paths import REPO_ROOT as PROJECT_DIR
 from infra.program.offline import normalize, region_azs
 
+VERDICT = {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]}
 PLAN_SCHEMA = {
     "type": "object",
-    "required": ["stack", "region", "plan", "resources", "cost", "policy"],
+    "required": ["stack", "region", "plan", "resources", "projects", "cost", "policy"],
     "additionalProperties": False,
     "properties": {
         "cost": {"type": "object"},
-        "policy": {"type": "object", "required": ["passed", "mandatory", "advisory", "violations"]},
+        "policy": VERDICT,
+        "projects": {
+            "type": "object",
+            "required": ["llm-fleet", "llm-fleet-workloads"],
+            "additionalProperties": {
+                "type": "object", "required": ["resources", "outputs", "policy", "cost"], "additionalProperties": False,
+                "properties": {"resources": {"type": "integer", "minimum": 1}, "outputs": {"type": "object"},
+                               "policy": VERDICT, "cost": {"type": "object", "required": ["usd_per_month"]}},
+            },
+        },
         "stack": {"type": "string"},
         "region": {"type": "string"},
         "plan": {"type": "object", "required": ["instance_type", "nodes_per_az", "warm_spares_per_az", "cost"]},
@@ -33,7 +46,7 @@ PLAN_SCHEMA = {
                 "required": ["urn", "type", "name", "parent", "inputs"],
                 "additionalProperties": False,
                 "properties": {
-                    "urn": {"type": "string", "pattern": "^urn:pulumi:"},
+                    "urn": {"type": "string", "pattern": "^urn:pulumi:[^:]+::llm-fleet(-workloads)?::"},
                     "type": {"type": "string"},
                     "name": {"type": "string"},
                     "parent": {"type": ["string", "null"]},
@@ -68,6 +81,7 @@ def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, PLAN_SCHEMA)
     assert [v["policy"] for v in doc["policy"]["violations"]] == PROD_VIOLATIONS
+    assert_money_rule(doc)  # plan.cost and cost: money as decimal strings
     assert doc["stack"] == "prod" and doc["region"] == "us-east-1"
     assert doc["plan"] == json.loads(json.dumps(_size().to_dict()))  # the plan as `size` issues it
     types = {r["type"] for r in doc["resources"]}
@@ -88,7 +102,9 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
     assert "instance type     p5.48xlarge" in out
     assert "GPU nodes per AZ  min" in out and "warm spare" in out
     assert "aws:eks:NodeGroup" in out and "us-east-1c" in out
-    assert "kubeconfig              [secret]" in out
+    assert "kubeconfig                [secret]" in out
+    assert "Project llm-fleet (the AWS base" in out and "Project llm-fleet-workloads (in-cluster" in out
+    assert "policy per project" in out
     assert json.loads(target.read_text())["stack"] == "prod"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temp file left behind
 
@@ -105,7 +121,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     target = tmp_path / "plan.json"
     target.write_text('{"old": true}')
     with pytest.raises(TypeError):
-        write_json_atomic(target, {"bad": object.__new__(type("X", (), {"__str__": None}))})
+        emit_json(str(target), {"bad": object.__new__(type("X", (), {"__str__": None}))})
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 
@@ -176,3 +192,62 @@ def test_lean_aws_imports_resolve_to_the_real_classes():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_a_failed_plan_writes_its_failure_as_json(tmp_path, capsys):
+    """Issue 14: a failed plan left no JSON, which the PR preview read as a removed stack. A stack
+    without its policies/config.<stack>.json fails as the real preview would, before the program runs."""
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    shutil.copy(PROJECT_DIR / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod.yaml")
+    target = tmp_path / "prod.json"
+    assert main(["plan", "--stack", "prod", "--project-dir", str(tmp_path), "--json", str(target)]) == 2
+    doc = json.loads(target.read_text())
+    assert doc["stack"] == "prod" and doc["exit_code"] == 2
+    assert "policies/config.prod.json is missing" in doc["error"]
+    assert "policies/config.prod.json is missing" in capsys.readouterr().err
+    assert main(["plan", "--stack", "prod", "--project-dir", str(tmp_path), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["exit_code"] == 2  # bare --json: the failure on stdout
+
+
+def test_both_projects_in_one_document_with_one_combined_gate(prod_run, capsys, monkeypatch):
+    """Every URN names its project; the combined gate covers both; each project carries what its
+    own preview would report; the whole-stack numbers equal the single-project figures of before
+    (the split moved resources between projects, it added no priced one)."""
+    import infra.program.offline
+    from infra.core.cost import cost_of_plan
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == PROD_EXIT
+    doc = json.loads(capsys.readouterr().out)
+    by_project = {}
+    for r in doc["resources"]:
+        by_project.setdefault(r["urn"].split("::")[1], []).append(r)
+    assert {p: len(rs) for p, rs in by_project.items()} == {p: v["resources"] for p, v in doc["projects"].items()}
+    assert not [r for r in by_project["llm-fleet"] if r["type"].startswith("kubernetes:")]
+    # The GPU fleet is the base's: its worst case is over prod's budget (README), the workloads pass.
+    assert [v["policy"] for v in doc["policy"]["violations"]] == PROD_VIOLATIONS
+    assert {p: v["policy"]["passed"] for p, v in doc["projects"].items()} == {"llm-fleet": False,
+                                                                            "llm-fleet-workloads": True}
+    assert cost_of_plan(doc).to_dict()["scenarios"] == doc["cost"]["scenarios"]
+    base, work = (doc["projects"][p]["cost"]["usd_per_month"] for p in ("llm-fleet", "llm-fleet-workloads"))
+    # The base holds the GPU fleet; the workloads only what the gateway's NLB costs.
+    assert Decimal(base["worst"]) > 100 * Decimal(work["worst"]) > 0
+
+
+@pytest.mark.parametrize("project, name, code", [("base", "llm-fleet", PROD_EXIT), ("workloads", "llm-fleet-workloads", 0)])
+def test_one_project_as_its_own_preview_sees_it(prod_run, capsys, monkeypatch, project, name, code):
+    import infra.program.offline
+    from infra.core.cost import cost_of_document
+    from infra.core.graph import graph_of
+
+    monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
+    assert main(["plan", "--stack", "prod", "--project", project, "--json", "-"]) == code
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["project"] == name and "plan" not in doc and "projects" not in doc
+    assert {r["urn"].split("::")[1] for r in doc["resources"]} == {name}
+    # Re-read (what cost-diff does), the document prices to the cost it carries: nothing synthesised.
+    again = cost_of_document(graph_of(doc)).to_dict()
+    assert again["scenarios"] == doc["cost"]["scenarios"]
+    assert main(["plan", "--stack", "prod", "--project", project]) == code
+    out = capsys.readouterr().out
+    assert f"Project {name} (" in out and out.count("Project llm-fleet") == 1

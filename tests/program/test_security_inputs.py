@@ -55,20 +55,90 @@ def test_cluster_logs_all_five_types_and_access_entries(prod_run):
     assert log_group["retentionInDays"] == 90
 
 
-def test_named_admins_replace_the_creator_bootstrap():
+DEPLOYER = "arn:aws:iam::123456789012:role/llm-fleet-deployer"  # the mocks' caller identity, as an IAM role
+
+
+def _cluster_children(run, typ: str) -> list:
+    """The resources of `typ` the Cluster component registers (the in-VPC deployer has its own)."""
+    cluster = run.one("llm-fleet:cluster:Cluster", "cluster").urn
+    return [r for r in run.of_type(typ) if r.parent == cluster]
+
+
+def _entries(run) -> dict[str, str]:
+    return {r.inputs["principalArn"]: r.name for r in _cluster_children(run, "aws:eks/accessEntry:AccessEntry")}
+
+
+def test_the_deployer_gets_an_explicit_admin_entry_and_the_creator_flag_is_always_false(prod_run):
+    """`bootstrap_cluster_creator_admin_permissions` is ForceNew (terraform-provider-aws
+    internal/service/eks/cluster.go: access_config.bootstrap_cluster_creator_admin_permissions,
+    ForceNew: true; EKS API CreateCluster only): it is fixed at false, and the deployer is an
+    explicit access entry with AmazonEKSClusterAdminPolicy (EKS user guide, "Grant IAM users and
+    roles access to Kubernetes APIs")."""
+    assert prod_run.one(CLUSTER, "cluster").inputs["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
+    assert set(_entries(prod_run)) == {DEPLOYER}
+    (assoc,) = _cluster_children(prod_run, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert assoc.inputs["policyArn"].endswith("AmazonEKSClusterAdminPolicy") and assoc.inputs["accessScope"] == {"type": "cluster"}
+    # Exported for the workloads project, whose provider acts as the deployer (the base releases
+    # its kubeconfig only once this association exists).
+    assert prod_run.projects["llm-fleet"].outputs["cluster_deployer_access"] == assoc.id
+
+
+def test_adding_admins_replaces_nothing(prod_run):
     admin = "arn:aws:iam::123456789012:role/platform-admin"
-    run = run_variant(cluster__admin_principal_arns=[admin])
-    assert run.one(CLUSTER, "cluster").inputs["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False
-    entry = run.one("aws:eks/accessEntry:AccessEntry", "cluster-admin-0").inputs
-    assert entry["principalArn"] == admin
-    assoc = run.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation", "cluster-admin-0-policy").inputs
-    assert assoc["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
-    assert assoc["accessScope"] == {"type": "cluster"}
+    run = run_variant(cluster__admin_principal_arns=[admin, DEPLOYER])
+    assert run.one(CLUSTER, "cluster").inputs == prod_run.one(CLUSTER, "cluster").inputs
+    entries = _entries(run)
+    assert set(entries) == {admin, DEPLOYER}  # the deployer listed as an admin too: one entry
+    assert entries[DEPLOYER] == _entries(prod_run)[DEPLOYER]  # same resource: not replaced
+    assocs = {r.inputs["principalArn"] for r in _cluster_children(run, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
+    assert assocs == {admin, DEPLOYER}
 
 
-def test_core_addons_and_pod_identity_agent(prod_run):
-    names = {r.inputs["addonName"] for r in prod_run.of_type("aws:eks/addon:Addon")}
-    assert names == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent"}
+def test_a_deployer_role_with_a_path_is_named_in_config():
+    role = "arn:aws:iam::123456789012:role/ci/llm-fleet-deployer"
+    run = run_variant(cluster__deployer_principal_arn=role)
+    assert set(_entries(run)) == {role}
+
+
+def test_core_addons_node_monitoring_and_ebs_csi(prod_run):
+    addons = {r.inputs["addonName"]: r for r in prod_run.of_type("aws:eks/addon:Addon")}
+    assert set(addons) == {"vpc-cni", "kube-proxy", "coredns", "eks-pod-identity-agent", "eks-node-monitoring-agent",
+                           "aws-ebs-csi-driver"}
+    system = prod_run.one("aws:eks/nodeGroup:NodeGroup", "cluster-system").urn
+    for name in ("coredns", "eks-node-monitoring-agent", "aws-ebs-csi-driver"):
+        assert system in addons[name].depends_on, name  # they need somewhere to run
+    (assoc,) = addons["aws-ebs-csi-driver"].inputs["podIdentityAssociations"]
+    role = prod_run.one(ROLE, "cluster-ebs-csi-role")
+    assert assoc["serviceAccount"] == "ebs-csi-controller-sa"
+    assert assoc["roleArn"] == f"arn:aws:iam::123456789012:role/{role.id}"
+    (stmt,) = _policy(role.inputs["assumeRolePolicy"])["Statement"]
+    assert stmt["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert stmt["Condition"]["ArnEquals"] == {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/llm-fleet-prod"}
+    attached = {r.inputs["policyArn"] for r in prod_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if r.name == "cluster-ebs-csi-role-policy"}
+    assert attached == {"arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"}
+
+
+def test_every_node_group_has_auto_repair_and_follows_the_cluster_version(prod_run):
+    """Node auto repair acts on the node monitoring agent's conditions (EKS user guide, "Enable
+    node auto repair and investigate node health issues"); node groups name the cluster's
+    Kubernetes version so a control-plane upgrade is followed by theirs."""
+    version = prod_run.one(CLUSTER, "cluster").inputs["version"]
+    for ng in prod_run.of_type("aws:eks/nodeGroup:NodeGroup"):
+        assert ng.inputs["nodeRepairConfig"] == {"enabled": True}, ng.name
+        assert ng.inputs["version"] == version, ng.name
+
+
+def test_node_groups_wait_for_the_node_roles_policies_and_the_cni(prod_run):
+    """Nodes join only with the node role's managed policies and the VPC CNI in place (EKS user
+    guide, "Amazon EKS node IAM role"); depending on them also orders destroy: node groups go
+    first, so a destroy never strips the policies from running nodes and then hangs."""
+    attachments = {r.urn for r in prod_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                   if r.name.startswith("cluster-node-role-")}
+    cni = prod_run.one("aws:eks/addon:Addon", "cluster-addon-vpc-cni").urn
+    assert len(attachments) == 4
+    for ng in prod_run.of_type("aws:eks/nodeGroup:NodeGroup"):
+        assert attachments | {cni} <= set(ng.depends_on), ng.name
 
 
 def test_system_node_group_is_general_purpose_and_sized_from_config(prod_run):
@@ -97,7 +167,7 @@ def test_every_launch_template_requires_imdsv2_with_one_hop_and_encrypted_gp3(pr
         assert bdm["ebs"]["volumeType"] == "gp3", lt.name
 
 
-def test_gpu_launch_template_efa_placement_and_no_public_ip(prod_run):
+def test_gpu_launch_template_efa_interfaces_and_no_public_ip(prod_run):
     lt = prod_run.one(LAUNCH_TEMPLATE, "gpu-us-east-1a-lt").inputs
     nics = lt["networkInterfaces"]
     assert len(nics) == 32  # p5.48xlarge: 32 EFA-capable network cards
@@ -109,9 +179,37 @@ def test_gpu_launch_template_efa_placement_and_no_public_ip(prod_run):
         assert nic["associatePublicIpAddress"] == "false"
         # the EFA group (self-referencing) and the EKS cluster security group
         assert len(nic["securityGroups"]) == 2 and nic["securityGroups"] == nics[0]["securityGroups"]
-    assert lt["placement"]["groupName"].startswith("gpu-us-east-1a-pg")
-    pg = prod_run.one("aws:ec2/placementGroup:PlacementGroup", "gpu-us-east-1a-pg").inputs
-    assert pg["strategy"] == "cluster"
+
+
+def test_no_placement_group_when_every_engine_fits_in_one_node(prod_run):
+    """TP inside one node needs no cluster placement group (EFA does not require one: EC2 user
+    guide, "Elastic Fabric Adapter"), and a cluster group raises insufficient-capacity errors
+    for the whole group at once (EC2 user guide, "Placement groups": "If you receive a capacity
+    error when launching an instance in a placement group that already has running instances,
+    stop and start all of the instances")."""
+    assert prod_run.plan.tensor_parallel <= prod_run.plan.gpus_per_node
+    assert prod_run.of_type("aws:ec2/placementGroup:PlacementGroup") == []
+    assert all("placement" not in lt.inputs for lt in prod_run.of_type(LAUNCH_TEMPLATE))
+
+
+def test_placement_group_when_configured():
+    run = run_variant(gpu_nodes__cluster_placement_group=True)
+    for az in ("us-east-1a", "us-east-1b", "us-east-1c"):
+        pg = run.one("aws:ec2/placementGroup:PlacementGroup", f"gpu-{az}-pg")
+        assert pg.inputs["strategy"] == "cluster" and "name" not in pg.inputs  # generated name
+        assert run.one(LAUNCH_TEMPLATE, f"gpu-{az}-lt").inputs["placement"] == {"groupName": pg.id}
+
+
+def test_an_existing_placement_group_named_in_config_is_used_not_created():
+    """A capacity reservation can be bound to a cluster placement group created beforehand (EC2
+    user guide, "Capacity Reservations in cluster placement groups"): the launch template names
+    that group, and the stack neither creates nor deletes it."""
+    azs = ["us-east-1a", "us-east-1b", "us-east-1c"]
+    names = {az: f"p5-block-{az}" for az in azs}
+    run = run_variant(network__availability_zones=azs, gpu_nodes__placement_group_names=names)
+    assert run.of_type("aws:ec2/placementGroup:PlacementGroup") == []
+    for az in azs:
+        assert run.one(LAUNCH_TEMPLATE, f"gpu-{az}-lt").inputs["placement"] == {"groupName": names[az]}
 
 
 def test_gpu_user_data_is_mime_nodeconfig_with_raid0_and_no_secrets(prod_run):
@@ -146,6 +244,7 @@ def test_efa_security_group_admits_only_itself(prod_run):
     rules = prod_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule") + prod_run.of_type(
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
     )
+    rules = [r for r in rules if r.name.startswith("network-")]  # the deployer's: tests/program/test_deployer.py
     assert {r.name for r in rules} == {"network-efa-ingress-self", "network-efa-egress-self"}
     for rule in rules:
         assert rule.inputs["ipProtocol"] == "-1"
@@ -249,6 +348,7 @@ def test_every_taggable_aws_resource_carries_the_required_tags(prod_run):
         "aws:ec2/route:Route", "aws:ec2/routeTableAssociation:RouteTableAssociation", "aws:kms/alias:Alias",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/rolePolicy:RolePolicy",
         "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule",  # takes no tags
     }
     for r in prod_run.resources:
         if not r.type.startswith("aws:") or r.type in untaggable or (
@@ -258,3 +358,15 @@ def test_every_taggable_aws_resource_carries_the_required_tags(prod_run):
         tags = r.inputs.get("tags") or {}
         for key in ("environment", "cost-center", "owner"):
             assert key in tags, f"{r.type} {r.name} lacks tag {key}"
+
+
+def test_alertmanager_publishes_to_its_topics_only_through_pod_identity(prod_run):
+    role = prod_run.one(ROLE, "alerts-role")
+    (stmt,) = _policy(role.inputs["assumeRolePolicy"])["Statement"]
+    assert stmt["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert stmt["Condition"]["ArnEquals"] == {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/llm-fleet-prod"}
+    (allow,) = _policy(prod_run.one("aws:iam/rolePolicy:RolePolicy", "alerts-policy").inputs["policy"])["Statement"]
+    assert allow["Action"] == ["sns:Publish"]
+    assert allow["Resource"] == ["arn:aws:sns:us-east-1:123456789012:llm-fleet-prod-alerts"]
+    assoc = prod_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "alerts-alertmanager").inputs
+    assert (assoc["namespace"], assoc["serviceAccount"]) == ("monitoring", "alertmanager")

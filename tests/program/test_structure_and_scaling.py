@@ -10,34 +10,46 @@ from tests.program.support import (
     NAT, NODE_GROUP, SUBNET, gpu_args_defaults, gpu_node_groups, gpu_nodes_total, make_plan, run_variant,
 )
 
-STACK_URN = "urn:pulumi:prod::llm-fleet::pulumi:pulumi:Stack::llm-fleet-prod"
 COMPONENTS = {
-    "llm-fleet:network:Network": {"network"},
-    "llm-fleet:cluster:Cluster": {"cluster"},
-    "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
-    "llm-fleet:weights:WeightStore": {"weights"},
-    "llm-fleet:serving:Serving": {"serving"},
+    "llm-fleet": {
+        "llm-fleet:network:Network": {"network"},
+        "llm-fleet:cluster:Cluster": {"cluster"},
+        "llm-fleet:gpu:GpuNodeGroup": {"gpu-us-east-1a", "gpu-us-east-1b", "gpu-us-east-1c"},
+        "llm-fleet:weights:WeightStore": {"weights"},
+        "llm-fleet:serving:ClusterAutoscalerIdentity": {"cluster-autoscaler"},
+        "llm-fleet:deployer:Deployer": {"deployer"},
+        "llm-fleet:alerts:AlertPublisher": {"alerts"},
+        "llm-fleet:images:ImageRegistry": {"images"},
+    },
+    "llm-fleet-workloads": {"llm-fleet:serving:Serving": {"serving"}},
 }
+# Custom resources at the top of a project: the cluster-bound Kubernetes provider and the base's StackReference.
+TOP_LEVEL = {"llm-fleet": set(), "llm-fleet-workloads": {"pulumi:providers:kubernetes", "pulumi:pulumi:StackReference"}}
 
 
-def test_components_are_top_level_and_every_resource_has_a_component_parent(prod_run):
-    urns = prod_run.by_urn()
-    found = {}
-    for r in prod_run.resources:
+@pytest.mark.parametrize("project", sorted(COMPONENTS))
+def test_components_are_top_level_and_every_resource_has_a_component_parent(prod_run, project):
+    stack_urn = f"urn:pulumi:prod::{project}::pulumi:pulumi:Stack::{project}-prod"
+    run = prod_run.project(project)
+    urns = run.by_urn()
+    found, top = {}, set()
+    for r in run.resources:
+        assert r.project == project, r.urn
         parent = urns.get(r.parent)
         if not r.custom:
-            if r.parent == STACK_URN:
+            if r.parent == stack_urn:
                 found.setdefault(r.type, set()).add(r.name)
             else:  # serving's concerns are components nested in Serving
                 assert r.type.startswith("llm-fleet:serving:") and parent is not None and not parent.custom, r.name
-        elif r.type.startswith("pulumi:providers:"):
-            assert r.parent == STACK_URN, r.name  # the cluster-bound Kubernetes provider
+        elif r.parent == stack_urn:
+            top.add(r.type)
         else:
             assert parent is not None and not parent.custom, f"{r.type} {r.name} is not parented to a component"
             assert r.type.startswith(("aws:", "kubernetes:")), r.type
             # children are named after their component, so names stay unique across instances
             assert r.name.startswith(parent.name), (r.name, parent.name)
-    assert found == COMPONENTS
+    assert found == COMPONENTS[project]
+    assert top == TOP_LEVEL[project]
 
 
 @pytest.mark.parametrize(
@@ -45,7 +57,7 @@ def test_components_are_top_level_and_every_resource_has_a_component_parent(prod
     [
         ("network", {"aws:ec2/vpc:Vpc", SUBNET, NAT, "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/securityGroup:SecurityGroup"}),
         ("cluster", {"aws:eks/cluster:Cluster", "aws:kms/key:Key", NODE_GROUP, "aws:eks/addon:Addon"}),
-        ("gpu-us-east-1a", {"aws:ec2/placementGroup:PlacementGroup", "aws:ec2/launchTemplate:LaunchTemplate", NODE_GROUP}),
+        ("gpu-us-east-1a", {"aws:ec2/launchTemplate:LaunchTemplate", NODE_GROUP}),
         ("weights", {"aws:s3/bucket:Bucket", "aws:iam/role:Role", "aws:eks/podIdentityAssociation:PodIdentityAssociation"}),
     ],
 )
@@ -67,7 +79,10 @@ def test_outputs(prod_run):
     assert kubeconfig["clusters"][0]["cluster"]["server"] == out["cluster_endpoint"]
     assert "token" not in json.dumps(kubeconfig["users"][0]["user"]).replace("get-token", "")  # no static credential
     assert out["weights_bucket"] == "llm-fleet-prod-weights-123456789012-us-east-1"
-    assert out["gpu_node_groups"] == {az: f"llm-fleet-prod-gpu-{az}" for az in ("us-east-1a", "us-east-1b", "us-east-1c")}
+    assert set(out["gpu_node_groups"]) == {"us-east-1a", "us-east-1b", "us-east-1c"}
+    # On-demand groups get a generated suffix (a replacement comes up beside the old group).
+    assert {ng.inputs["nodeGroupNamePrefix"] for ng in gpu_node_groups(prod_run)} == {
+        f"llm-fleet-prod-gpu-{az}-" for az in out["gpu_node_groups"]}
     assert out["availability_zones"] == ["us-east-1a", "us-east-1b", "us-east-1c"]
     plan = prod_run.plan
     assert out["fleet_plan"]["instance_type"] == plan.instance_type == "p5.48xlarge"
@@ -101,7 +116,7 @@ def test_two_azs_gives_two_of_everything_per_az(prod_run):
     assert [ng.name for ng in gpu_node_groups(two)] == ["gpu-us-east-1a", "gpu-us-east-1b"]
     assert len(two.of_type(SUBNET)) == 4 and len(prod_run.of_type(SUBNET)) == 6
     assert len(two.of_type(NAT)) == 2 and len(prod_run.of_type(NAT)) == 3
-    assert len(two.of_type("aws:ec2/placementGroup:PlacementGroup")) == 2
+    assert len(two.of_type("aws:eks/nodeGroup:NodeGroup")) == 3  # 2 GPU + system
     assert len(two.one("aws:eks/cluster:Cluster", "cluster").inputs["vpcConfig"]["subnetIds"]) == 2
     # with one of two AZs lost, each AZ must carry the whole load: more per AZ than with 3 AZs
     assert two.plan.replicas_per_az >= prod_run.plan.replicas_per_az
@@ -135,7 +150,8 @@ def test_named_reservation_is_on_demand_with_a_target():
 
 
 def test_region_is_carried_everywhere():
-    run = run_variant(aws_region="us-west-2", fleet__region="us-west-2")
+    run = run_variant(aws_region="us-west-2", fleet__region="us-west-2", ingress__tls_certificate_arn=(
+        "arn:aws:acm:us-west-2:123456789012:certificate/7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"))
     assert run.region == "us-west-2"
     assert run.outputs["availability_zones"] == ["us-west-2a", "us-west-2b", "us-west-2c"]
     assert run.outputs["weights_bucket"].endswith("-us-west-2")

@@ -18,6 +18,7 @@ from infra.core.rollout.spec import load_rollout_plan
 from infra.ops.rollout.state import LocalStateStore
 from rollout_support import REPO
 from tests.golden import check_golden
+from tests.money_rule import assert_money_rule
 
 GOLDEN = Path(__file__).parent / "golden" / "dry_run_prod.txt"
 PLAN_PATH = "stacks/prod.yaml"
@@ -68,7 +69,7 @@ def test_dry_run_golden(tmp_path):
 def test_dry_run_verdicts_and_exit_code(tmp_path):
     report, evaluator = _report(tmp_path)
     west, prod = report.stacks
-    assert west.cost.status == "pass" and west.cost.data["delta"] == "13567.56"
+    assert west.cost.status == "pass" and west.cost.data["delta_usd"] == "13567.56"
     assert prod.cost.status == "fail" and prod.cost.data["new_stack"] is True
     assert prod.policy.status == "fail" and west.policy.status == "pass"
     assert report.exit_code == 3  # a mandatory policy would fail
@@ -91,13 +92,15 @@ def test_dry_run_over_the_real_program_json(tmp_path, capsys):
                  "--state-dir", str(tmp_path), "--project-dir", str(REPO)])
     doc = json.loads(capsys.readouterr().out)
     assert code == doc["exit_code"]
+    assert_money_rule(doc)
     stacks = [s for w in doc["waves"] for s in w["stacks"]]
     assert [s["stack"] for s in stacks] == ["prod-us-west-2", "prod"]
     for s in stacks:
         assert s["error"] is None
         assert s["plan"]["instance_type"].startswith("p5")
         assert s["resources"] > 10
-        assert Decimal(s["gates"]["cost"]["data"]["after"]) > 0
+        assert Decimal(s["gates"]["cost"]["data"]["after_usd"]) > 0
         assert s["gates"]["policy"]["status"] in ("pass", "fail", "not-evaluated")
         assert s["sized_load"]["concurrent_requests"] == 200
+        assert s["traffic_share_pct"] in (40, 60) and s["budget_usd_per_month"] == "650000.00"
     assert not list(tmp_path.rglob("journal.json"))  # a dry run writes no journal

@@ -134,7 +134,7 @@ def test_cost_gate_compares_against_the_last_deployed_cost(harness):
     harness.cost.usd["west"] = Decimal("9800")  # +800 <= 1000
     journal = harness.run()
     assert journal.status == "completed"
-    assert journal.stacks["west"].cost["delta"] == "800.00"
+    assert journal.stacks["west"].cost["delta_usd"] == "800.00"
 
 
 def test_unknown_approval_is_refused(harness):
@@ -305,3 +305,55 @@ def test_journal_records_every_step_in_order(harness):
     assert steps == ["preflight", "preview", "gate-policy", "gate-cost", "up", "health"]
     doc = report.to_dict(journal)
     assert doc["exit_code"] == 0 and doc["stacks"]["west"]["status"] == "done"
+
+
+# --- issue 14: hints that work, and a journal that cannot be read ---------------------------
+
+STATE_FLAGS = ("--state-dir", "/tmp/my state", "--project-dir", "/srv/fleet")
+
+
+def test_every_resume_hint_repeats_the_flags_that_locate_the_journal(harness):
+    """Issue 14: the resume hint dropped --state-dir, so running it found no rollout."""
+    harness.workspace.fail[("east", "up")] = WorkspaceError("east: up failed: boom")
+    journal = harness.run(repeat_flags=STATE_FLAGS)
+    expected = "python -m infra rollout stacks/prod.yaml --resume --state-dir '/tmp/my state' --project-dir /srv/fleet"
+    assert expected in report.render_text(journal, "stacks/prod.yaml", STATE_FLAGS)
+    with pytest.raises(UserError) as exc:
+        harness.run(repeat_flags=STATE_FLAGS)
+    assert expected in str(exc.value) and "--restart --state-dir '/tmp/my state' --project-dir /srv/fleet" in str(exc.value)
+
+
+def test_the_cost_gate_hint_repeats_the_flags_too(harness):
+    from decimal import Decimal
+
+    harness.cost.usd["west"] = Decimal("999999")
+    journal = harness.run(repeat_flags=STATE_FLAGS)
+    assert ("--resume --approve-cost west --state-dir '/tmp/my state' --project-dir /srv/fleet"
+            in journal.halted.reason)
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"version": 1}', '{"rollout_id": "../../etc/x"}'])
+def test_restart_moves_an_unreadable_journal_aside(harness, text):
+    """Issue 14: `--restart` could not get past a corrupt journal (every read refused it)."""
+    harness.store.root.mkdir(parents=True, exist_ok=True)
+    harness.store.journal_path.write_text(text)
+    with pytest.raises(UserError, match="--restart` moves it aside"):
+        harness.run()
+    journal = harness.run(restart=True)
+    assert journal.status == "completed"
+    aside = list((harness.store.root / "history").glob("unreadable-journal-*.json"))
+    assert len(aside) == 1 and aside[0].read_text() == text  # kept as it was, for a post-mortem
+    assert "moved the unreadable journal aside" in harness.out.getvalue()
+
+
+def test_a_journal_that_validates_but_lacks_a_wave_is_refused_not_a_keyerror(harness):
+    """Issue 14: a journal with the plan's structure digest but no record of a wave gave a KeyError."""
+    harness.workspace.fail[("west", "up")] = WorkspaceError("boom")
+    harness.run()
+    doc = harness.store.read_journal()
+    del doc["waves"]["main"]
+    harness.store.write_journal(doc)
+    with pytest.raises(UserError, match="does not match its own waves: no record of wave.s. main"):
+        harness.run(resume=True)
+    del harness.workspace.fail[("west", "up")]
+    assert harness.run(restart=True).status == "completed"

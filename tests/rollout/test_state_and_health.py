@@ -12,7 +12,7 @@ import yaml
 import pytest
 
 from infra.ops.rollout import automation
-from infra.core.errors import RolloutLockedError, WorkspaceError
+from infra.core.errors import RolloutLockedError, UserError, WorkspaceError
 from infra.ops.rollout.health import GateHealthChecker, parse_prometheus
 from infra.ops.rollout.s3state import S3StateStore
 from infra.core.rollout.spec import HealthGate
@@ -83,6 +83,19 @@ def test_s3_store_runs_a_whole_rollout(s3_store, tmp_path):
     assert h.workspace.ops("up") == ["east", "east2"]
     assert h.store.read_journal() is None
     assert h.store.read_deployed("west")["cost"] == {"worst": "500.00"}
+
+
+def test_s3_restart_moves_an_unreadable_journal_aside(s3_store, tmp_path):
+    """Issue 14: `--restart` could not get past a corrupt journal (here: in the S3 store)."""
+    h = Harness(tmp_path)
+    h.store = s3_store()
+    h.store.s3.put_object(Bucket=h.store.bucket, Key=h.store._key("journal.json"), Body=b"[1, 2]")
+    with pytest.raises(UserError, match="not a JSON object"):
+        h.run()
+    assert h.run(restart=True).status == "completed"
+    kept = h.store.s3.list_objects_v2(Bucket=h.store.bucket, Prefix=h.store._key("history/unreadable-journal-"))
+    [obj] = kept["Contents"]
+    assert h.store.s3.get_object(Bucket=h.store.bucket, Key=obj["Key"])["Body"].read() == b"[1, 2]"
 
 
 # --- health --------------------------------------------------------------------------------
@@ -214,6 +227,11 @@ class _FakeAutoStack:
     def outputs(self):
         return {"availability_zones": types.SimpleNamespace(value=["us-east-1a"])}
 
+    def destroy(self, **kwargs):
+        self.calls.append(("destroy", kwargs))
+        if self.fail:
+            raise self.fail
+
 
 def _policy_event(level):
     pe = types.SimpleNamespace(policy_name="gpu-spend-cap", enforcement_level=level, resource_urn="urn:x",
@@ -318,3 +336,21 @@ def test_automation_passes_the_checked_pack_config_of_the_stack(monkeypatch):
     assert captured["doc"]["gpu-spend-cap"]["region"] == "us-west-2"
     budget = yaml.safe_load((REPO / "Pulumi.prod-us-west-2.yaml").read_text())["config"]["llm-fleet:budget"]["monthly_usd"]
     assert captured["doc"]["gpu-spend-cap"]["monthly_budget_usd"] == budget
+
+
+def test_automation_up_excludes_continues_and_runs_the_pack(fake_auto, tmp_path):
+    """`deploy`'s passes: `pulumi up --exclude URN... --exclude-dependents`, `--continue-on-error`,
+    and the policy pack on every up; policy packs resolve against the repository root."""
+    made, _ = fake_auto
+    ws = automation.AutomationWorkspace(tmp_path / "workloads", repo_dir=tmp_path, up_policy_packs=["policies"])
+    made["stack"] = _FakeAutoStack()
+    ws.up("prod", on_output=lambda s: None, exclude=["urn:a", "urn:b"])
+    ws.up("prod", on_output=lambda s: None, continue_on_error=True)
+    first, second = (call[1] for call in made["stack"].calls)
+    assert first["exclude"] == ["urn:a", "urn:b"] and first["exclude_dependents"] is True
+    assert "continue_on_error" not in first and second["continue_on_error"] is True and "exclude" not in second
+    assert first["policy_packs"] == [str(tmp_path / "policies")]
+    assert first["policy_pack_configs"] == [str(tmp_path / "policies" / "config.prod.json")]
+    assert made["args"] == ("prod", str(tmp_path / "workloads"))
+    ws.destroy("prod", on_output=lambda s: None)
+    assert made["stack"].calls[-1][0] == "destroy"

@@ -36,10 +36,12 @@ class Registered:
         """helm.v3.Release records by release name."""
         return {r.inputs["name"]: r for r in self.of_type("kubernetes:helm.sh/v3:Release")}
 
-    def custom(self, kind: str) -> ResourceRecord:
-        found = [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}")]
+    def custom(self, kind: str, name: str | None = None) -> ResourceRecord:
+        """The one Kubernetes object of `kind` (named `name` when several share the kind)."""
+        found = [r for r in self.resources if r.type.startswith("kubernetes:") and r.type.endswith(f":{kind}")
+                 and (name is None or (r.inputs.get("metadata") or {}).get("name") == name)]
         if len(found) != 1:
-            raise KeyError(f"{kind}: found {[r.type for r in found]}")
+            raise KeyError(f"{kind} {name or ''}: found {[r.type for r in found]}")
         return found[0]
 
 

@@ -12,6 +12,9 @@ BUCKET = "llm-fleet-prod-weights-123456789012-us-east-1"
 ACCOUNT = "123456789012"
 CLUSTER = "llm-fleet-prod"
 CLUSTER_ARN = f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/{CLUSTER}"
+# What the base project exports for the autoscaler (its ClusterAutoscalerIdentity).
+AUTOSCALER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/cluster-autoscaler-role-0abc123"
+AUTOSCALER_ASSOCIATION = "a-0123456789abcdef0"
 TAGS = {"environment": "prod", "cost-center": "ml-platform", "owner": "sre-llm@example.com", "llm-fleet:stack": "prod"}
 
 
@@ -48,16 +51,15 @@ def spec_for(name: str) -> ServingSpec:
 
 def run_serving(spec: ServingSpec):
     """Register Serving for `spec` under the offline plan's mocks (see mockrun.py)."""
-    from infra.program.components.common import AwsContext
     from infra.program.serving import Serving, ServingArgs, kubernetes_provider
     from . import mockrun
 
     def build():
         provider = kubernetes_provider("k8s", "apiVersion: v1\nkind: Config\n")
         return Serving("serving", ServingArgs(
-            plan=spec.plan, config=spec.config, aws=AwsContext(ACCOUNT, spec.config.region),
-            k8s_provider=provider, cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
-            weights_bucket_name=spec.weights_bucket, tags=TAGS,
+            plan=spec.plan, config=spec.config, k8s_provider=provider, cluster_name=CLUSTER,
+            weights_bucket_name=spec.weights_bucket, autoscaler_role_arn=AUTOSCALER_ROLE_ARN,
+            autoscaler_association_id=AUTOSCALER_ASSOCIATION, tags=TAGS,
         ))
 
     return mockrun.run(build, region=spec.config.region)

@@ -11,7 +11,7 @@ from infra.core import metrics
 from infra.program.serving import autoscaling, observability, vllm, warm_pool
 from infra.program.serving.spec import ServingSpec
 
-from .support import ACCOUNT, CLUSTER, CLUSTER_ARN
+from .support import ACCOUNT, CLUSTER, CLUSTER_ARN, TAGS
 
 
 def test_scaled_object_matches_plan_and_chart(any_spec: ServingSpec):
@@ -96,7 +96,7 @@ def test_hpa_behaviour_is_paced_for_gpu_start_times(any_spec: ServingSpec):
 
 
 def test_cluster_autoscaler_values(prod_spec: ServingSpec):
-    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, "a-0123")
     args = values["extraArgs"]
     assert args["balance-similar-node-groups"] is True and args["expander"] == "least-waste"
     assert values["autoDiscovery"] == {"clusterName": CLUSTER}
@@ -106,7 +106,8 @@ def test_cluster_autoscaler_values(prod_spec: ServingSpec):
     assert args["balancing-ignore-label_1"] == "llm-fleet/az"
     # Placeholders must be able to trigger scale-ups.
     assert warm_pool.placeholder_priority_class(prod_spec)["value"] > args["expendable-pods-priority-cutoff"]
-    assert values["rbac"]["serviceAccount"]["name"] == prod_spec.defaults.autoscaler_service_account
+    assert values["rbac"]["serviceAccount"] == {"create": False, "name": prod_spec.defaults.autoscaler_service_account}
+    assert values["podAnnotations"] == {autoscaling.ASSOCIATION_ANNOTATION: "a-0123"}
 
 
 def test_autoscaler_policy_is_scoped():
@@ -129,19 +130,35 @@ def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
     rels = serving_run.releases()
     assert rels["keda"].inputs["version"] == "2.20.2"
     ca = rels["cluster-autoscaler"]
-    assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER)
+    association_id = ca.inputs["values"]["podAnnotations"][autoscaling.ASSOCIATION_ANNOTATION]
+    assert association_id.startswith("a-")
+    assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, association_id)
     so = serving_run.custom("ScaledObject")
     assert so.inputs["spec"] == autoscaling.scaled_object(prod_spec)["spec"]
     assert serving_run.depends_on(so, rels["keda"])  # the chart installs the CRD
-    assoc = serving_run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "-ca")
-    assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == ("kube-system", "cluster-autoscaler")
+    # The chart's AWS identity is the base project's (identities.py): nothing AWS here.
+    assert not [r for r in serving_run.resources if r.type.startswith("aws:")]
+
+
+def test_autoscaler_identity_is_pinned_to_the_charts_service_account(prod_spec: ServingSpec):
+    from infra.program.serving.identities import ClusterAutoscalerIdentity, ClusterAutoscalerIdentityArgs
+
+    from . import mockrun
+
+    d = prod_spec.defaults
+    run = mockrun.run(lambda: ClusterAutoscalerIdentity("cluster-autoscaler", ClusterAutoscalerIdentityArgs(
+        aws=AwsContext(ACCOUNT, "us-east-1"), cluster_name=CLUSTER, cluster_arn=CLUSTER_ARN,
+        namespace=d.autoscaler_namespace, service_account=d.autoscaler_service_account, tags=TAGS)))
+    assoc = run.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "cluster-autoscaler")
+    values = autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, "a-0123456789abcdef0")
+    assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) == (
+        d.autoscaler_namespace, values["rbac"]["serviceAccount"]["name"])
     assert assoc.inputs["clusterName"] == CLUSTER
-    role = serving_run.one("aws:iam/role:Role", "-ca-role")
+    role = run.one("aws:iam/role:Role", "-role")
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert trust["Condition"]["ArnEquals"]["aws:SourceArn"] == CLUSTER_ARN
-    assert serving_run.depends_on(ca, assoc)
-    policy = serving_run.one("aws:iam/rolePolicy:RolePolicy", "-ca-policy")
+    policy = run.one("aws:iam/rolePolicy:RolePolicy", "-policy")
     assert json.loads(policy.inputs["policy"]) == json.loads(autoscaling.autoscaler_policy(AwsContext(ACCOUNT, "us-east-1"), CLUSTER))
 
 

@@ -76,7 +76,7 @@ def test_namespaces_and_weights_tier(serving_run, prod_spec: ServingSpec):
     pod = ds.inputs["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == prod_spec.config.weights.hydrator_service_account
     assert pod["nodeSelector"] == {"llm-fleet/role": "gpu"}
-    sa = serving_run.one("kubernetes:core/v1:ServiceAccount")
+    sa = serving_run.one("kubernetes:core/v1:ServiceAccount", "-weights-sa")
     assert "annotations" not in sa.inputs["metadata"]  # Pod Identity, not IRSA
     assert ds.inputs["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from infra.program.serving import ingress
+from infra.core.config import load_stack_config
+from infra.program.serving import ingress, vllm
 from infra.program.serving.spec import ServingSpec
 
 from .support import TAGS, spec_for
@@ -40,21 +41,25 @@ def test_streaming_timeouts_outlast_the_longest_answer(any_spec: ServingSpec):
 def test_tls_listener_and_nlb(name):
     spec = spec_for(name)
     ing = spec.config.ingress
-    (listener,) = ingress.gateway(spec)["spec"]["listeners"]
+    listeners = ingress.gateway(spec)["spec"]["listeners"]
     ann = ingress.nlb_annotations(spec, TAGS)
     nlb = "service.beta.kubernetes.io/aws-load-balancer-"
-    assert listener["port"] == 443 and listener["hostname"] == ing.hostname
+    # The service's name and this region's own, on the one port the NLB forwards.
+    assert [(li["name"], li["hostname"]) for li in listeners] == [
+        (ingress.LISTENER_NAME, ing.hostname), (ingress.REGIONAL_LISTENER_NAME, spec.config.regional_hostname)]
     assert ann[f"{nlb}type"] == "nlb"
-    if ing.tls_certificate_arn:  # TLS ends at the NLB listener with the ACM certificate
-        assert listener["protocol"] == "HTTP" and "tls" not in listener
-        assert ann[f"{nlb}ssl-cert"] == ing.tls_certificate_arn
-        assert ann[f"{nlb}ssl-ports"] == "443"
-        assert ann[f"{nlb}ssl-negotiation-policy"].startswith("ELBSecurityPolicy-TLS13")
-    else:  # TLS ends at Envoy with the Kubernetes secret
-        assert listener["protocol"] == "HTTPS"
-        assert listener["tls"] == {"mode": "Terminate", "certificateRefs": [
-            {"group": "", "kind": "Secret", "name": ing.tls_secret_name}]}
-        assert not any(k.startswith(f"{nlb}ssl") for k in ann)
+    for listener in listeners:
+        assert listener["port"] == 443
+        if ing.tls_certificate_arn:  # TLS ends at the NLB listener with the ACM certificate
+            assert listener["protocol"] == "HTTP" and "tls" not in listener
+            assert ann[f"{nlb}ssl-cert"] == ing.tls_certificate_arn
+            assert ann[f"{nlb}ssl-ports"] == "443"
+            assert ann[f"{nlb}ssl-negotiation-policy"].startswith("ELBSecurityPolicy-TLS13")
+        else:  # TLS ends at Envoy with the Kubernetes secret
+            assert listener["protocol"] == "HTTPS"
+            assert listener["tls"] == {"mode": "Terminate", "certificateRefs": [
+                {"group": "", "kind": "Secret", "name": ing.tls_secret_name}]}
+            assert not any(k.startswith(f"{nlb}ssl") for k in ann)
     svc = ingress.envoy_proxy(spec, TAGS)["spec"]["provider"]["kubernetes"]["envoyService"]
     assert svc["loadBalancerSourceRanges"] == list(ing.allowed_source_cidrs)
     assert svc["type"] == "LoadBalancer" and svc["externalTrafficPolicy"] == "Local"
@@ -126,7 +131,65 @@ def test_registered_ingress(serving_run, prod_spec: ServingSpec):
     assert rel.inputs["chart"] == "oci://docker.io/envoyproxy/gateway-helm"
     assert rel.inputs["version"] == "v1.9.0" and "repositoryOpts" not in rel.inputs
     for obj in ingress.ingress_objects(prod_spec, TAGS):
-        record = serving_run.custom(obj["kind"])
+        record = serving_run.custom(obj["kind"], obj["metadata"]["name"])
         assert record.inputs["spec"] == obj["spec"]
         assert record.inputs["apiVersion"] == obj["apiVersion"]
         assert serving_run.depends_on(record, rel)  # CRDs first
+
+
+def _security_targets(objects: list[dict]) -> list[dict]:
+    return [t for o in objects if o["kind"] == "SecurityPolicy" for t in o["spec"]["targetRefs"]]
+
+
+def test_health_route_is_unauthenticated_and_answered_by_a_ready_engine(any_spec: ServingSpec):
+    """`GET /health` on both hostnames goes to the engine Service's own /health, with no JWT.
+
+    Envoy Gateway puts only Ready endpoints into Envoy's cluster (envoyproxy/gateway
+    internal/gatewayapi/route.go `getIREndpointsFromEndpointSlice`: `conditions.ready` true or
+    unset, or draining when not ready) and an engine is Ready only while its readiness probe on
+    the same path answers; so the route answers 200 when at least one engine is ready.
+    """
+    route = ingress.health_route(any_spec)
+    (rule,) = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "Exact", "value": "/health"}, "method": "GET"}]
+    assert rule["backendRefs"] == ingress.http_route(any_spec)["spec"]["rules"][0]["backendRefs"]
+    assert vllm.probes(any_spec)["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert route["spec"]["hostnames"] == [any_spec.config.regional_hostname, any_spec.config.ingress.hostname]
+    assert {p["sectionName"] for p in route["spec"]["parentRefs"]} == {ingress.LISTENER_NAME, ingress.REGIONAL_LISTENER_NAME}
+    objects = ingress.ingress_objects(any_spec, TAGS)
+    # JWT is attached to the OpenAI route only: never to this route, nor to the Gateway (which would cover it).
+    assert _security_targets(objects) == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                           "name": ingress.ROUTE_NAME}]
+    policy = ingress.health_traffic_policy(any_spec)["spec"]
+    assert policy["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                     "name": ingress.HEALTH_ROUTE_NAME}]
+    assert "connect-failure" in policy["retry"]["retryOn"]["triggers"]
+    assert "clientSelectors" not in policy["rateLimit"]["local"]["rules"][0]  # one bucket for every anonymous caller
+
+
+@pytest.mark.parametrize("stack", ["prod", "prod-us-west-2"])
+def test_rollout_health_gate_probes_the_unauthenticated_route_of_its_region(stack):
+    """The HTTP check of stacks/prod.yaml, filled for a region, names a host and path that an
+    HTTPRoute without JWT serves on that region's gateway."""
+    from urllib.parse import urlsplit
+
+    from infra.core.paths import REPO_ROOT
+    from infra.core.rollout.spec import fill, load_rollout_plan
+
+    from .support import make_spec
+
+    plan = load_rollout_plan(REPO_ROOT / "stacks" / "prod.yaml")
+    share = plan.region_of(stack)
+    (check,) = plan.gates.health.http
+    url = urlsplit(fill(check.url, stack=stack, region=share.region, environment=plan.environment))
+    spec = make_spec(load_stack_config(stack, REPO_ROOT), stack)
+    objects = ingress.ingress_objects(spec, TAGS)
+    unauthenticated = {t["name"] for t in _security_targets(objects)}
+    serving = [o for o in objects if o["kind"] == "HTTPRoute" and url.hostname in o["spec"]["hostnames"]
+               and o["metadata"]["name"] not in unauthenticated
+               and any(m["path"] == {"type": "Exact", "value": url.path} for r in o["spec"]["rules"] for m in r["matches"])]
+    assert [o["metadata"]["name"] for o in serving] == [ingress.HEALTH_ROUTE_NAME]
+    assert url.scheme == "https" and check.expect_status == 200
+    gateway = next(o for o in objects if o["kind"] == "Gateway")
+    assert url.hostname in {li["hostname"] for li in gateway["spec"]["listeners"]}
+    assert url.hostname == spec.config.regional_hostname != spec.config.ingress.hostname

@@ -98,3 +98,54 @@ def test_registered_observability(serving_run, prod_spec: ServingSpec):
     assert [r["alert"] for r in rules.inputs["spec"]["groups"][0]["rules"]] == list(_rules(prod_spec))
     for kind in ("PodMonitor", "ServiceMonitor", "PrometheusRule"):
         assert serving_run.depends_on(serving_run.custom(kind), rel)
+
+
+# --- storage and alert routing ------------------------------------------------------------------
+
+
+def test_prometheus_keeps_its_tsdb_on_an_encrypted_gp3_volume_sized_from_config(prod_spec: ServingSpec):
+    from tests.serving.schema_check import validate_k8s
+
+    o = prod_spec.config.observability
+    prom = observability.kube_prometheus_stack_values(prod_spec)["prometheus"]["prometheusSpec"]
+    assert prom["retention"] == f"{o.prometheus_retention_days}d" == "15d"
+    assert prom["retentionSize"] == f"{int(o.prometheus_volume_gib * 0.85)}GB" == "170GB"
+    claim = prom["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "200Gi"
+    assert claim["storageClassName"] == prod_spec.defaults.storage_class
+    # The claim template is a Kubernetes PersistentVolumeClaimSpec (strict, v1.33 OpenAPI).
+    assert validate_k8s(claim, "io.k8s.api.core.v1.PersistentVolumeClaimSpec") == []
+    sc = observability.storage_class(prod_spec)
+    assert sc["provisioner"] == "ebs.csi.aws.com" and sc["parameters"]["type"] == "gp3"
+    assert sc["parameters"]["encrypted"] == "true" and sc["volumeBindingMode"] == "WaitForFirstConsumer"
+
+
+def test_registered_storage_class_comes_before_the_chart(serving_run):
+    rel = serving_run.releases()["kps"]
+    (sc,) = serving_run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+    assert sc.inputs["provisioner"] == "ebs.csi.aws.com"
+    assert serving_run.depends_on(rel, sc)
+
+
+def test_alertmanager_routes_to_the_configured_receivers(prod_spec: ServingSpec):
+    am = observability.kube_prometheus_stack_values(prod_spec)["alertmanager"]
+    cfg = am["config"]
+    (sns,) = [r for r in cfg["receivers"] if r["name"] == "sre-oncall"]
+    assert sns["sns_configs"] == [{"topic_arn": "arn:aws:sns:us-east-1:123456789012:llm-fleet-prod-alerts",
+                                   "sigv4": {"region": "us-east-1"}, "send_resolved": True}]
+    assert cfg["route"]["receiver"] == "sre-oncall"
+    assert "null" not in {r["name"] for r in cfg["receivers"]}
+    watchdog, oncall = cfg["route"]["routes"]
+    assert watchdog["receiver"] == observability.SILENT_RECEIVER and "Watchdog" in watchdog["matchers"][0]
+    assert oncall == {"receiver": "sre-oncall", "matchers": ['severity=~"critical|warning"'], "continue": True}
+    # The service account the base's SNS publisher role is bound to.
+    assert am["serviceAccount"] == {"create": True, "name": prod_spec.defaults.alertmanager_service_account}
+
+
+def test_without_receivers_the_chart_default_stays(prod_spec: ServingSpec):
+    import dataclasses
+
+    cfg = prod_spec.config.model_copy(update={"observability": prod_spec.config.observability.model_copy(
+        update={"alert_receivers": None})})
+    spec = dataclasses.replace(prod_spec, config=cfg)
+    assert "config" not in observability.kube_prometheus_stack_values(spec)["alertmanager"]

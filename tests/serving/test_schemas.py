@@ -26,6 +26,8 @@ BUILDERS = {
     "security-policy": lambda s: ingress.security_policy(s),
     "backend-traffic-policy": lambda s: ingress.backend_traffic_policy(s),
     "client-traffic-policy": lambda s: ingress.client_traffic_policy(s),
+    "health-route": lambda s: ingress.health_route(s),
+    "health-traffic-policy": lambda s: ingress.health_traffic_policy(s),
     "pod-monitor": lambda s: observability.vllm_pod_monitor(s),
     "service-monitor": lambda s: observability.dcgm_service_monitor(s),
     "prometheus-rule": lambda s: observability.prometheus_rule(s),
@@ -116,6 +118,6 @@ def test_every_crd_kind_we_write_has_a_schema(serving_run):
     kinds = {r.type.rsplit(":", 1)[1] for r in serving_run.resources
              if r.type.startswith("kubernetes:") and r.custom and "/" in r.type.split(":")[1]
              and r.type.split(":")[1].split("/")[0].count(".") >= 1 and not r.type.startswith("kubernetes:helm.sh")}
-    builtin = {"Deployment", "DaemonSet", "DeploymentPatch", "PodDisruptionBudget", "PriorityClass"}
+    builtin = {"Deployment", "DaemonSet", "DeploymentPatch", "PodDisruptionBudget", "PriorityClass", "StorageClass"}
     assert kinds - builtin <= set(schema_check.crd_kinds()), kinds - builtin - set(schema_check.crd_kinds())
     assert Path(schema_check.K8S_SCHEMA_FILE).is_file()

@@ -134,16 +134,78 @@ def test_without_az_loss_the_fleet_is_smaller():
     assert flat.gpus_baseline <= n1.gpus_baseline
 
 
-def test_price_override_is_used_and_enables_p5e():
-    p = prefilter(make_spec(fleet__instance_types=["p5e.48xlarge"], fleet__price_usd_per_gpu_hour="3.00"))
+def test_price_override_is_per_instance_type_and_enables_p5e():
+    p = prefilter(make_spec(fleet__instance_types=["p5e.48xlarge", "p5.48xlarge"],
+                            fleet__instance_usd_per_hour={"p5e.48xlarge": "24.00"}))
     assert p.instance_type == "p5e.48xlarge"
-    assert p.cost.usd_per_gpu_hour == pytest.approx(3.0)
-    assert "override" in p.cost.price_source
+    assert p.cost.usd_per_node_hour == pytest.approx(24.0) and p.cost.usd_per_gpu_hour == pytest.approx(3.0)
+    assert "fleet.instance_usd_per_hour (override" in p.cost.price_source
+    # The other type keeps its catalog price: one override no longer reprices every type.
+    p5 = [a for a in p.alternatives if a.instance_type == "p5.48xlarge" and a.feasible]
+    assert p5 and all(a.usd_per_hour_baseline % 55.04 == pytest.approx(0, abs=1e-6) for a in p5)
 
 
 def test_unpriced_instance_without_override_fails_clearly():
-    with pytest.raises(InfeasibleError, match="price_usd_per_gpu_hour"):
+    with pytest.raises(InfeasibleError, match=r"no on-demand price for p5e.48xlarge .*fleet.instance_usd_per_hour"):
         size(make_spec(fleet__instance_types=["p5e.48xlarge"]))
+
+
+@pytest.mark.parametrize("capacity_type", ["on-demand", "capacity-block", "reservation"])
+def test_the_search_prices_the_capacity_type_the_stack_buys(capacity_type):
+    from infra.core.catalog.prices import load_price_book
+
+    row = load_price_book().capacity_price("us-east-1", "p5.48xlarge", capacity_type)
+    p = size(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type=capacity_type))
+    assert p.cost.usd_per_node_hour == pytest.approx(float(row.usd))
+    assert p.cost.price_source.endswith(f"{capacity_type} us-east-1")
+    assert p.cost.usd_per_hour_baseline == pytest.approx(float(row.usd) * p.nodes_per_az.desired * p.azs, abs=0.005)
+
+
+def test_capacity_blocks_are_priced_below_on_demand_and_unknown_blocks_are_refused():
+    block = size(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type="capacity-block"))
+    assert block.cost.usd_per_node_hour < 55.04
+    with pytest.raises(InfeasibleError, match=r"no capacity-block price for p5.4xlarge in us-east-1; set fleet.instance_usd_per_hour"):
+        size(make_spec(fleet__instance_types=["p5.4xlarge"], fleet__capacity_type="capacity-block",
+                       workload__e2e_p95_ms=None, workload__tpot_p95_ms=200, workload__ttft_p95_ms=5000))
+
+
+# A 32k-context brief that used to get a p5.4xlarge plan whose KV pool (13,616 tokens) cannot hold
+# one 32,768-token request: vLLM refuses to start such an engine.
+LONG_CONTEXT = dict(model__max_model_len=32768, workload__concurrent_requests=8, workload__burst_factor=1,
+                    workload__input_tokens=2000, workload__output_tokens=300, workload__ttft_p95_ms=3000,
+                    workload__tpot_p95_ms=80, workload__e2e_p95_ms=None, workload__output_tokens_per_s=None)
+
+
+def test_a_kv_pool_that_cannot_hold_one_max_model_len_request_is_infeasible():
+    p = size(make_spec(**LONG_CONTEXT))
+    assert p.kv_cache_tokens_per_replica >= 32768
+    [single] = [a for a in p.alternatives if a.instance_type == "p5.4xlarge"]
+    assert not single.feasible
+    assert single.why.startswith("KV pool holds 13,616 tokens, less than one model.max_model_len 32,768-token request")
+    assert "vLLM refuses to start" in single.why
+
+
+def test_when_no_kv_pool_holds_max_model_len_the_error_says_so():
+    with pytest.raises(InfeasibleError, match=r"model.max_model_len 32768 is too long .* holds 13,616 tokens.*refuses to start"):
+        size(make_spec(**LONG_CONTEXT, fleet__instance_types=["p5.4xlarge"]))
+
+
+SMALL_TYPES = ["g6e.xlarge", "g6e.2xlarge", "g6.xlarge", "g6.2xlarge", "g5.xlarge", "g5.2xlarge"]
+
+
+def test_an_8b_chatbot_lands_on_a_single_gpu_type_cheaper_than_p5():
+    chatbot = dict(model__name="llama-3.1-8b", workload__concurrent_requests=64, workload__burst_factor=2,
+                   workload__output_tokens_per_s=None, workload__ttft_p95_ms=800, workload__tpot_p95_ms=50,
+                   workload__e2e_p95_ms=12000, fleet__precisions=["fp8", "bf16"])
+    p5 = size(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge"]))
+    p = size(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge", *SMALL_TYPES]))
+    assert p.instance_type in SMALL_TYPES and p.gpus_per_node == 1
+    assert p.cost.usd_per_hour_baseline < p5.cost.usd_per_hour_baseline / 2
+
+
+def test_trtllm_is_allowed_for_the_sizing_library():
+    p = size(make_spec(fleet__engine="trtllm"))
+    assert p.engine == "trtllm"
 
 
 def test_infeasible_tpot_names_the_slo_and_best_achievable():

@@ -1,11 +1,13 @@
 """`predict` and `size` as a user runs them: JSON contracts, exit codes, no tracebacks."""
 import json
+from decimal import Decimal
 import subprocess
 import sys
 
 import pytest
 
 from infra.cli import main
+from tests.money_rule import assert_money_rule
 
 
 def run(*argv):
@@ -55,6 +57,11 @@ def test_size_seed_json_contract():
     code, out, err = run("size", "--workload", "examples/seed-004.yaml", "--json")
     assert code == 0, err
     d = json.loads(out)
+    assert_money_rule(d)
+    from infra.core.catalog.prices import load_price_book
+
+    catalog_price = load_price_book().instance("us-east-1", d["instance_type"]).usd
+    assert Decimal(d["cost"]["usd_per_node_hour"]) == catalog_price and d["alternatives"][0]["usd_per_hour_baseline"]
     assert d["instance_type"].startswith("p5") and d["precision"] == "fp8" and d["azs"] == 3
     assert d["predicted"]["e2e_p95_ms"] <= 4000
     assert isinstance(d["alternatives"], list) and d["alternatives"]
@@ -173,6 +180,20 @@ def test_size_verify_alternatives_simulates_them_and_says_why_they_lost(call, se
         names = [v["name"] for v in a["verification"]]
         assert names and set(names) <= {"sustained", "az-loss", "burst"}
         if a["feasible"]:
-            assert a["usd_per_hour_baseline"] >= d["cost"]["usd_per_hour_baseline"] and "verified" in a["why"]
+            assert Decimal(a["usd_per_hour_baseline"]) >= Decimal(d["cost"]["usd_per_hour_baseline"]) and "verified" in a["why"]
         else:
             assert "fails in simulation" in a["why"] and any(f"{n}: " in a["why"] for n in names)
+
+
+def test_predict_refuses_mixtral_on_one_l40s_and_an_unmodelled_layout(call, tmp_path):
+    # tests/sizing/hf_configs/mixtral-8x7b-v0.1.json: huggingface.co/mistralai/Mixtral-8x7B-v0.1 config.json
+    mixtral = "tests/sizing/hf_configs/mixtral-8x7b-v0.1.json"
+    base = ["predict", "--gpu", "L40S-48GB", "--gpus", "1", "--tp", "1", "--weights", "fp8", "--input-tokens", "500",
+            "--output-tokens", "200", "--concurrency", "4"]
+    code, _, err = call(*base, "--model", mixtral)
+    assert code == 2 and "a degree at which mixtral-8x7b-v0.1 (fp8) fits" in err and "Traceback" not in err
+    cfg = json.loads(open(mixtral).read())
+    cfg["moe_layer_freq"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    code, _, err = call(*base, "--model", str(tmp_path / "config.json"))
+    assert code == 2 and "--model.moe_layer_freq: 2 is not allowed; supported: 1" in err and "Traceback" not in err

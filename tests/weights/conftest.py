@@ -10,6 +10,8 @@ import uuid
 
 import pytest
 
+import infra.cli
+from infra.core.weights_layout import BUCKET_ENV
 from tests.moto_support import moto_server
 from weights_support import MODEL, REV, UPLOAD_PART_SIZE_BYTES, Interrupted, RequestLog, write_fake_model
 
@@ -89,3 +91,22 @@ def request_log(s3) -> RequestLog:
 
     s3.meta.events.register("before-send.s3", before_send)
     return log
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys, s3_endpoint):
+    """Run `python -m infra weights ARGV...` in-process against the moto server; returns
+    (exit code, stdout, stderr) and fails on any traceback."""
+    # Only this command module: the others are built in parallel and may not import yet.
+    monkeypatch.setattr(infra.cli, "COMMAND_MODULES", ("infra.cli.weights",))
+    monkeypatch.delenv(BUCKET_ENV, raising=False)
+
+    def run(*argv: str, endpoint: bool = True):
+        args = ["weights", *argv]
+        if endpoint and argv[0] != "wait":
+            args += ["--endpoint-url", s3_endpoint, "--region", "us-east-1"]
+        code = infra.cli.main(args)
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err
+        return code, out, err
+    return run

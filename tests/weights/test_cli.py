@@ -14,23 +14,6 @@ from infra.core.weights_layout import BUCKET_ENV, manifest_key, object_key
 from infra.ops.weights.progress import ProgressBar
 
 
-@pytest.fixture
-def cli(monkeypatch, capsys, s3_endpoint):
-    # Only this command module: the others are built in parallel and may not import yet.
-    monkeypatch.setattr(infra.cli, "COMMAND_MODULES", ("infra.cli.weights",))
-    monkeypatch.delenv(BUCKET_ENV, raising=False)
-
-    def run(*argv: str, endpoint: bool = True):
-        args = ["weights", *argv]
-        if endpoint and argv[0] != "wait":
-            args += ["--endpoint-url", s3_endpoint, "--region", "us-east-1"]
-        code = infra.cli.main(args)
-        out, err = capsys.readouterr()
-        assert "Traceback" not in err
-        return code, out, err
-    return run
-
-
 def _ids(bucket: str) -> list[str]:
     return ["--model", MODEL, "--revision", REV, "--bucket", bucket]
 

@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from weights_support import MODEL, REV, TEST_PART_SIZE_BYTES
+from weights_support import MODEL, REV, TEST_PART_SIZE_BYTES, corrupt_object
 
 from infra.core.errors import IntegrityError, NotFoundError
 from infra.ops.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
@@ -30,20 +30,9 @@ def _final_files(dest) -> set[str]:
     return found - {MARKER_NAME}
 
 
-def _corrupt(s3, bucket, rel, data: bytes, keep_metadata: bool = True) -> bytes:
-    """Overwrite an object with same-size different bytes (bit rot, a bad re-upload)."""
-    bad = bytearray(data)
-    bad[len(bad) // 2] ^= 0x01
-    key = object_key(MODEL, REV, rel)
-    meta = s3.head_object(Bucket=bucket, Key=key)["Metadata"] if keep_metadata else {}
-    s3.delete_object(Bucket=bucket, Key=key)  # a fresh object: no stale stored checksums
-    s3.put_object(Bucket=bucket, Key=key, Body=bytes(bad), Metadata=meta)
-    return bytes(bad)
-
-
 @pytest.mark.parametrize("rel", [SMALL, LARGE])
 def test_corrupted_object_fails_hydration_and_leaves_no_partial_file(s3, bucket, uploaded, tmp_path, rel):
-    _corrupt(s3, bucket, rel, uploaded[rel])
+    corrupt_object(s3, bucket, rel, uploaded[rel])
     dest = tmp_path / "dest"
     with pytest.raises(IntegrityError, match=f"checksum mismatch: .*{rel}") as err:
         _hydrate(s3, bucket, dest)
@@ -59,7 +48,7 @@ def test_corrupted_object_fails_hydration_and_leaves_no_partial_file(s3, bucket,
 
 
 def test_deep_verify_finds_corruption_that_metadata_hides(s3, bucket, uploaded):
-    _corrupt(s3, bucket, LARGE, uploaded[LARGE], keep_metadata=True)
+    corrupt_object(s3, bucket, LARGE, uploaded[LARGE], keep_metadata=True)
     assert verify_model(s3, bucket, MODEL, REV).ok  # quick mode trusts the recorded sha256
     deep = verify_model(s3, bucket, MODEL, REV, deep=True)
     assert not deep.ok
@@ -71,7 +60,7 @@ def test_quick_verify_reports_every_problem(s3, bucket, uploaded):
     s3.delete_object(Bucket=bucket, Key=object_key(MODEL, REV, SMALL))
     s3.put_object(Bucket=bucket, Key=object_key(MODEL, REV, "config.json"), Body=b"{}",
                   Metadata={SHA256_METADATA_KEY: hashlib.sha256(b"{}").hexdigest()})
-    _corrupt(s3, bucket, "tokenizer.json", uploaded["tokenizer.json"], keep_metadata=False)
+    corrupt_object(s3, bucket, "tokenizer.json", uploaded["tokenizer.json"], keep_metadata=False)
     wrong = dict(s3.head_object(Bucket=bucket, Key=object_key(MODEL, REV, LARGE))["Metadata"])
     s3.copy_object(Bucket=bucket, Key=object_key(MODEL, REV, LARGE),
                    CopySource={"Bucket": bucket, "Key": object_key(MODEL, REV, LARGE)},

@@ -56,7 +56,7 @@ def test_hydrate_container_runs_the_real_cli_with_the_configured_model():
     assert args.weights_command == "hydrate"
     assert (args.model, args.revision, args.bucket, args.region) == (
         params.model, params.revision, params.bucket, params.region)
-    assert (args.concurrency, args.part_size_mib, args.json) == (24, 128, True)
+    assert (args.concurrency, args.part_size_mib, args.json) == (24, 128, "-")  # JSON on stdout
     assert args.dest == k8s.container_model_dir(params)
     assert args.func.__name__ == "_hydrate"
 

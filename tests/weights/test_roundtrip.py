@@ -10,7 +10,7 @@ from weights_support import MIB, MODEL, REV, TEST_PART_SIZE_BYTES, UPLOAD_PART_S
 from infra.core.errors import InputError, UserError
 from infra.core.errors import NotFoundError
 from infra.ops.weights.hydrate import MARKER_NAME, STATE_DIR, hydrate_model, read_marker
-from infra.core.weights_layout import SHA256_METADATA_KEY, manifest_key, object_key, parse_manifest
+from infra.core.weights_layout import SHA256_METADATA_KEY, claim_key, manifest_key, object_key, parse_manifest
 from infra.ops.weights.upload import scan_directory, upload_model
 from infra.ops.weights.verify import verify_model
 
@@ -123,8 +123,9 @@ def test_reupload_skips_unchanged_files_without_sending_bytes(s3, bucket, upload
     src, contents = fake_model  # the same files `uploaded` put in the bucket
     again = _upload(s3, bucket, src)
     assert (again.uploaded_files, again.skipped_files, again.manifest_written) == (0, len(contents), False)
-    sends = {op for op, _, _ in request_log.requests} & {"PutObject", "UploadPart", "CreateMultipartUpload"}
-    assert sends == set()
+    sends = {(op, key) for op, key, _ in request_log.requests
+             if op in ("PutObject", "UploadPart", "CreateMultipartUpload")}
+    assert sends == {("PutObject", claim_key(MODEL, REV))}  # the claim's create, refused: 412
 
 
 def test_a_revision_is_immutable_unless_replaced(s3, bucket, fake_model, tmp_path, request_log):
@@ -139,10 +140,13 @@ def test_a_revision_is_immutable_unless_replaced(s3, bucket, fake_model, tmp_pat
     replaced = _upload(s3, bucket, src, replace=True)
     assert replaced.uploaded_files == 1 and replaced.manifest_written
     assert replaced.manifest_sha256 != first.manifest_sha256
-    # The old manifest went first, the new one last: never a mix of old and new published.
+    # The claim was taken over first, then the old manifest went, the new one last: never a mix
+    # of old and new published.
     ops = [(op, key) for op, key, _ in request_log.requests if op in ("DeleteObject", "PutObject")]
-    assert ops[0] == ("DeleteObject", manifest_key(MODEL, REV))
+    assert ops[:3] == [("PutObject", claim_key(MODEL, REV)), ("PutObject", claim_key(MODEL, REV)),
+                       ("DeleteObject", manifest_key(MODEL, REV))]  # create refused, then If-Match
     assert ops[-1] == ("PutObject", manifest_key(MODEL, REV))
+    assert replaced.claim == "taken-over"
     dest = tmp_path / "dest"
     _hydrate(s3, bucket, dest)
     assert (dest / "config.json").read_bytes() == b'{"changed": true}'

@@ -68,3 +68,17 @@ def range_bytes(header: str | None, full_size: int) -> int:
     m = re.fullmatch(r"bytes=(\d+)-(\d+)", header)
     assert m, header
     return min(int(m.group(2)), full_size - 1) - int(m.group(1)) + 1
+
+
+def corrupt_object(s3, bucket, rel: str, data: bytes, keep_metadata: bool = True) -> bytes:
+    """Overwrite an object with same-size different bytes (bit rot, a bad re-upload); with
+    `keep_metadata` its x-amz-meta-sha256 still claims the original digest."""
+    from infra.core.weights_layout import object_key
+
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0x01
+    key = object_key(MODEL, REV, rel)
+    meta = s3.head_object(Bucket=bucket, Key=key)["Metadata"] if keep_metadata else {}
+    s3.delete_object(Bucket=bucket, Key=key)  # a fresh object: no stale stored checksums
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(bad), Metadata=meta)
+    return bytes(bad)

@@ -2,7 +2,8 @@
 
 The YAML files beside this module are the one place each fact lives. `load_catalog()` reads
 them once; tests build small synthetic `Catalog`s directly. Prices are the price book's
-(`infra.core.catalog.prices`, the one reader of prices.yaml).
+(`infra.core.catalog.prices`, the one reader of prices.yaml); model architectures and the
+Hugging Face config.json reader are `infra.core.catalog.architectures`.
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Mapping
 
 import yaml
 
+from infra.core.catalog.architectures import ModelArch, model_from_hf_config
 from infra.core.errors import InputError
-from infra.core.files import read_json_file, yaml_loader
+from infra.core.files import yaml_loader
 
 CATALOG_DIR = Path(__file__).resolve().parent
 
@@ -53,26 +55,9 @@ class InstanceType:
     ram_gib: int
     nvme_disks: int
     nvme_gb_per_disk: int
-    network_gbps: int
+    network_gbps: float  # baseline bandwidth (single-GPU g sizes burst above it)
     efa_interfaces: int
     family: str
-
-
-@dataclass(frozen=True)
-class ModelArch:
-    """A decoder-only transformer, in Hugging Face config.json terms."""
-
-    key: str
-    num_hidden_layers: int
-    hidden_size: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    intermediate_size: int
-    vocab_size: int
-    max_position_embeddings: int
-    tie_word_embeddings: bool = False
-    hf_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,48 +91,6 @@ class Catalog:
             ref,
             f"known models: {', '.join(sorted(self.models))}, or a path to a Hugging Face config.json",
         )
-
-
-_HF_REQUIRED = (
-    "num_hidden_layers",
-    "hidden_size",
-    "num_attention_heads",
-    "intermediate_size",
-    "vocab_size",
-)
-
-
-def model_from_hf_config(path: str, field_name: str = "model") -> ModelArch:
-    """Read a Hugging Face `config.json` (its real field names) into a ModelArch."""
-    p = Path(path)
-    cfg = read_json_file(p, field_name, "Hugging Face config.json (or a catalog model key)")
-    if not isinstance(cfg, dict):
-        raise InputError(field_name, path, "a JSON object with Hugging Face config fields")
-    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers nest the language model
-        cfg = {**cfg, **cfg["text_config"]}
-    missing = [k for k in _HF_REQUIRED if not isinstance(cfg.get(k), int) or cfg.get(k) <= 0]
-    if missing:
-        raise InputError(
-            f"{field_name}.{missing[0]}",
-            cfg.get(missing[0]),
-            f"a positive integer in {path} (required: {', '.join(_HF_REQUIRED)})",
-        )
-    heads = cfg["num_attention_heads"]
-    kv_heads = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    return ModelArch(
-        key=cfg.get("_name_or_path") or p.parent.name or p.stem,
-        num_hidden_layers=cfg["num_hidden_layers"],
-        hidden_size=cfg["hidden_size"],
-        num_attention_heads=heads,
-        num_key_value_heads=int(kv_heads),
-        head_dim=int(head_dim),
-        intermediate_size=cfg["intermediate_size"],
-        vocab_size=cfg["vocab_size"],
-        max_position_embeddings=int(cfg.get("max_position_embeddings") or 4096),
-        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        hf_id=str(cfg.get("_name_or_path", "")),
-    )
 
 
 def _read_yaml(name: str, directory: Path) -> dict:

@@ -6,6 +6,7 @@ pulumi import, so the offline tools and tests can read it without a cloud SDK.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,16 +45,32 @@ class ChartRef:
 @dataclass(frozen=True)
 class ImageRef:
     key: str
-    repository: str
+    repository: str  # upstream, host included (docker.io/vllm/vllm-openai)
     tag: str | None
     source: str
     date: str
     tags_by_kubernetes_minor: Mapping[str, str] = field(default_factory=dict)
+    tag_from_chart: str | None = None  # the chart whose default (appVersion) tag this is
+    digest: str | None = None  # sha256:<64 hex>, where upstream publishes one and it was read
+    unpinned: str | None = None  # why there is no digest yet
+    values_path: str | None = None  # where a chart takes its registry/repository (a.b.image)
+    routed: bool = True  # False: a chart still pulls it from upstream (why_not_routed)
+    why_not_routed: str | None = None
+
+    @property
+    def host(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        """The repository below its host (vllm/vllm-openai)."""
+        return self.repository.split("/", 1)[1]
 
     @property
     def ref(self) -> str:
         if self.tag is None:
-            raise InputError(f"image {self.key}", self.repository, "a tag (this image is pinned per Kubernetes minor)")
+            raise InputError(f"image {self.key}", self.repository,
+                             "a tag (this image is pinned per Kubernetes minor, or takes its chart's tag)")
         return f"{self.repository}:{self.tag}"
 
     def tag_for_kubernetes(self, version: str) -> str:
@@ -69,9 +86,32 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """How the stack's ECR registry serves one upstream host."""
+
+    host: str
+    ecr_prefix: str
+    upstream_url: str | None = None  # None: not a pull-through upstream (mirrored)
+    credentials: bool = False  # ECR requires a Secrets Manager secret for this upstream
+
+    @property
+    def mirrored(self) -> bool:
+        return self.upstream_url is None
+
+
+@dataclass(frozen=True)
 class ChartCatalog:
     charts: Mapping[str, ChartRef]
     images: Mapping[str, ImageRef]
+    registries: Mapping[str, Upstream] = field(default_factory=dict)
+    registries_source: str = ""
+
+    def upstream(self, host: str, what: str = "image") -> Upstream:
+        try:
+            return self.registries[host]
+        except KeyError:
+            raise InputError(what, host, f"a registry ECR can serve (infra/core/catalog/charts.yaml registries): "
+                                         f"{', '.join(sorted(self.registries))}") from None
 
     def chart(self, key: str) -> ChartRef:
         try:
@@ -108,13 +148,32 @@ def parse_chart_catalog(doc: Mapping[str, Any], where: str = "charts.yaml") -> C
             raise InputError(f"{where}: images.{key}", row, "repository, source and date")
         tag = row.get("tag")
         by_minor = {str(k): str(v) for k, v in (row.get("tags_by_kubernetes_minor") or {}).items()}
-        if (tag is None) == (not by_minor):
-            raise InputError(f"{where}: images.{key}", row, "exactly one of tag or tags_by_kubernetes_minor")
+        from_chart = row.get("tag_from_chart")
+        if sum(x is not None and x != {} for x in (tag, by_minor or None, from_chart)) != 1:
+            raise InputError(f"{where}: images.{key}", row, "exactly one of tag, tags_by_kubernetes_minor or tag_from_chart")
         if tag is not None and (str(tag) in ("", "latest")):
             raise InputError(f"{where}: images.{key}.tag", tag, "a pinned tag, not 'latest'")
+        if from_chart is not None and str(from_chart) not in charts:
+            raise InputError(f"{where}: images.{key}.tag_from_chart", from_chart, f"a chart of this file: {', '.join(charts)}")
+        digest, unpinned = row.get("digest"), row.get("unpinned")
+        if digest is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", str(digest)):
+            raise InputError(f"{where}: images.{key}.digest", digest, "sha256:<64 lowercase hex>")
+        if (digest is None) == (not unpinned):
+            raise InputError(f"{where}: images.{key}", row, "a digest, or `unpinned` saying why there is none")
+        routed = bool(row.get("routed", True))
+        if not routed and not row.get("why_not_routed"):
+            raise InputError(f"{where}: images.{key}", row, "why_not_routed for an image not routed through ECR")
         images[key] = ImageRef(key, str(row["repository"]), None if tag is None else str(tag),
-                               str(row["source"]), str(row["date"]), by_minor)
-    return ChartCatalog(charts, images)
+                               str(row["source"]), str(row["date"]), by_minor,
+                               None if from_chart is None else str(from_chart), digest, unpinned,
+                               row.get("values_path"), routed, row.get("why_not_routed"))
+    reg = doc.get("registries") or {}
+    registries = {}
+    for host, r in (reg.get("hosts") or {}).items():
+        if not isinstance(r, Mapping) or not r.get("ecr_prefix") or bool(r.get("mirror")) == bool(r.get("upstream_url")):
+            raise InputError(f"{where}: registries.hosts.{host}", r, "ecr_prefix and exactly one of upstream_url or mirror")
+        registries[str(host)] = Upstream(str(host), str(r["ecr_prefix"]), r.get("upstream_url"), bool(r.get("credentials")))
+    return ChartCatalog(charts, images, registries, str(reg.get("source", "")))
 
 
 @functools.lru_cache(maxsize=4)
@@ -129,3 +188,24 @@ def chart(key: str) -> ChartRef:
 
 def image(key: str) -> ImageRef:
     return load_chart_catalog().image(key)
+
+
+def ecr_registry(account_id: str, region: str, dns_suffix: str = "amazonaws.com") -> str:
+    """The host of an account's private ECR registry in a region."""
+    return f"{account_id}.dkr.ecr.{region}.{dns_suffix}"
+
+
+def ecr_repository(upstream_repository: str, catalog: ChartCatalog | None = None) -> str:
+    """The private-registry repository an upstream one is served from: the host's pull-through
+    (or mirror) prefix, then the upstream path (docker.io/vllm/vllm-openai -> docker-hub/vllm/vllm-openai)."""
+    host, _, path = upstream_repository.partition("/")
+    up = (catalog or load_chart_catalog()).upstream(host, "image registry")
+    return f"{up.ecr_prefix}/{path}"
+
+
+def through_ecr(upstream_repository: str, registry: str | None) -> str:
+    """The repository to pull: through `registry` (the stack's ECR host) when given, else upstream.
+    A repository already in an ECR registry (AWS's own, an account's) is left as it is."""
+    if registry is None or ".dkr.ecr." in upstream_repository.split("/", 1)[0]:
+        return upstream_repository
+    return f"{registry}/{ecr_repository(upstream_repository)}"

@@ -2,13 +2,16 @@
 
 `prices.yaml` beside this module is the one place every price lives, each row with its source,
 the date it was recorded and whether it was confirmed against a source (`confirmed: false`
-rows are estimates: see `basis`). Three sections, each keyed by region:
+rows are estimates: see `basis`). Four sections, each keyed by region:
 
-* `instances` - GPU instance types of the catalog;
+* `instances` - GPU instance types of the catalog, on-demand;
 * `general_instances` - non-GPU types a system node group may use;
 * `services` - EKS, NAT gateway, public IPv4, NLB, EBS gp3, S3 and KMS unit prices;
+* `capacity_blocks` - EC2 Capacity Blocks for ML, per instance-hour, where a rate is published;
 
-plus `unpriced` (region -> instance type -> why no on-demand price exists).
+plus `unpriced` (region -> instance type -> why no on-demand price exists). A capacity type is
+priced by `capacity_price`: on-demand and reservation (an On-Demand Capacity Reservation bills at
+the on-demand rate, used or not) from `instances`, capacity-block from `capacity_blocks`.
 
 The PriceBook is the only reader of `prices.yaml` (sizing, the cost model, the policies and the
 program all ask it). Pure: reads YAML, builds Decimals. `python -m infra prices refresh`
@@ -37,6 +40,7 @@ REQUIRED_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-cent
 # Service price keys: unit in the name, one line each on what is billed.
 SERVICE_KEYS: dict[str, str] = {
     "eks_cluster_usd_per_hour": "EKS control plane, per cluster-hour (standard support)",
+    "eks_cluster_extended_usd_per_hour": "EKS control plane, per cluster-hour (a version in extended support)",
     "nat_gateway_usd_per_hour": "NAT gateway, per gateway-hour",
     "nat_gateway_usd_per_gb": "NAT gateway data processed, per GB",
     "public_ipv4_usd_per_hour": "public IPv4 address (Elastic IP, NLB), per address-hour",
@@ -50,7 +54,9 @@ SERVICE_KEYS: dict[str, str] = {
     "kms_usd_per_10000_requests": "KMS API requests, per 10,000 requests",
 }
 
-_SECTIONS = ("instances", "general_instances", "services")
+_SECTIONS = ("instances", "general_instances", "services", "capacity_blocks")
+# Sections of instance rows (amount key usd_per_hour), as opposed to service rows.
+_INSTANCE_SECTIONS = ("instances", "general_instances", "capacity_blocks")
 
 
 @dataclass(frozen=True)
@@ -74,13 +80,14 @@ class PriceBook:
     instances: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     general_instances: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     services: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
+    capacity_blocks: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     unpriced: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def regions(self) -> tuple[str, ...]:
         names: set[str] = set()
-        for section in (self.instances, self.general_instances, self.services):
-            names.update(section)
+        for section in _SECTIONS:
+            names.update(getattr(self, section))
         return tuple(sorted(names))
 
     def instance(self, region: str, instance_type: str) -> PriceRow | None:
@@ -89,6 +96,14 @@ class PriceBook:
         if row is None:
             row = self.general_instances.get(region, {}).get(instance_type)
         return row
+
+    def capacity_price(self, region: str, instance_type: str, capacity_type: str) -> PriceRow | None:
+        """$/instance-hour of a GPU type bought as `capacity_type` (fleet.capacity_type), if known."""
+        if capacity_type == "capacity-block":
+            return self.capacity_blocks.get(region, {}).get(instance_type)
+        if capacity_type in ("on-demand", "reservation"):
+            return self.instance(region, instance_type)
+        raise KeyError(f"unknown capacity type {capacity_type!r}")
 
     def why_unpriced(self, region: str, instance_type: str) -> str:
         return self.unpriced.get(region, {}).get(instance_type, "")
@@ -163,7 +178,7 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
-        raise InputError(where, type(doc).__name__, "a mapping with instances, general_instances, services")
+        raise InputError(where, type(doc).__name__, f"a mapping with {', '.join(_SECTIONS)}")
     unknown = set(doc) - set(_SECTIONS) - {"unpriced"}
     if unknown:
         raise InputError(f"{where}.{sorted(unknown)[0]}", "(section)", f"sections: {', '.join(_SECTIONS)}, unpriced")
@@ -176,7 +191,7 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
             out: dict[str, PriceRow] = {}
             for key, raw in rows.items():
                 path = f"{where}.{section}.{region}.{key}"
-                if section == "services":
+                if section not in _INSTANCE_SECTIONS:
                     if key not in SERVICE_KEYS:
                         raise InputError(path, key, f"service keys: {', '.join(SERVICE_KEYS)}")
                     out[key] = _row(raw, path, SERVICE_KEYS[key], "usd")
@@ -219,6 +234,7 @@ _HEADER = """\
 # instances:         on-demand Linux, shared tenancy, $/instance-hour, GPU types of the catalog
 # general_instances: the same for non-GPU types a system node group may use
 # services:          fixed infrastructure, unit in the key name
+# capacity_blocks:   EC2 Capacity Blocks for ML, $/instance-hour (reservations bill at on-demand)
 # unpriced:          types with no on-demand price in a region, and why
 """
 
@@ -263,8 +279,9 @@ def render_price_document(book: PriceBook) -> str:
             keys = list(SERVICE_KEYS) if section == "services" else sorted(rows)
             for key in keys:
                 if key in rows:
-                    amount = "usd" if section == "services" else "usd_per_hour"
-                    lines.append(f"    {key}: {_row_text(rows[key], amount, section == 'services')}")
+                    service = section not in _INSTANCE_SECTIONS
+                    amount = "usd" if service else "usd_per_hour"
+                    lines.append(f"    {key}: {_row_text(rows[key], amount, service)}")
     lines.append("unpriced:" + ("" if book.unpriced else " {}"))
     for region in _region_order(list(book.unpriced)):
         lines.append(f"  {region}:")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -58,6 +58,9 @@ class ServiceQuery:
 
 SERVICE_QUERIES: dict[str, ServiceQuery] = {
     "eks_cluster_usd_per_hour": ServiceQuery("AmazonEKS", (), "AmazonEKS-Hours:perCluster"),
+    # The usage type extended-support hours are billed under in Cost and Usage Reports (not yet
+    # checked against a Price List response; a refresh that matches nothing keeps the old row).
+    "eks_cluster_extended_usd_per_hour": ServiceQuery("AmazonEKS", (), "AmazonEKS-Hours:extendedSupport"),
     "nat_gateway_usd_per_hour": ServiceQuery("AmazonEC2", (("productFamily", "NAT Gateway"),), "NatGateway-Hours"),
     "nat_gateway_usd_per_gb": ServiceQuery("AmazonEC2", (("productFamily", "NAT Gateway"),), "NatGateway-Bytes"),
     "public_ipv4_usd_per_hour": ServiceQuery("AmazonVPC", (), "PublicIPv4:InUseAddress"),
@@ -196,5 +199,6 @@ def refresh(
                 if old is None or old.usd != row.usd or not old.confirmed:
                     changes.append(f"{region} {key}: {old.usd if old else 'none'} -> {row.usd}")
     unpriced = {r: v for r, v in unpriced.items() if v}
-    new = PriceBook(instances=instances, general_instances=general, services=svc, unpriced=unpriced)
+    # Capacity-block rates are not in the Price List API (they are quoted per offering): kept.
+    new = replace(book, instances=instances, general_instances=general, services=svc, unpriced=unpriced)
     return RefreshResult(new, tuple(changes))

@@ -14,6 +14,7 @@ from infra.core.errors import InputError
 from infra.core.graph import (
     BUCKET,
     BUCKET_V2,
+    LAUNCH_TEMPLATE,
     NAT_GATEWAY,
     NODE_GROUP,
     VPC_ENDPOINT,
@@ -32,8 +33,8 @@ class Assumptions:
     """What the documents do not say; every field can come from cost or policy config."""
 
     region: str | None = None  # used when the document names none (preview without aws:region)
-    usd_per_gpu_hour: Decimal | None = None  # override for every GPU type: capacity block, discount
-    instance_usd_per_hour: Mapping[str, Decimal] = field(default_factory=dict)  # per-type override
+    usd_per_gpu_hour: Decimal | None = None  # one per-GPU rate for every GPU type (a preview without a plan)
+    instance_usd_per_hour: Mapping[str, Decimal] = field(default_factory=dict)  # per-type override (wins)
     service_usd: Mapping[str, Decimal] = field(default_factory=dict)  # per service-key override
     scale_events_per_month: int = 30  # burst cycles a month that hydrate every node above minSize
     weights_gb: Decimal | None = None  # model weights size when the document has no plan
@@ -138,7 +139,7 @@ def _group_facts(graph: ResourceGraph, catalog: Catalog) -> tuple[GroupFacts, ..
     out = []
     unzoned = 0
     for node in graph.of_type(NODE_GROUP):
-        shape = node_group_shape(node)
+        shape = node_group_shape(node, graph.ref(node, "launchTemplate", LAUNCH_TEMPLATE))
         gpu = is_gpu_group(shape, catalog)
         az = shape.az
         if az is None:
@@ -218,20 +219,30 @@ class PricingContext:
         self._used(row, key)
         return row
 
-    def gpu_price(self, itype: str, group: str) -> tuple[Decimal | None, str, bool]:
-        """$/node-hour of a GPU instance type: config override, plan price, then the price book."""
+    def _book_row(self, itype: str, capacity_type: str) -> tuple[PriceRow | None, str, str]:
+        """The price book's row for how a group buys `itype` (a CAPACITY_BLOCK group: the
+        capacity-block rate when the book has one, else on-demand), what it prices, a source suffix."""
+        if capacity_type.upper() == "CAPACITY_BLOCK":
+            block = self.prices.capacity_price(self.region, itype, "capacity-block")
+            if block is not None:
+                return block, f"{itype} capacity block", ", capacity block"
+        return self.prices.instance(self.region, itype), itype, ""
+
+    def gpu_price(self, itype: str, group: str, capacity_type: str = "ON_DEMAND") -> tuple[Decimal | None, str, bool]:
+        """$/node-hour of a GPU instance type bought as the node group's `capacityType`: config
+        override, plan price, then the price book (a CAPACITY_BLOCK group at its block rate)."""
         spec = self.catalog.instances.get(itype)
         gpus = spec.gpu_count if spec else None
         if itype in self.assume.instance_usd_per_hour:
             return self.assume.instance_usd_per_hour[itype], "override instance_usd_per_hour (cost config)", True
         if self.assume.usd_per_gpu_hour is not None and gpus:
             return self.assume.usd_per_gpu_hour * gpus, "override usd_per_gpu_hour (cost config)", True
-        row = self.prices.instance(self.region, itype)
+        row, what, suffix = self._book_row(itype, capacity_type)
         plan = self.plan or {}
         plan_cost = plan.get("cost") or {}
         if plan.get("instance_type") == itype:
-            # The plan's own price (a capacity-block or discounted fleet.price_usd_per_gpu_hour, or
-            # the catalog price it was sized with). usd_per_node_hour is exact; the per-GPU figure
+            # The plan's own price (fleet.instance_usd_per_hour, or the price book's for the
+            # stack's fleet.capacity_type, as it was sized). usd_per_node_hour is exact; the per-GPU figure
             # is rounded to 4 places by the sizing, so it is only the fallback.
             per_gpu = as_decimal(plan_cost.get("usd_per_gpu_hour"))
             n = as_int(plan.get("gpus_per_node")) or gpus
@@ -241,15 +252,18 @@ class PricingContext:
             if price is not None:
                 source = str(plan_cost.get("price_source") or "plan.cost")
                 if row is not None and row.usd == price:
-                    self._used(row, itype)
+                    self._used(row, what)
                     return price, source, row.confirmed
                 if row is not None:
                     self.note(f"{itype}: plan price {usd_text(price)}/h (plan.cost, {source}) wins over "
                               f"the catalog's {usd_text(row.usd)}/h in {self.region}")
                 return price, source, True
+        if capacity_type.upper() == "CAPACITY_BLOCK" and not suffix:
+            self.note(f"{group}: CAPACITY_BLOCK capacity priced at on-demand (no capacity-block rate for {itype} "
+                      f"in {self.region}); set instance_usd_per_hour to the block's rate")
         if row is not None:
-            self._used(row, itype)
-            return row.usd, f"{row.source} ({row.date})", row.confirmed
+            self._used(row, what)
+            return row.usd, f"{row.source} ({row.date}){suffix}", row.confirmed
         why = self.prices.why_unpriced(self.region, itype) or UNPRICED_WHY
         self.unpriced.append(f"{group}: {itype} in {self.region} ({why})")
         return None, "", False

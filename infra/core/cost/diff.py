@@ -5,7 +5,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Mapping
 
-from infra.core.cost.report import SCENARIOS, ZERO, CostReport, cents
+from infra.core import money
+from infra.core.cost.report import SCENARIOS, ZERO, CostReport
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,30 @@ class PolicyVerdict:
         }
 
 
+@dataclass(frozen=True)
+class PlanFailure:
+    """A side whose plan did not produce a plan document: what `plan --json` writes on failure,
+    `{"stack", "exit_code", "error"}` (the PR workflow writes the same for a plan that crashed)."""
+
+    exit_code: int
+    error: str
+
+    @classmethod
+    def from_document(cls, doc: Any) -> "PlanFailure | None":
+        """The failure a document records, or None when it is a plan or preview."""
+        if not isinstance(doc, Mapping) or "error" not in doc or "resources" in doc or "steps" in doc:
+            return None
+        code = doc.get("exit_code")
+        return cls(code if isinstance(code, int) and not isinstance(code, bool) else 1, str(doc.get("error") or ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "error": self.error}
+
+
+def failure_document(stack: str, exit_code: int, error: str) -> dict[str, Any]:
+    return {"stack": stack, "exit_code": exit_code, "error": error}
+
+
 def pct(before: Decimal, after: Decimal) -> Decimal | None:
     if before == 0:
         return None
@@ -59,16 +84,47 @@ def pct(before: Decimal, after: Decimal) -> Decimal | None:
 
 
 @dataclass(frozen=True)
+class TypeChange:
+    """GPU node groups whose instance types differ between base and head, grouped by the change."""
+
+    before: tuple[str, ...]  # () : the group is new
+    after: tuple[str, ...]  # () : the group is gone
+    groups: tuple[str, ...]
+
+    def text(self) -> str:
+        b, a = ", ".join(self.before) or "(none)", ", ".join(self.after) or "(none)"
+        return f"{b} -> {a} in {', '.join(self.groups)}"
+
+
+@dataclass(frozen=True)
 class StackDiff:
     stack: str
-    before: CostReport | None  # None: the stack is new in head
-    after: CostReport | None  # None: the stack is gone in head
+    before: CostReport | None  # None: the stack is new in head, or its base plan failed
+    after: CostReport | None  # None: the stack is gone in head, or its head plan failed
     budget_usd_per_month: Decimal | None = None
-    policy: PolicyVerdict | None = None
+    policy: PolicyVerdict | None = None  # the head's verdict
+    base_policy: PolicyVerdict | None = None  # the base's own verdict, when its plan carries one
+    head_failure: PlanFailure | None = None
+    base_failure: PlanFailure | None = None
+
+    @property
+    def status(self) -> str:
+        """failed (the head's plan failed), base-failed, added, removed or changed."""
+        if self.head_failure is not None:
+            return "failed"
+        if self.base_failure is not None:
+            return "base-failed"
+        return "added" if self.before is None else "removed" if self.after is None else "changed"
+
+    @property
+    def comparable(self) -> bool:
+        """Both sides planned (or one side genuinely absent): the delta means something."""
+        return self.head_failure is None and self.base_failure is None
 
     @property
     def region(self) -> str:
-        return (self.after or self.before).region  # type: ignore[union-attr]
+        report = self.after or self.before
+        return report.region if report else ""
 
     def month(self, scenario: str, which: str) -> Decimal:
         report = self.before if which == "before" else self.after
@@ -87,8 +143,21 @@ class StackDiff:
         g = report.gpu[scenario]
         return g.nodes, g.gpus
 
+    def type_changes(self) -> list[TypeChange]:
+        """Instance-type changes per GPU node group (matched by name), same changes together."""
+        if self.before is None or self.after is None:
+            return []
+        old = {g.name: g.instance_types for g in self.before.gpu_groups}
+        new = {g.name: g.instance_types for g in self.after.gpu_groups}
+        changes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+        for name in list(old) + [n for n in new if n not in old]:
+            b, a = old.get(name, ()), new.get(name, ())
+            if b != a:
+                changes.setdefault((b, a), []).append(name)
+        return [TypeChange(b, a, tuple(groups)) for (b, a), groups in changes.items()]
+
     def gpu_changed(self) -> bool:
-        return any(self.gpus(s, "before") != self.gpus(s, "after") for s in SCENARIOS)
+        return bool(self.type_changes()) or any(self.gpus(s, "before") != self.gpus(s, "after") for s in SCENARIOS)
 
     def components(self) -> list[str]:
         names: list[str] = []
@@ -110,16 +179,21 @@ class StackDiff:
         return self.budget_usd_per_month - self.after.total_month("worst")
 
     def to_dict(self) -> dict[str, Any]:
-        def m(d: Decimal | None) -> str | None:
-            return None if d is None else str(cents(d))
+        """Amounts as decimal strings, percentages and counts as numbers (infra.core.money);
+        a failed side's amounts and every delta it would feed are null."""
+        ok = self.comparable
 
-        def p(d: Decimal | None) -> str | None:
-            return None if d is None else str(d.quantize(Decimal("0.1")))
+        def side(failed: PlanFailure | None, value: Decimal) -> str | None:
+            return None if failed is not None else money.usd(value)
 
         return {
             "stack": self.stack,
             "region": self.region,
-            "status": "added" if self.before is None else "removed" if self.after is None else "changed",
+            "status": self.status,
+            "failure": {
+                "head": self.head_failure.to_dict() if self.head_failure else None,
+                "base": self.base_failure.to_dict() if self.base_failure else None,
+            },
             "gpu": {
                 s: {
                     "nodes_before": self.gpus(s, "before")[0], "nodes_after": self.gpus(s, "after")[0],
@@ -127,25 +201,34 @@ class StackDiff:
                 }
                 for s in SCENARIOS
             },
+            "instance_type_changes": [
+                {"before": list(c.before), "after": list(c.after), "node_groups": list(c.groups)}
+                for c in self.type_changes()
+            ],
             "usd_per_month": {
-                s: {"before": m(self.month(s, "before")), "after": m(self.month(s, "after")),
-                    "delta": m(self.delta(s)), "pct": p(self.pct(s))}
+                s: {"before": side(self.base_failure, self.month(s, "before")),
+                    "after": side(self.head_failure, self.month(s, "after")),
+                    "delta": money.usd(self.delta(s)) if ok else None,
+                    "pct": money.pct(self.pct(s)) if ok else None}
                 for s in SCENARIOS
             },
-            "components": {
+            "components_usd_per_month": {
                 c: {
-                    s: {"before": m(self.component_month(c, s, "before")), "after": m(self.component_month(c, s, "after")),
-                        "delta": m(self.component_month(c, s, "after") - self.component_month(c, s, "before"))}
+                    s: {"before": side(self.base_failure, self.component_month(c, s, "before")),
+                        "after": side(self.head_failure, self.component_month(c, s, "after")),
+                        "delta": money.usd(self.component_month(c, s, "after") - self.component_month(c, s, "before"))
+                        if ok else None}
                     for s in SCENARIOS
                 }
                 for c in self.components()
             },
             "budget": {
-                "monthly_budget_usd": m(self.budget_usd_per_month),
-                "worst_case_usd_per_month": m(self.after.total_month("worst")) if self.after else None,
-                "headroom_usd_per_month": m(self.headroom),
+                "monthly_budget_usd": money.usd(self.budget_usd_per_month),
+                "worst_case_usd_per_month": money.usd(self.after.total_month("worst")) if self.after else None,
+                "headroom_usd_per_month": money.usd(self.headroom),
             },
             "policy": self.policy.to_dict() if self.policy else {"evaluated": False},
+            "base_policy": self.base_policy.to_dict() if self.base_policy else {"evaluated": False},
             "notes": list(self.after.notes) if self.after else [],
         }
 
@@ -155,7 +238,12 @@ class CostDiff:
     stacks: tuple[StackDiff, ...] = field(default_factory=tuple)
 
     def total(self, scenario: str, which: str) -> Decimal:
-        return sum((d.month(scenario, which) for d in self.stacks), ZERO)
+        """Over the stacks whose delta means something (a failed plan is left out)."""
+        return sum((d.month(scenario, which) for d in self.stacks if d.comparable), ZERO)
+
+    @property
+    def failed(self) -> tuple[StackDiff, ...]:
+        return tuple(d for d in self.stacks if not d.comparable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,12 +251,15 @@ class CostDiff:
             "stacks": [d.to_dict() for d in self.stacks],
             "total_usd_per_month": {
                 s: {
-                    "before": str(cents(self.total(s, "before"))),
-                    "after": str(cents(self.total(s, "after"))),
-                    "delta": str(cents(self.total(s, "after") - self.total(s, "before"))),
+                    "before": money.usd(self.total(s, "before")),
+                    "after": money.usd(self.total(s, "after")),
+                    "delta": money.usd(self.total(s, "after") - self.total(s, "before")),
                 }
                 for s in SCENARIOS
             },
+            "failed_plans": [{"stack": d.stack, "side": "head" if d.head_failure else "base",
+                              **(d.head_failure or d.base_failure).to_dict()}  # type: ignore[union-attr]
+                             for d in self.failed],
             "mandatory_violations": sum(d.policy.mandatory for d in self.stacks if d.policy),
         }
 
@@ -178,11 +269,20 @@ def diff_reports(
     after: Mapping[str, CostReport],
     budgets: Mapping[str, Decimal | None] | None = None,
     verdicts: Mapping[str, PolicyVerdict | None] | None = None,
+    *,
+    base_verdicts: Mapping[str, PolicyVerdict | None] | None = None,
+    head_failures: Mapping[str, PlanFailure] | None = None,
+    base_failures: Mapping[str, PlanFailure] | None = None,
 ) -> CostDiff:
-    """Stacks in head order, then stacks only in base (removed)."""
-    budgets = budgets or {}
-    verdicts = verdicts or {}
-    names = list(after) + [s for s in before if s not in after]
+    """Stacks in head order (failed head plans among them), then stacks only in base (removed)."""
+    budgets, verdicts, base_verdicts = budgets or {}, verdicts or {}, base_verdicts or {}
+    head_failures, base_failures = head_failures or {}, base_failures or {}
+    names: list[str] = []
+    for name in [*after, *head_failures, *before, *base_failures]:
+        if name not in names:
+            names.append(name)
     return CostDiff(tuple(
-        StackDiff(s, before.get(s), after.get(s), budgets.get(s), verdicts.get(s)) for s in names
+        StackDiff(s, before.get(s), after.get(s), budgets.get(s), verdicts.get(s), base_verdicts.get(s),
+                  head_failures.get(s), base_failures.get(s))
+        for s in names
     ))

@@ -16,7 +16,7 @@ from infra.core.catalog.prices import PriceBook, load_price_book
 from infra.core.cost.context import Assumptions, PricingContext, facts_of
 from infra.core.cost.nodegroup import plan_node_groups
 from infra.core.cost.pricers import price_graph
-from infra.core.cost.report import CostReport
+from infra.core.cost.report import CostReport, GpuGroup
 from infra.core.errors import InputError
 from infra.core.graph import NODE_GROUP, ResourceGraph, graph_from_resources, graph_of
 
@@ -55,8 +55,10 @@ def cost_of_document(
     if ctx.unpriced:
         ctx.note("NOT PRICED (cost is understated): " + "; ".join(ctx.unpriced))
     ctx.note("not modelled: CloudWatch logs, S3/KMS request charges, cross-AZ and internet data transfer")
+    groups = tuple(GpuGroup(g.shape.name, g.az, g.shape.instance_types, g.shape.sizes())
+                   for g in ctx.facts.groups if g.gpu)
     return CostReport(graph.stack, region, graph.kind, tuple(items), ctx.facts.gpu, ctx.facts.output_tokens_per_s,
-                      tuple(ctx.notes), tuple(ctx.unpriced))
+                      tuple(ctx.notes), tuple(ctx.unpriced), gpu_groups=groups)
 
 
 def cost_of_plan(plan_json: Mapping[str, Any], catalog: Catalog | None = None, prices: PriceBook | None = None,
@@ -87,14 +89,18 @@ def node_hour_price(
     prices: PriceBook | None = None,
     assumptions: Assumptions | Mapping[str, Any] | None = None,
     plan: Mapping[str, Any] | None = None,
+    capacity_type: str = "ON_DEMAND",
 ) -> tuple[Decimal | None, str]:
     """$/instance-hour of one type in one region, by the rules the cost model uses, and its source.
 
     Overrides first (`instance_usd_per_hour`, then `usd_per_gpu_hour` for GPU types), then the
-    plan's own price for its instance type, then the price book. (None, why) when unpriced.
+    plan's own price for its instance type, then the price book for the node group's
+    `capacity_type` (EKS spelling). (None, why) when unpriced.
     """
     ctx = PricingContext(region, catalog or load_catalog(), prices or load_price_book(), _assumptions(assumptions),
                          dict(plan) if plan else None)
-    lookup = ctx.gpu_price if instance_type in ctx.catalog.instances else ctx.general_price
-    price, source, _ = lookup(instance_type, instance_type)
+    if instance_type in ctx.catalog.instances:
+        price, source, _ = ctx.gpu_price(instance_type, instance_type, capacity_type)
+    else:
+        price, source, _ = ctx.general_price(instance_type, instance_type)
     return price, (source if price is not None else "; ".join(ctx.unpriced))

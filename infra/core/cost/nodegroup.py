@@ -56,13 +56,17 @@ class NodeGroupShape:
         return self.pool_size(lo), self.pool_size(mid), self.pool_size(hi)
 
 
-def node_group_shape(node: Node) -> NodeGroupShape:
+def node_group_shape(node: Node, template: Node | None = None) -> NodeGroupShape:
     """The shape of an `aws:eks/nodeGroup:NodeGroup`; reads only the inputs it needs, so the
-    engine's proxies raise on an unknown only where the shape depends on it."""
+    engine's proxies raise on an unknown only where the shape depends on it. A group that names
+    no instance types (a Capacity Block group) runs its launch template's `instanceType`."""
     inputs = node.inputs
     scaling = inputs.get("scalingConfig") if isinstance(inputs.get("scalingConfig"), Mapping) else {}
     pool = inputs.get("warmPoolConfig") if isinstance(inputs.get("warmPoolConfig"), Mapping) else None
     types = tuple(str(t) for t in listify(inputs.get("instanceTypes")) if isinstance(t, str) and not is_unknown(t))
+    if not types and template is not None:
+        lt_type = template.inputs.get("instanceType")
+        types = (lt_type,) if isinstance(lt_type, str) and not is_unknown(lt_type) else ()
     return NodeGroupShape(
         name=node.name,
         urn=node.urn,

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
+from infra.core import clock
 from infra.core.catalog import HOURS_PER_MONTH
+from infra.core.catalog.eks import extended_support_on
 from infra.core.catalog.prices import PriceRow
 from infra.core.cost.context import GroupFacts, PricingContext, usd_text
 from infra.core.cost.nodegroup import ebs_gb
@@ -44,6 +46,7 @@ from infra.core.graph import (
     NAT_GATEWAY,
     NODE_GROUP,
     Node,
+    is_unknown,
     mapping_at,
     own_az,
 )
@@ -105,16 +108,16 @@ def _hourly(component: str, az: str, name: str, detail: str, row: PriceRow) -> L
 def _instance_items(group: GroupFacts, ctx: PricingContext) -> list[LineItem]:
     """The group's nodes and its warm pool, at the dearest of its instance types."""
     shape = group.shape
-    lookup = ctx.gpu_price if group.gpu else ctx.general_price
-    priced = [(t, *lookup(t, shape.name)) for t in shape.instance_types]
+    if group.gpu:
+        priced = [(t, *ctx.gpu_price(t, shape.name, shape.capacity_type)) for t in shape.instance_types]
+    else:
+        priced = [(t, *ctx.general_price(t, shape.name)) for t in shape.instance_types]
     known = [p for p in priced if p[1] is not None]
     dearest = max(known, key=lambda p: p[1]) if known else None
     if len(shape.instance_types) > 1 and dearest:
         ctx.note(f"{shape.name}: several instance types; priced at the dearest ({dearest[0]})")
     if shape.capacity_type.upper() == "SPOT":
         ctx.note(f"{shape.name}: SPOT capacity priced at on-demand (an upper bound)")
-    if shape.capacity_type.upper() == "CAPACITY_BLOCK" and not (ctx.assume.usd_per_gpu_hour or ctx.assume.instance_usd_per_hour):
-        ctx.note(f"{shape.name}: CAPACITY_BLOCK capacity priced at on-demand; set usd_per_gpu_hour to the block's rate")
     if dearest is None:
         return []
     itype, price, source, confirmed = dearest
@@ -165,6 +168,12 @@ def price_node_group(node: Node, ctx: PricingContext) -> list[LineItem]:
 
 @pricer(CLUSTER)
 def price_cluster(node: Node, ctx: PricingContext) -> list[LineItem]:
+    """Standard support, or the extended-support price while the cluster's version is past
+    standard support on the clock's day (eks_versions.yaml)."""
+    version = node.inputs.get("version")
+    if isinstance(version, str) and not is_unknown(version) and extended_support_on(version, clock.today()):
+        return [_hourly(EKS, REGIONAL, node.name, f"1 cluster, Kubernetes {version} in extended support",
+                        ctx.service("eks_cluster_extended_usd_per_hour"))]
     return [_hourly(EKS, REGIONAL, node.name, "1 cluster", ctx.service("eks_cluster_usd_per_hour"))]
 
 

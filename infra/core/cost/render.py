@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Mapping
 
 from infra.core.catalog import HOURS_PER_MONTH
-from infra.core.cost.diff import CostDiff, StackDiff
+from infra.core.cost.diff import CostDiff, PolicyVerdict, StackDiff
+from infra.core.errors import clip
+from infra.core.graph import urn_label
 from infra.core.cost.report import SCENARIOS, CostReport, cents
 
 MARKER = "<!-- llm-fleet:cost-diff -->"
@@ -114,14 +116,42 @@ def render_report_json(report: CostReport) -> str:
 
 def _gpu_line(d: StackDiff, scenario: str) -> str:
     (nb, gb), (na, ga) = d.gpus(scenario, "before"), d.gpus(scenario, "after")
-    return f"{nb} -> {na} ({signed_int(na - nb)}) nodes, {gb} -> {ga} ({signed_int(ga - gb)}) GPUs"
+    line = f"{nb} -> {na} ({signed_int(na - nb)}) nodes, {gb} -> {ga} ({signed_int(ga - gb)}) GPUs"
+    changes = d.type_changes()
+    if changes:
+        line += "; instance type " + "; ".join(c.text() for c in changes)
+    return line
 
 
 def _status(d: StackDiff) -> str:
-    return "new stack" if d.before is None else "stack removed" if d.after is None else ""
+    if d.head_failure is not None:
+        return f"head plan FAILED, exit {d.head_failure.exit_code}"
+    if d.base_failure is not None:
+        return f"base plan failed, exit {d.base_failure.exit_code}"
+    return {"added": "new stack", "removed": "stack removed"}.get(d.status, "")
+
+
+def _failure_text(d: StackDiff) -> str:
+    side, failure = ("head", d.head_failure) if d.head_failure else ("base", d.base_failure)
+    assert failure is not None
+    first = failure.error.strip().splitlines()[0] if failure.error.strip() else "(no message)"
+    return f"the {side}'s plan exited {failure.exit_code}: {clip(first, 400)}"
+
+
+def _month_cell(d: StackDiff, scenario: str, which: str) -> str:
+    failed = d.base_failure if which == "before" else d.head_failure
+    return "n/a" if failed is not None else usd(d.month(scenario, which))
+
+
+def _delta_cells(d: StackDiff, scenario: str) -> list[str]:
+    if not d.comparable:
+        return ["n/a", "n/a"]
+    return [signed_usd(d.delta(scenario)), signed_pct(d.pct(scenario))]
 
 
 def _budget_text(d: StackDiff) -> str:
+    if d.head_failure is not None:
+        return "n/a (head plan failed)"
     if d.budget_usd_per_month is None:
         return "no budget configured"
     room = d.headroom
@@ -133,21 +163,48 @@ def _budget_text(d: StackDiff) -> str:
     return f"OVER BUDGET by {usd(-room)} (budget {usd(d.budget_usd_per_month)})"
 
 
-def _policy_text(d: StackDiff) -> str:
-    if d.policy is None or not d.policy.evaluated:
+def _verdict_text(v: PolicyVerdict | None) -> str:
+    if v is None or not v.evaluated:
         return "not evaluated"
-    if d.policy.passed and not d.policy.violations:
+    if v.passed and not v.violations:
         return "pass"
-    if d.policy.passed:
-        return f"pass ({d.policy.advisory} advisory)"
-    return f"FAIL ({d.policy.mandatory} mandatory)"
+    if v.passed:
+        return f"pass ({v.advisory} advisory)"
+    return f"FAIL ({v.mandatory} mandatory)"
+
+
+def _policy_text(d: StackDiff) -> str:
+    """The head's verdict, and the base's when its own plan failed the pack (exit 3)."""
+    text = "head plan failed" if d.head_failure is not None else _verdict_text(d.policy)
+    if d.base_policy is not None and not d.base_policy.passed:
+        text += f" (base: {_verdict_text(d.base_policy)})"
+    return text
+
+
+def violation_text(v: Mapping[str, Any]) -> str:
+    """`policy (enforcement) on name (type): message`, the resource named, not its raw URN."""
+    return f"{v['policy']} ({v['enforcement']}) on {urn_label(v.get('urn') or '') or 'the stack'}: {v['message']}"
+
+
+def _violation_lines(d: StackDiff, fmt: str) -> list[str]:
+    out = []
+    for label, verdict in (("", d.policy), ("base: ", d.base_policy)):
+        if verdict is None or (label and verdict.passed):
+            continue
+        for v in verdict.violations:
+            out.append(f"- {label}{violation_text(v)}" if fmt == "markdown" else f"  - {label}{violation_text(v)}")
+    return out
 
 
 def render_diff_markdown(diff: CostDiff) -> str:
     out = [MARKER, "## llm-fleet cost diff", ""]
     if not diff.stacks:
         return "\n".join(out + ["No stacks found in base or head.", ""])
-    changed = [d for d in diff.stacks if d.gpu_changed()]
+    if diff.failed:
+        out.append("**Plans that FAILED** (no cost is shown for them; fix them first):")
+        out += [f"- **{d.stack}**: {_failure_text(d)}" for d in diff.failed]
+        out.append("")
+    changed = [d for d in diff.stacks if d.comparable and d.gpu_changed()]
     if changed:
         out.append("**GPU changes (expected fleet):**")
         out += [f"- **{d.stack}**: {_gpu_line(d, 'expected')}" + (f" ({_status(d)})" if _status(d) else "") for d in changed]
@@ -158,12 +215,11 @@ def render_diff_markdown(diff: CostDiff) -> str:
     for d in diff.stacks:
         rows.append([
             f"{d.stack}" + (f" ({_status(d)})" if _status(d) else ""),
-            d.region,
-            usd(d.month("expected", "before")),
-            usd(d.month("expected", "after")),
-            signed_usd(d.delta("expected")),
-            signed_pct(d.pct("expected")),
-            usd(d.month("worst", "after")),
+            d.region or "-",
+            _month_cell(d, "expected", "before"),
+            _month_cell(d, "expected", "after"),
+            *_delta_cells(d, "expected"),
+            _month_cell(d, "worst", "after"),
             _budget_text(d),
             _policy_text(d),
         ])
@@ -174,17 +230,26 @@ def render_diff_markdown(diff: CostDiff) -> str:
     out.append("")
     out.append(f"Monthly figures are the expected fleet (desired nodes); hours per month: {HOURS_PER_MONTH}.")
     for d in diff.stacks:
-        out += ["", f"### {d.stack} ({d.region})", ""]
+        out += ["", f"### {d.stack} ({d.region or '-'})", ""]
+        if not d.comparable:
+            failure = d.head_failure or d.base_failure
+            assert failure is not None
+            out += [f"**Plan FAILED:** {_failure_text(d)}", "", "```", clip(failure.error.strip(), 4000), "```"]
+            if d.head_failure is not None:
+                continue
+            out.append("")
         out.append(_md_table(
             ["scenario", "GPU nodes", "GPUs", "before", "after", "delta", "%"],
             [[
                 SCENARIO_LABEL[s],
                 f"{d.gpus(s, 'before')[0]} -> {d.gpus(s, 'after')[0]}",
                 f"{d.gpus(s, 'before')[1]} -> {d.gpus(s, 'after')[1]}",
-                usd(d.month(s, "before")), usd(d.month(s, "after")), signed_usd(d.delta(s)), signed_pct(d.pct(s)),
+                _month_cell(d, s, "before"), _month_cell(d, s, "after"), *_delta_cells(d, s),
             ] for s in SCENARIOS],
             right={3, 4, 5, 6},
         ))
+        for change in d.type_changes():
+            out += ["", f"**Instance type:** {change.text()}"]
         out += ["", "<details><summary>Per component ($/month, expected)</summary>", ""]
         out.append(_md_table(
             ["component", "before", "after", "delta", "%"],
@@ -199,9 +264,9 @@ def render_diff_markdown(diff: CostDiff) -> str:
         out += ["", "</details>", ""]
         out.append(f"**Budget:** {_budget_text(d)}" + (
             f"; worst case after {usd(d.month('worst', 'after'))}/month." if d.after else "."))
-        out.append(f"**Policy:** {_policy_text(d)}" + ("." if not (d.policy and d.policy.violations) else ":"))
-        if d.policy and d.policy.violations:
-            out += [f"- `{v['policy']}` ({v['enforcement']}) on `{v['urn'] or 'stack'}`: {v['message']}" for v in d.policy.violations]
+        lines = _violation_lines(d, "markdown")
+        out.append(f"**Policy:** {_policy_text(d)}" + (":" if lines else "."))
+        out += lines
         if d.after and d.after.notes:
             out += ["", "<details><summary>Notes</summary>", ""] + [f"- {n}" for n in d.after.notes] + ["", "</details>"]
     return "\n".join(out).rstrip() + "\n"
@@ -217,12 +282,17 @@ def render_diff_table(diff: CostDiff) -> str:
     out: list[str] = []
     for d in diff.stacks:
         status = _status(d)
-        out.append(f"== {d.stack} ({d.region}){' [' + status + ']' if status else ''}")
+        out.append(f"== {d.stack} ({d.region or '-'}){' [' + status + ']' if status else ''}")
+        if not d.comparable:
+            out.append(f"plan FAILED: {_failure_text(d)}")
+            if d.head_failure is not None:
+                out.append("")
+                continue
         out.append(f"GPU (expected): {_gpu_line(d, 'expected')}")
         out.append(_table(
             ["scenario", "GPU nodes", "before $/mo", "after $/mo", "delta", "%"],
-            [[s, f"{d.gpus(s, 'before')[0]} -> {d.gpus(s, 'after')[0]}", usd(d.month(s, "before")), usd(d.month(s, "after")),
-              signed_usd(d.delta(s)), signed_pct(d.pct(s))] for s in SCENARIOS],
+            [[s, f"{d.gpus(s, 'before')[0]} -> {d.gpus(s, 'after')[0]}", _month_cell(d, s, "before"),
+              _month_cell(d, s, "after"), *_delta_cells(d, s)] for s in SCENARIOS],
         ))
         out.append("")
         out.append(_table(
@@ -233,12 +303,12 @@ def render_diff_table(diff: CostDiff) -> str:
         ))
         out.append(f"budget: {_budget_text(d)}")
         out.append(f"policy: {_policy_text(d)}")
-        if d.policy:
-            out += [f"  - {v['policy']} ({v['enforcement']}) {v['urn'] or 'stack'}: {v['message']}" for v in d.policy.violations]
+        out += _violation_lines(d, "table")
         out.append("")
     if len(diff.stacks) > 1:
+        left_out = f" (leaving out {len(diff.failed)} failed plan(s))" if diff.failed else ""
         out.append("total $/month (expected): " + f"{usd(diff.total('expected', 'before'))} -> {usd(diff.total('expected', 'after'))} "
-                   f"({signed_usd(diff.total('expected', 'after') - diff.total('expected', 'before'))})")
+                   f"({signed_usd(diff.total('expected', 'after') - diff.total('expected', 'before'))}){left_out}")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
 
+from infra.core import money
 from infra.core.catalog import HOURS_PER_MONTH
 
 SCENARIOS = ("baseline", "expected", "worst")
@@ -67,6 +68,20 @@ class GpuCount:
 
 
 @dataclass(frozen=True)
+class GpuGroup:
+    """One GPU node group: what a diff compares beyond counts (a change of instance type)."""
+
+    name: str
+    az: str
+    instance_types: tuple[str, ...]
+    nodes: tuple[int, int, int]  # baseline, expected, worst
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "az": self.az, "instance_types": list(self.instance_types),
+                "nodes": dict(zip(SCENARIOS, self.nodes))}
+
+
+@dataclass(frozen=True)
 class CostReport:
     stack: str
     region: str
@@ -77,6 +92,7 @@ class CostReport:
     notes: tuple[str, ...] = ()
     unpriced: tuple[str, ...] = ()
     hours_per_month: Decimal = HOURS_PER_MONTH
+    gpu_groups: tuple[GpuGroup, ...] = ()
 
     def total_month(self, scenario: str) -> Decimal:
         return sum((i.month(scenario) for i in self.items), ZERO)
@@ -111,12 +127,8 @@ class CostReport:
         return per_hour / (self.output_tokens_per_s * 3600 / Decimal(1_000_000))
 
     def to_dict(self) -> dict[str, Any]:
-        def m(d: Decimal) -> str:
-            return str(cents(d))
-
-        def h(d: Decimal) -> str:
-            return str(d.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP))
-
+        """The report as JSON: amounts as decimal strings, counts as numbers (infra.core.money)."""
+        m, h = money.usd, money.usd_rate
         scenarios = {}
         for s in SCENARIOS:
             per_m = self.usd_per_million_output_tokens(s)
@@ -125,8 +137,8 @@ class CostReport:
                 "usd_per_hour": h(self.total_hour(s)),
                 "usd_per_month": m(self.total_month(s)),
                 "gpu_usd_per_month": m(self.gpu_month(s)),
-                "usd_per_million_output_tokens": h(per_m) if per_m is not None else None,
-                "gpu_usd_per_million_output_tokens": h(per_m_gpu) if per_m_gpu is not None else None,
+                "usd_per_million_output_tokens": h(per_m),
+                "gpu_usd_per_million_output_tokens": h(per_m_gpu),
                 "gpu_nodes": self.gpu[s].nodes,
                 "gpus": self.gpu[s].gpus,
                 "warm_pool_nodes": self.gpu[s].warm_pool_nodes,
@@ -136,10 +148,10 @@ class CostReport:
             "region": self.region,
             "source": self.source,
             "currency": "USD",
-            "hours_per_month": str(self.hours_per_month),
+            "hours_per_month": money.number(self.hours_per_month),
             "scenarios": scenarios,
-            "components": {c: {s: m(self.component_month(c, s)) for s in SCENARIOS} for c in self.components()},
-            "azs": {a: {s: m(v) for s, v in ((s, self.by_az(s)[a]) for s in SCENARIOS)} for a in self.azs()},
+            "components_usd_per_month": {c: {s: m(self.component_month(c, s)) for s in SCENARIOS} for c in self.components()},
+            "azs_usd_per_month": {a: {s: m(v) for s, v in ((s, self.by_az(s)[a]) for s in SCENARIOS)} for a in self.azs()},
             "items": [
                 {
                     "component": i.component,
@@ -152,7 +164,8 @@ class CostReport:
                 }
                 for i in self.items
             ],
-            "load": {"output_tokens_per_s": str(self.output_tokens_per_s) if self.output_tokens_per_s else None},
+            "gpu_node_groups": [g.to_dict() for g in self.gpu_groups],
+            "load": {"output_tokens_per_s": money.number(self.output_tokens_per_s or None)},
             "notes": list(self.notes),
             "unpriced": list(self.unpriced),
         }

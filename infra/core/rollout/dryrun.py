@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Protocol, Sequence
 
+from infra.core import money
 from infra.core.config import SizingSpec, StackConfig
 from infra.core.errors import EXIT_OK, EXIT_POLICY, EXIT_ROLLOUT_HALTED, EXIT_USAGE, UserError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict, usd
@@ -70,13 +71,13 @@ class StackDryRun:
 
         return {
             "wave": self.wave, "stack": self.stack, "region": self.region,
-            "traffic_share_pct": str(self.share_pct), "sized_for_pct": str(self.sized_pct),
+            "traffic_share_pct": money.number(self.share_pct), "sized_for_pct": money.number(self.sized_pct),
             "absorb_region_failure": self.absorbs,
             "sized_load": {"concurrent_requests": self.concurrent_requests, "output_tokens_per_s": self.output_tokens_per_s},
             "plan": self.plan, "resources": self.resources,
             "gates": {"cost": verdict(self.cost), "policy": verdict(self.policy)},
             "policy_note": self.policy_note,
-            "budget_usd_per_month": str(self.budget_usd) if self.budget_usd is not None else None,
+            "budget_usd_per_month": money.usd(self.budget_usd),
             "would_run": self.steps, "error": self.error or None, "would_stop_at": self.stops,
         }
 
@@ -136,9 +137,12 @@ def _plan_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _steps(plan: RolloutPlan, stack: str) -> list[str]:
+def _steps(plan: RolloutPlan, stack: str, in_vpc: bool | None = None) -> list[str]:
+    """What the real run does for `stack`; `in_vpc`: its workloads run in the in-VPC deployer
+    (None: the stack's config is unknown)."""
     gates = plan.gates
     health = gates.health
+    where = {True: "in the VPC (CodeBuild)", False: "from here", None: "from here or in the VPC"}[in_vpc]
     steps = [
         "preflight: instance offerings per AZ, P-instance vCPU quota, capacity reservations, weights bucket/KMS/manifest",
         f"preview --policy-pack {' --policy-pack '.join(gates.policy.policy_packs)}"
@@ -147,14 +151,15 @@ def _steps(plan: RolloutPlan, stack: str) -> list[str]:
         f"cost gate: {gates.cost.scenario} monthly increase <= {usd(gates.cost.max_monthly_increase_usd)}"
         + (f" and <= {gates.cost.max_monthly_increase_pct}%" if gates.cost.max_monthly_increase_pct is not None else "")
         + " unless approved" if gates.cost.enabled else "cost gate disabled",
-        f"up {stack}",
+        f"up {stack}: the base without its GPU node groups, the workloads {where}, the base in full",
     ]
     if health is None:
         steps.append("health gate: none configured")
     else:
         parts = []
         if health.queries:
-            parts.append(f"{len(health.queries)} PromQL SLO quer{'y' if len(health.queries) == 1 else 'ies'} ({', '.join(q.name for q in health.queries)})")
+            parts.append(f"{len(health.queries)} PromQL SLO quer{'y' if len(health.queries) == 1 else 'ies'} "
+                         f"({', '.join(q.name for q in health.queries)}){' in the VPC' if in_vpc else ''}")
         if health.http:
             parts.append(f"{len(health.http)} HTTP check{'s' if len(health.http) != 1 else ''} ({', '.join(c.name for c in health.http)})")
         steps.append(f"health gate: {' + '.join(parts)}; wait up to {health.wait_timeout_s:g} s, every {health.interval_s:g} s")
@@ -186,6 +191,7 @@ def dry_run(
                 row.error = str(exc)
                 continue
             cfg, doc = offline.config, offline.document
+            row.steps = _steps(plan, stack, cfg.deploys_in_vpc)
             row.concurrent_requests = offline.spec.workload.concurrent_requests
             row.output_tokens_per_s = offline.spec.workload.output_tokens_per_s
             row.budget_usd = cfg.budget.monthly_usd
@@ -243,7 +249,7 @@ def render_text(report: DryRunReport) -> str:
             if row.cost is not None:
                 lines.append(f"    cost      {row.cost.status.upper()}: {row.cost.reason}")
                 if row.budget_usd is not None and row.cost.data:
-                    after = Decimal(str(row.cost.data["after"]))
+                    after = Decimal(str(row.cost.data["after_usd"]))
                     lines.append(f"    budget    {usd(row.budget_usd)}/month; headroom {usd(row.budget_usd - after)} "
                                  f"({row.cost.data['scenario']})")
             if row.policy is not None:

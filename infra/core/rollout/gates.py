@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping, Sequence
 
+from infra.core import money
 from infra.core.rollout.spec import CostGate, PolicyGate, PromQuery
 
 CENT = Decimal("0.01")
@@ -63,12 +64,12 @@ def cost_verdict(
     """`before` is the last deployed monthly cost (None: never deployed by a rollout, taken as 0)."""
     base = before if before is not None else Decimal(0)
     delta = after - base
-    data = {
+    data = {  # money as decimal strings in keys ending _usd (infra.core.money)
         "scenario": gate.scenario,
-        "before": str(base.quantize(CENT)),
-        "after": str(after.quantize(CENT)),
-        "delta": str(delta.quantize(CENT)),
-        "limit": str(gate.max_monthly_increase_usd.quantize(CENT)),
+        "before_usd": money.usd(base),
+        "after_usd": money.usd(after),
+        "delta_usd": money.usd(delta),
+        "limit_usd": money.usd(gate.max_monthly_increase_usd),
         "new_stack": before is None,
     }
     if not gate.enabled:

@@ -1,9 +1,12 @@
-"""The effectful edges of a rollout, as interfaces (Protocols) and plain result types. Pure.
+"""The effectful edges of a rollout and of a deploy, as interfaces (Protocols) and plain result types. Pure.
 
 The runner (infra/ops/rollout/runner.py) only talks to these; the real implementations are
-`infra.ops.rollout.automation.AutomationWorkspace` (Pulumi Automation API), `infra.ops.rollout.health`
-(Prometheus / HTTP over urllib), `infra.ops.rollout.checks.AwsPreflight` (boto3) and the state stores in
-`infra.ops.rollout.state`; tests drive the runner with fakes.
+`infra.ops.deploy.workspace.StackWorkspace` (a stack's two Pulumi projects, each a
+`ProjectWorkspace`: `infra.ops.rollout.automation.AutomationWorkspace` over the Automation API,
+or `infra.ops.deploy.workspace.InVpcWorkspace` over the in-VPC deployer, an `InVpcRunner`:
+`infra.ops.deploy.codebuild.CodeBuildRunner`), `infra.ops.rollout.health` (Prometheus, direct or
+through a `PrometheusClient` in the VPC, and HTTP over urllib), `infra.ops.preflight.checks.AwsPreflight`
+(boto3) and the state stores in `infra.ops.rollout.state`; tests drive them all with fakes.
 """
 from __future__ import annotations
 
@@ -49,6 +52,53 @@ class Workspace(Protocol):
     def config_text(self, stack: str) -> str:
         """The stack's config file as deployed now (kept so a failed wave can be rolled back)."""
         ...
+
+
+class ProjectWorkspace(Protocol):
+    """One Pulumi project's operations on a stack: the base (run where the operator is) or the
+    workloads (there too, or in the VPC). `exclude` leaves resources (and their dependents) out
+    of an update; `continue_on_error` updates what it can when some resources fail."""
+
+    def preview(self, stack: str, *, policy_packs: Sequence[str], on_output: OnOutput) -> PreviewOutcome: ...
+
+    def up(self, stack: str, *, on_output: OnOutput, config_file: str | None = None,
+           exclude: Sequence[str] = (), continue_on_error: bool = False) -> UpOutcome: ...
+
+    def refresh(self, stack: str, *, on_output: OnOutput) -> None: ...
+
+    def destroy(self, stack: str, *, on_output: OnOutput) -> None: ...
+
+    def outputs(self, stack: str) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class InVpcResult:
+    """A finished run of the in-VPC deployer."""
+
+    build_id: str
+    status: str  # CodeBuild's: SUCCEEDED | FAILED | FAULT | TIMED_OUT | STOPPED
+    document: Any = None  # what the build printed back (infra.core.deploy.result_lines), if anything
+    log_tail: tuple[str, ...] = ()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+
+class InVpcRunner(Protocol):
+    """Runs one action (infra.core.deploy.ACTIONS) of a stack's in-VPC deployer and waits for
+    it, streaming its log to `on_output`. `config_text` replaces the stack's config file in the
+    sources the build gets (a rollback re-applies an older one)."""
+
+    def run(self, stack: str, action: str, *, on_output: OnOutput, env: Mapping[str, str] | None = None,
+            config_text: str | None = None) -> InVpcResult: ...
+
+
+class PrometheusClient(Protocol):
+    """Instant PromQL queries against a stack's Prometheus: one (HTTP status, body) per query,
+    in order. Never raises: an unreachable Prometheus is a status 0 with the reason as body."""
+
+    def query(self, stack: str, region: str, queries: Sequence[str]) -> list[tuple[int, bytes]]: ...
 
 
 @dataclass(frozen=True)

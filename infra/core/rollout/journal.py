@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from infra.core import patterns
 from infra.core.errors import UserError
 
 JOURNAL_VERSION = 1
@@ -34,7 +35,7 @@ class StackRecord(_Model):
     preflight: list[dict[str, str]] = Field(default_factory=list)
     changes: dict[str, int] = Field(default_factory=dict)
     policy: dict[str, Any] | None = None  # {"mandatory": n, "advisory": n, "violations": [...]}
-    cost: dict[str, str] | None = None  # {"scenario", "before", "after", "delta", "limit", "verdict"}
+    cost: dict[str, str] | None = None  # {"scenario", "before_usd", "after_usd", "delta_usd", "limit_usd", "status"}
     health: str = ""
     detail: str = ""
     rollback: str = ""
@@ -67,7 +68,7 @@ class Halt(_Model):
 
 class Journal(_Model):
     version: int = JOURNAL_VERSION
-    rollout_id: str
+    rollout_id: str = Field(pattern=patterns.STACK)  # names history/<rollout_id>.json
     environment: str
     plan_path: str
     plan_digest: str
@@ -106,6 +107,27 @@ def new_journal(plan: Any, plan_path: str, plan_digest: str, rollout_id: str, no
     )
 
 
+def journal_mismatch(journal: Journal, plan: Any) -> str:
+    """What a journal lacks against the plan's waves and stacks ('' when it has each, in its wave):
+    a journal can validate and carry the plan's structure digest yet miss a wave's record."""
+    problems = []
+    waves = [w.name for w in plan.waves]
+    missing = [w for w in waves if w not in journal.waves]
+    if missing:
+        problems.append(f"no record of wave(s) {', '.join(missing)}")
+    for wave in plan.waves:
+        for stack in wave.stacks:
+            rec = journal.stacks.get(stack)
+            if rec is None:
+                problems.append(f"no record of stack {stack}")
+            elif rec.wave != wave.name:
+                problems.append(f"stack {stack} recorded in wave {rec.wave}, not {wave.name}")
+    extra = sorted(set(journal.waves) - set(waves)) + sorted(set(journal.stacks) - {s for w in plan.waves for s in w.stacks})
+    if extra:
+        problems.append(f"records of waves or stacks the plan does not list: {', '.join(extra)}")
+    return "; ".join(problems)
+
+
 def parse_journal(data: Any, where: str) -> Journal:
     try:
         return Journal.model_validate(data)
@@ -114,5 +136,5 @@ def parse_journal(data: Any, where: str) -> Journal:
         path = ".".join(str(p) for p in first["loc"]) or "(document)"
         raise UserError(
             f"{where}: not a rollout journal this version can read ({path}: {first['msg']}); "
-            "move it aside to start a new rollout"
+            "it cannot be resumed"
         ) from None

@@ -1,8 +1,9 @@
 """The final report of a rollout (from its journal): text table and JSON. Pure."""
 from __future__ import annotations
 
+import shlex
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Sequence
 
 from infra.core.errors import EXIT_OK, EXIT_ROLLOUT_HALTED
 from infra.core.rollout.gates import signed_usd
@@ -14,10 +15,10 @@ def exit_code(journal: Journal) -> int:
 
 
 def _cost(rec: Any) -> str:
-    if not rec.cost or "delta" not in rec.cost:
+    if not rec.cost or "delta_usd" not in rec.cost:
         return "-"
     try:
-        text = signed_usd(Decimal(rec.cost["delta"]))
+        text = signed_usd(Decimal(rec.cost["delta_usd"]))
     except InvalidOperation:
         return "?"
     return text + (" (approved)" if rec.cost.get("status") == "approved" else "")
@@ -29,7 +30,13 @@ def _policy(rec: Any) -> str:
     return f"{rec.policy.get('status', '?')} ({rec.policy.get('mandatory', 0)}m/{rec.policy.get('advisory', 0)}a)"
 
 
-def render_text(journal: Journal, plan_path: str) -> str:
+def rollout_command(plan_path: str, *flags: str, repeat: Sequence[str] = ()) -> str:
+    """`python -m infra rollout PLAN FLAGS...` with `repeat`, the flags that locate the rollout's
+    journal (--state-dir, --project-dir): a hint without them would find no journal."""
+    return shlex.join(["python", "-m", "infra", "rollout", plan_path, *flags, *repeat])
+
+
+def render_text(journal: Journal, plan_path: str, repeat: Sequence[str] = ()) -> str:
     head = f"rollout {journal.rollout_id} of {journal.environment}: {journal.status.upper()}"
     if journal.halted:
         h = journal.halted
@@ -48,7 +55,7 @@ def render_text(journal: Journal, plan_path: str) -> str:
             lines.append(f"rollback {name}: {rec.rollback}")
     if journal.halted:
         lines.append(f"reason: {journal.halted.reason}")
-        lines.append(f"resume: python -m infra rollout {plan_path} --resume   (stacks already done are skipped)")
+        lines.append(f"resume: {rollout_command(plan_path, '--resume', repeat=repeat)}   (stacks already done are skipped)")
     return "\n".join(lines) + "\n"
 
 

@@ -25,20 +25,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from infra.core.files import read_yaml_file
-from infra.core.errors import UserError
+from infra.core.errors import UserError, shown
 from infra.core import metrics, patterns
-from infra.core.config import Workload
+from infra.core.config import MAX_MONTHLY_USD, StrictModel, Workload, joined_problems, problem_lines
 
 SHARE_TOTAL_TOLERANCE = Decimal("0.01")
 # Placeholders a health URL or query may use; filled per stack.
 TEMPLATE_FIELDS = ("stack", "region", "environment")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 def fill(template: str, **values: str) -> str:
@@ -56,7 +52,7 @@ def _check_template(value: str) -> str:
     return value
 
 
-class RegionShare(_Strict):
+class RegionShare(StrictModel):
     """One region stack of an environment and the share of its traffic it serves."""
 
     stack: str = Field(pattern=patterns.STACK, description="Pulumi stack name (reads Pulumi.<stack>.yaml).")
@@ -70,7 +66,7 @@ class RegionShare(_Strict):
     )
 
 
-class Wave(_Strict):
+class Wave(StrictModel):
     """A group of region stacks updated one after another, then baked together."""
 
     name: str = Field(pattern=patterns.DNS_LABEL, description="Wave name (lowercase letters, digits, '-').")
@@ -80,7 +76,7 @@ class Wave(_Strict):
     )
 
 
-class PolicyGate(_Strict):
+class PolicyGate(StrictModel):
     """Mandatory policies must pass (CrossGuard pack on preview; the same rules offline)."""
 
     enabled: bool = Field(default=True, description="Run the policy gate.")
@@ -90,7 +86,7 @@ class PolicyGate(_Strict):
     fail_on_advisory: bool = Field(default=False, description="Also stop on advisory violations.")
 
 
-class CostGate(_Strict):
+class CostGate(StrictModel):
     """The monthly cost increase of a stack must stay within a limit unless approved."""
 
     enabled: bool = Field(default=True, description="Run the cost gate.")
@@ -98,7 +94,7 @@ class CostGate(_Strict):
         default="worst", description="Cost scenario compared (infra/core/cost): baseline, expected or worst."
     )
     max_monthly_increase_usd: Decimal = Field(
-        ge=0, le=100_000_000, description="Largest allowed increase of the stack's monthly cost, USD."
+        ge=0, le=MAX_MONTHLY_USD, description="Largest allowed increase of the stack's monthly cost, USD."
     )
     max_monthly_increase_pct: Decimal | None = Field(
         default=None, ge=0, le=10_000, description="Also limit the increase to this percent of the deployed cost."
@@ -108,7 +104,7 @@ class CostGate(_Strict):
 SloName = Literal["ttft_p95", "tpot_p95", "e2e_p95"]
 
 
-class PromQuery(_Strict):
+class PromQuery(StrictModel):
     """A PromQL query whose every sample must lie within [min_value, max_value].
 
     `slo: ttft_p95` (or tpot_p95, e2e_p95) names one of the stack's SLOs instead: the query is
@@ -155,7 +151,7 @@ class PromQuery(_Strict):
                          max_value=target_ms / 1000, on_no_data=self.on_no_data)
 
 
-class HttpCheck(_Strict):
+class HttpCheck(StrictModel):
     """An HTTP GET that must answer with the expected status."""
 
     name: str = Field(pattern=patterns.DNS_LABEL, description="Check name shown in progress and reports.")
@@ -166,7 +162,7 @@ class HttpCheck(_Strict):
     _url = field_validator("url")(_check_template)
 
 
-class HealthGate(_Strict):
+class HealthGate(StrictModel):
     """Health after `up` and during the bake: PromQL SLO queries and/or HTTP checks."""
 
     prometheus_url: str | None = Field(
@@ -197,13 +193,13 @@ class HealthGate(_Strict):
         return self
 
 
-class Gates(_Strict):
+class Gates(StrictModel):
     policy: PolicyGate = Field(default_factory=PolicyGate, description="Mandatory policies pass.")
     cost: CostGate = Field(description="Monthly cost increase within a limit unless approved.")
     health: HealthGate | None = Field(default=None, description="Health after up and during the bake.")
 
 
-class OnFailure(_Strict):
+class OnFailure(StrictModel):
     action: Literal["halt"] = Field(default="halt", description="What a failed step or gate does: halt the rollout.")
     rollback: Literal["none", "failed-wave"] = Field(
         default="none",
@@ -211,18 +207,18 @@ class OnFailure(_Strict):
     )
 
 
-class S3State(_Strict):
+class S3State(StrictModel):
     bucket: str = Field(pattern=patterns.BUCKET, description="S3 bucket holding the journal, lock and deployed records.")
     prefix: str = Field(default="rollouts", pattern=patterns.S3_PREFIX, description="Key prefix.")
     region: str = Field(pattern=patterns.REGION, description="Region of the bucket.")
 
 
-class StateConfig(_Strict):
+class StateConfig(StrictModel):
     local_dir: str = Field(default=".rollout", min_length=1, description="Local directory for journal and lock.")
     s3: S3State | None = Field(default=None, description="Keep the journal and lock in S3 instead (shared).")
 
 
-class RolloutPlan(_Strict):
+class RolloutPlan(StrictModel):
     """`stacks/<env>.yaml`."""
 
     environment: str = Field(pattern=patterns.DNS_LABEL, description="Environment name (the lock and journal key).")
@@ -250,11 +246,11 @@ def cross_checks(plan: RolloutPlan) -> list[str]:
     stacks = [r.stack for r in plan.regions]
     for i, r in enumerate(plan.regions):
         if stacks.count(r.stack) > 1 and stacks.index(r.stack) != i:
-            problems.append(f"regions.{i}.stack: {r.stack!r} is not allowed; each stack is listed once")
+            problems.append(f"regions.{i}.stack: {shown(r.stack)} is not allowed; each stack is listed once")
     regions = [r.region for r in plan.regions]
     for i, r in enumerate(plan.regions):
         if regions.count(r.region) > 1 and regions.index(r.region) != i:
-            problems.append(f"regions.{i}.region: {r.region!r} is not allowed; one stack per region")
+            problems.append(f"regions.{i}.region: {shown(r.region)} is not allowed; one stack per region")
     total = sum((r.traffic_share_pct for r in plan.regions), Decimal(0))
     if abs(total - 100) > SHARE_TOTAL_TOLERANCE:
         problems.append(
@@ -269,16 +265,16 @@ def cross_checks(plan: RolloutPlan) -> list[str]:
     seen: dict[str, str] = {}
     for i, wave in enumerate(plan.waves):
         if names.count(wave.name) > 1 and names.index(wave.name) != i:
-            problems.append(f"waves.{i}.name: {wave.name!r} is not allowed; wave names are unique")
+            problems.append(f"waves.{i}.name: {shown(wave.name)} is not allowed; wave names are unique")
         for j, stack in enumerate(wave.stacks):
             if stack not in stacks:
                 problems.append(
-                    f"waves.{i}.stacks.{j}: {stack!r} is not allowed; waves list region stacks "
+                    f"waves.{i}.stacks.{j}: {shown(stack)} is not allowed; waves list region stacks "
                     f"({', '.join(stacks)})"
                 )
             elif stack in seen:
                 problems.append(
-                    f"waves.{i}.stacks.{j}: {stack!r} is not allowed; it is already in wave {seen[stack]!r}"
+                    f"waves.{i}.stacks.{j}: {shown(stack)} is not allowed; it is already in wave {seen[stack]!r}"
                 )
             else:
                 seen[stack] = wave.name
@@ -287,26 +283,10 @@ def cross_checks(plan: RolloutPlan) -> list[str]:
         problems.append(f"waves: region stacks {missing!r} are in no wave; add each to exactly one wave")
     if len(plan.waves[0].stacks) != 1:
         problems.append(
-            f"waves.0.stacks: {list(plan.waves[0].stacks)!r} is not allowed; the first wave is the canary "
+            f"waves.0.stacks: {shown(list(plan.waves[0].stacks))} is not allowed; the first wave is the canary "
             "and holds exactly one stack"
         )
     return problems
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(document)"
-        value = err.get("input")
-        shown = "{...}" if isinstance(value, dict) else ("[...]" if isinstance(value, list) else value)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key; remove it or check the spelling")
-        elif err["type"] == "missing":
-            lines.append(f"{path}: required key is missing")
-        else:
-            lines.append(f"{path}: {shown!r} is not allowed; {msg}")
-    return lines
 
 
 def parse_rollout_plan(data: Any, source: str = "rollout plan") -> RolloutPlan:
@@ -315,12 +295,11 @@ def parse_rollout_plan(data: Any, source: str = "rollout plan") -> RolloutPlan:
     try:
         plan = RolloutPlan.model_validate(data)
     except ValidationError as exc:
-        problems = format_errors(exc)
+        problems = problem_lines(exc, RolloutPlan)
     else:
         problems = cross_checks(plan)
     if problems:
-        head = f"{source}: " + (f"{len(problems)} problems: " if len(problems) > 1 else "")
-        raise UserError(head + "; ".join(problems))
+        raise UserError(f"{source}: {joined_problems(problems)}")
     return plan
 
 

@@ -7,6 +7,11 @@ sequence) and prefill tokens (chunked prefill). Its time is
       + tensor-parallel all-reduces + a fixed per-step overhead
 
 Efficiencies are <= 1 and the extra terms >= 0, so no prediction can beat the roofline.
+Mixture of experts: GEMM FLOPs count the active parameters, and a step streams only the
+experts its tokens were routed to. MLA: attention FLOPs follow vLLM's latent decode and
+expanded prefill. Sliding windows: a windowed layer attends to at most its window. The
+factors were fitted on dense models; MoE and MLA kernels are assumed to reach the same
+efficiencies (uncalibrated).
 The engine factors come from `infra/core/catalog/engines.yaml`, fitted by `infra/core/sizing/calibrate.py`
 on the public measurements.
 """
@@ -68,6 +73,25 @@ def engine_params(name: str) -> EngineParams:
     return engines[name]
 
 
+def architecture_notes(arch: ModelArch) -> tuple[str, ...]:
+    """Plan notes on what the sizing assumes about an architecture beyond the calibrated dense ones."""
+    notes = []
+    if arch.is_moe:
+        notes.append(
+            f"{arch.key} is a mixture of experts ({arch.num_experts} experts, {arch.experts_per_token} per token): "
+            "memory holds every expert, compute counts the active ones, and a step reads the experts its tokens "
+            "pick (uniform routing assumed); the engine factors were fitted on dense models only")
+    if arch.is_mla:
+        notes.append(
+            f"{arch.key} uses multi-head latent attention: KV is one {arch.kv_lora_rank + arch.qk_rope_head_dim}-value "
+            "latent per token and layer, held whole on every tensor-parallel rank (vLLM's MLA)")
+    if arch.sliding_window:
+        notes.append(
+            f"{arch.key}: {arch.sliding_window_layers} of {arch.num_hidden_layers} layers attend to a "
+            f"{arch.sliding_window}-token window and keep only that much KV per request (vLLM's hybrid KV cache)")
+    return tuple(notes)
+
+
 def gemm_peak_flops(gpu: Gpu, precision: str) -> float:
     """Dense peak for the linear layers at a weight precision.
 
@@ -125,11 +149,24 @@ class ReplicaModel:
         p = memory.param_counts(arch)
         # Per-GPU constants of the step model.
         self._weight_bytes = memory.weight_bytes(arch, precision) / tp
+        # Routed experts: a step reads only the experts its tokens were routed to (see _weights_read).
+        self._expert_bytes = p.routed_experts * memory.WEIGHT_BYTES[precision] / tp
+        self._expert_pick = arch.experts_per_token / arch.num_experts if arch.is_moe else 0.0
         self._kv_bytes_per_token = memory.kv_bytes_per_token_per_rank(arch, kv_dtype, tp)
-        self._linear_flops_per_token = 2.0 * p.linear / tp
+        self._linear_flops_per_token = 2.0 * p.active_linear / tp
         self._lm_head_flops_per_token = 2.0 * (p.lm_head or p.embedding) / tp
         # QK^T and AV: 2 matmuls x 2 FLOPs per MAC over the heads on this rank.
         self._attn_flops_per_token_ctx = 4.0 * arch.num_hidden_layers * arch.num_attention_heads * arch.head_dim / tp
+        self._attn_prefill_flops_per_token_ctx: float | None = None  # None: as decode
+        if arch.is_mla:
+            # vLLM's MLA decodes in the latent space (q absorbs W_UK: QK over kv_lora_rank + rope,
+            # AV over kv_lora_rank) and prefills with K/V expanded per head (qk_nope + rope, v_head_dim).
+            per_head = 2.0 * arch.num_hidden_layers * arch.num_attention_heads / tp
+            self._attn_flops_per_token_ctx = per_head * (2 * arch.kv_lora_rank + arch.qk_rope_head_dim)
+            self._attn_prefill_flops_per_token_ctx = per_head * (
+                arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
+        self._window = arch.sliding_window
+        self._window_share = arch.window_layer_share
         self._bw = gpu.hbm_bandwidth_gb_per_s * 1e9
         self._gemm_peak = gemm_peak_flops(gpu, precision)
         # FP8 KV on FP8 tensor cores runs FP8 attention (FlashAttention-3, TRT-LLM FP8 FMHA).
@@ -151,6 +188,21 @@ class ReplicaModel:
         return min(self.max_num_seqs, self.memory.max_sequences(context_tokens))
 
     # -- one step -----------------------------------------------------------------------------
+    def _weights_read(self, tokens: float) -> float:
+        """Weight bytes one step streams: all of a dense model; of an MoE model the non-expert
+        weights plus the experts at least one of `tokens` tokens picks (routing taken as uniform
+        and independent: 1 - (1 - k/E)^tokens of them)."""
+        if not self._expert_bytes:
+            return self._weight_bytes
+        touched = 1.0 - (1.0 - self._expert_pick) ** max(tokens, 1.0)
+        return self._weight_bytes - self._expert_bytes * (1.0 - touched)
+
+    def _attended(self, context: float) -> float:
+        """Mean KV length a layer attends to at `context`: windowed layers stop at the window."""
+        if not self._window:
+            return context
+        return context * (1 - self._window_share) + min(context, self._window) * self._window_share
+
     def step(
         self,
         decode_tokens: float,
@@ -171,7 +223,7 @@ class ReplicaModel:
         # (flash attention tiles it), not once per query token.
         chunks = max(prefill_sequences, 1.0) if pf > 0 else 0.0
         m, c, comm = self.step_formula(d, d * decode_context, pf, chunks * prefill_context, pf * prefill_context,
-                                   prefill_sequences, parts=True)
+                                       prefill_sequences, parts=True)
         return StepBreakdown(m, c, comm, self._overhead_s, self.engine.overlap_k)
 
     @functools.cached_property
@@ -184,13 +236,23 @@ class ReplicaModel:
         prefill_attn_token_ctx the sum over prefill tokens of the context each attends to;
         sampled_prefills the prompts that finish prefill this step (each samples a token through
         the lm_head). Returns the step time, or (memory_s, compute_s, comm_s) with `parts`.
+        Sliding-window layers attend to at most the window (applied to the mean contexts); an
+        MoE step streams the experts its tokens pick (`_weights_read`); MLA prefills with K/V
+        expanded per head.
         """
         e = self.engine
-        weights_s = self._weight_bytes / (self._bw * e.bw_eff)
+        bw_s_per_byte = 1.0 / (self._bw * e.bw_eff)
+        dense_weights_s = self._weight_bytes * bw_s_per_byte
+        moe = bool(self._expert_bytes)
+        weights_read = self._weights_read
         kv_s_per_token = self._kv_bytes_per_token / (self._bw * e.kv_bw_eff)
         gemm_s_per_token = self._linear_flops_per_token / (self._gemm_peak * e.compute_eff)
         head_s_per_token = self._lm_head_flops_per_token / (self._gemm_peak * e.compute_eff)
         attn_s_per_token_ctx = self._attn_flops_per_token_ctx / (self._attn_peak * e.attn_eff)
+        prefill_flops = self._attn_prefill_flops_per_token_ctx
+        attn_prefill_s_per_token_ctx = (attn_s_per_token_ctx if prefill_flops is None
+                                        else prefill_flops / (self._attn_peak * e.attn_eff))
+        windowed, attended = bool(self._window), self._attended
         comm_fixed_s = comm_s_per_token = 0.0
         if self.tp > 1:
             comm_fixed_s = self._allreduces * e.allreduce_latency_us / 1e6
@@ -198,9 +260,18 @@ class ReplicaModel:
         k, inv_k, overhead_s = e.overlap_k, 1.0 / e.overlap_k, self._overhead_s
 
         def formula(d, decode_ctx_sum, pf, prefill_kv_tokens, prefill_attn_token_ctx, sampled_prefills, parts=False):
+            if windowed:
+                if d:
+                    decode_ctx_sum = d * attended(decode_ctx_sum / d)
+                if pf and prefill_attn_token_ctx:
+                    mean = prefill_attn_token_ctx / pf
+                    scale = attended(mean) / mean
+                    prefill_kv_tokens *= scale
+                    prefill_attn_token_ctx *= scale
+            weights_s = weights_read(d + pf) * bw_s_per_byte if moe else dense_weights_s
             m = weights_s + kv_s_per_token * (decode_ctx_sum + prefill_kv_tokens)
             c = (gemm_s_per_token * (d + pf) + head_s_per_token * (d + sampled_prefills)
-                 + attn_s_per_token_ctx * (decode_ctx_sum + prefill_attn_token_ctx))
+                 + attn_s_per_token_ctx * decode_ctx_sum + attn_prefill_s_per_token_ctx * prefill_attn_token_ctx)
             comm = comm_fixed_s + comm_s_per_token * (d + pf)
             if parts:
                 return m, c, comm
@@ -214,7 +285,8 @@ class ReplicaModel:
     # -- rooflines (for tests and explanations) -------------------------------------------------
     def roofline_decode_tokens_per_s(self, batch: int, context: float) -> float:
         """Upper bound on decode throughput at `batch`: bandwidth and compute at 100 %."""
-        bytes_step = self._weight_bytes + batch * context * self._kv_bytes_per_token
+        context = self._attended(context)
+        bytes_step = self._weights_read(batch) + batch * context * self._kv_bytes_per_token
         mem_bound = batch / (bytes_step / self._bw)
         flops = batch * (self._linear_flops_per_token + self._lm_head_flops_per_token)
         flops += batch * context * self._attn_flops_per_token_ctx * (self._gemm_peak / self._attn_peak)

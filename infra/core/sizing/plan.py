@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infra.core.money import usd_exact, usd_rate
+
 
 @dataclass(frozen=True)
 class NodeCounts:
@@ -175,8 +177,17 @@ class FleetPlan:
         return bool(self.verification) and all(v.passed for v in self.verification)
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON; money as decimal strings (infra.core.money), the rest as numbers."""
         out = asdict(self)
-        out["alternatives"] = [asdict(a) for a in self.alternatives]
+        c = self.cost
+        out["cost"] = {
+            "usd_per_gpu_hour": usd_exact(c.usd_per_gpu_hour), "usd_per_node_hour": usd_exact(c.usd_per_node_hour),
+            "price_source": c.price_source, "usd_per_hour_baseline": usd_rate(c.usd_per_hour_baseline),
+            "usd_per_hour_max": usd_rate(c.usd_per_hour_max),
+            "usd_per_million_output_tokens": usd_rate(c.usd_per_million_output_tokens),
+        }
+        out["alternatives"] = [dict(asdict(a), usd_per_hour_baseline=usd_rate(a.usd_per_hour_baseline))
+                               for a in self.alternatives]
         out["verification"] = [asdict(v) for v in self.verification]
         out["notes"] = list(self.notes)
         out["replicas_baseline"] = self.replicas_baseline

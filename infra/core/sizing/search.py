@@ -24,7 +24,7 @@ from infra.core.config import SizingSpec, Workload
 from infra.core.errors import InfeasibleError, InputError
 from infra.core.sizing.load import LoadResult, steady_state
 from infra.core.sizing.memory import valid_tp_degrees
-from infra.core.sizing.perf import EngineParams, ReplicaModel, engine_params
+from infra.core.sizing.perf import EngineParams, ReplicaModel, architecture_notes, engine_params
 from infra.core.sizing.plan import Alternative, FleetPlan, NodeCounts, PlanCost, Predicted, VllmSettings
 from infra.core.sizing.simulate.workload import Lengths
 from infra.core.sizing.verified import WARM_SPARE_SHARE, CandidateKnee, Proposal, Shape, VerifiedSearch, shape_for
@@ -145,13 +145,25 @@ def candidates(spec: SizingSpec, arch: ModelArch, catalog: Catalog, engine: Engi
 
 
 def _node_price(spec: SizingSpec, inst: InstanceType, prices: PriceBook) -> tuple[Decimal | None, str]:
+    """$/node-hour of the capacity the stack buys: fleet.instance_usd_per_hour, else the price book
+    for fleet.capacity_type (on-demand, capacity-block or reservation)."""
     f = spec.fleet
-    if f.price_usd_per_gpu_hour is not None:
-        return f.price_usd_per_gpu_hour * inst.gpu_count, "fleet.price_usd_per_gpu_hour (override)"
-    row = prices.instance(f.region, inst.name)
+    if inst.name in f.instance_usd_per_hour:
+        return f.instance_usd_per_hour[inst.name], f"fleet.instance_usd_per_hour (override, {f.capacity_type})"
+    row = prices.capacity_price(f.region, inst.name, f.capacity_type)
     if row is None:
-        return None, f"no on-demand price for {inst.name} in {f.region}; set fleet.price_usd_per_gpu_hour"
-    return row.usd, f"{row.source} ({row.date}), on-demand {f.region}"
+        return None, (f"no {f.capacity_type} price for {inst.name} in {f.region}; "
+                      f"set fleet.instance_usd_per_hour: {{{inst.name}: USD per instance-hour}}")
+    return row.usd, f"{row.source} ({row.date}), {f.capacity_type} {f.region}"
+
+
+def _kv_short_of_max_model_len(c: Candidate, spec: SizingSpec) -> tuple[str, float, float] | None:
+    """vLLM refuses to start when the KV pool cannot hold one max_model_len request
+    (check_enough_kv_cache_memory, vllm/v1/core/kv_cache_utils.py): (key, needed, held) then."""
+    mem, need = c.rm.memory, spec.model.max_model_len
+    if mem.holds_one_request(need, c.max_num_batched_tokens):
+        return None
+    return ("max_model_len", need, mem.kv_cache_tokens)
 
 
 def evaluate(c: Candidate, spec: SizingSpec, prices: PriceBook) -> Evaluation:
@@ -159,6 +171,9 @@ def evaluate(c: Candidate, spec: SizingSpec, prices: PriceBook) -> Evaluation:
     context = min(w.input_tokens + w.output_tokens, spec.model.max_model_len)
     if not c.rm.fits:
         return Evaluation(c, False, broken=("memory", 0, 0))
+    short = _kv_short_of_max_model_len(c, spec)
+    if short:
+        return Evaluation(c, False, broken=short)
     # The plan never relies on preemption: a running sequence keeps KV for its whole context.
     cap = c.rm.running_cap(context)
     if cap < 1:
@@ -282,6 +297,8 @@ def _alternatives(chosen: tuple, chosen_usd: Decimal, evals: list[Evaluation], s
             why = e.price_note
         elif e.broken and e.broken[0] == "memory":
             why = "does not fit: weights + activations leave no KV cache at this context"
+        elif e.broken and e.broken[0] == "max_model_len":
+            why = _max_model_len_why(e)
         elif e.broken and e.broken[0] == "nodes":
             why = f"needs {e.broken[2]} nodes per AZ > fleet.max_nodes_per_az {e.broken[1]}"
         else:
@@ -301,6 +318,12 @@ def _alternatives(chosen: tuple, chosen_usd: Decimal, evals: list[Evaluation], s
     return tuple(out[:limit])
 
 
+def _max_model_len_why(e: Evaluation) -> str:
+    _, need, held = e.broken
+    return (f"KV pool holds {held:,.0f} tokens, less than one model.max_model_len {need:,.0f}-token request: "
+            "vLLM refuses to start")
+
+
 def _infeasible_message(spec: SizingSpec, evals: list[Evaluation], arch: ModelArch) -> str:
     w = spec.workload
     too_big = [e for e in evals if e.broken and e.broken[0] == "nodes"]
@@ -311,6 +334,13 @@ def _infeasible_message(spec: SizingSpec, evals: list[Evaluation], arch: ModelAr
             f"needs {e.broken[2]} x {e.cand.instance.name} per AZ (TP={e.cand.tp})"
         )
     fitting = [e for e in evals if e.broken and e.broken[0] in SLO_LABELS and e.at_best is not None]
+    too_short = [e for e in evals if e.broken and e.broken[0] == "max_model_len"]
+    if not fitting and too_short:
+        e = max(too_short, key=lambda e: e.broken[2])
+        return (f"model.max_model_len {spec.model.max_model_len} is too long for {arch.key} on "
+                f"{', '.join(spec.fleet.instance_types)}: the largest KV pool ({e.cand.label()}) holds "
+                f"{e.broken[2]:,.0f} tokens, and vLLM refuses to start unless it holds one max_model_len request; "
+                "lower model.max_model_len, allow more GPUs per replica, or use fp8 KV cache")
     if not fitting:
         return (
             f"{arch.key} does not fit with a usable KV cache on any of {', '.join(spec.fleet.instance_types)} "
@@ -493,6 +523,8 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
     elif proposal.verification and simulated > 1:
         notes.append(f"{simulated} proposals simulated before this one passed every scenario "
                      "(the cheaper ones, and what each broke, are among the alternatives)")
+    notes.extend(architecture_notes(arch))
+
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     predicted_lost = _predicted(c, w, replicas_per_az * serving_azs)
     predicted_all = _predicted(c, w, replicas_per_az * f.azs)

@@ -8,13 +8,25 @@ come from a `clients(service) -> client` factory so tests point them at moto or 
     service-quotas get_service_quota (L-417A185B; L-7212CCBC for spot)  -> vcpu-quota
     ec2 describe_capacity_reservations                                  -> capacity-reservations
     s3 head_bucket / kms describe_key / s3 head_object                  -> weights-bucket, kms-key, weights-manifest
+    (the EKS calendar, no call)                                          -> eks-version
+    eks describe_nodegroup                                              -> capacity-block-upgrade
+    ecr describe_images / describe_repositories                         -> ecr-images
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from infra.core import clock
+from infra.core.catalog.eks import load_eks_calendar
+from infra.core.images import is_ecr_host
 from infra.ops.preflight.inputs import PreflightInputs, preflight_inputs
 from infra.core.rollout.interfaces import CheckReport, CheckResult
+from infra.core.weights_layout import MANIFEST_NAME, MODELS_PREFIX
+
+# Warn this long before a version leaves standard support (EKS then upgrades the control plane
+# itself, and every later `up` would try to move it back).
+EKS_SUPPORT_WARNING_DAYS = 60
+MIRROR_STEP = "python -m infra images --stack {stack} --script | bash"
 
 Clients = Callable[[str], Any]
 
@@ -213,11 +225,145 @@ def weights_manifest(inputs: PreflightInputs, s3: Any, bucket: str, bucket_ok: b
         if code in ("404", "NoSuchKey", "NotFound"):
             return CheckResult(
                 name, "fail",
-                f"s3://{bucket}/{key} not found: upload revision {inputs.manifest_revision} "
+                f"s3://{bucket}/{key} not found: llm-fleet:weights.revision {inputs.manifest_revision} is not in this "
+                f"bucket ({_revisions_text(inputs, s3, bucket)}); set the revision to one of them, or upload it "
                 f"(python -m infra weights upload --model {inputs.manifest_model} --revision {inputs.manifest_revision})",
             )
         return CheckResult(name, "fail", f"s3 HeadObject s3://{bucket}/{key}: {code}")
     return CheckResult(name, "pass", f"s3://{bucket}/{key} ({head.get('ContentLength', '?')} bytes)")
+
+
+MAX_REVISIONS_LISTED = 20
+
+
+def _revisions_text(inputs: PreflightInputs, s3: Any, bucket: str) -> str:
+    """The model's revisions in the bucket, those with a manifest first: what a stack copied from
+    another region (whose revision lives in the other region's bucket) could serve instead."""
+    prefix = f"{MODELS_PREFIX}/{inputs.manifest_model}/"
+    try:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
+        names = [c["Prefix"][len(prefix):].rstrip("/") for page in pages for c in page.get("CommonPrefixes", [])]
+    except _client_error() as exc:
+        return f"its revisions could not be listed: {_code(exc)}"
+    complete, incomplete = [], []
+    for revision in names[:MAX_REVISIONS_LISTED]:
+        try:
+            s3.head_object(Bucket=bucket, Key=f"{prefix}{revision}/{MANIFEST_NAME}")
+            complete.append(revision)
+        except _client_error():
+            incomplete.append(revision)
+    if not names:
+        return f"it holds no revision of {inputs.manifest_model} yet"
+    more = f", and {len(names) - MAX_REVISIONS_LISTED} more" if len(names) > MAX_REVISIONS_LISTED else ""
+    text = f"revisions with a manifest: {', '.join(complete) or 'none'}"
+    if incomplete:
+        text += f"; incomplete (no manifest): {', '.join(incomplete)}"
+    return text + more
+
+
+# --- EKS version and capacity-block upgrades ---------------------------------------------------
+
+
+def eks_version(inputs: PreflightInputs, today: Any = None) -> CheckResult:
+    """The configured version's support window on the clock's day (config validation refuses
+    one past it; this warns before the end)."""
+    name, day = "eks-version", today or clock.today()
+    row = load_eks_calendar().get(inputs.kubernetes_version)
+    if row is None or not row.recorded:
+        return CheckResult(name, "fail", f"Kubernetes {inputs.kubernetes_version} has no support dates in "
+                                         "infra/core/catalog/eks_versions.yaml")
+    support = row.support_on(day)
+    end = row.end_of_standard_support if support == "standard" else row.end_of_extended_support
+    assert end is not None
+    left = (end - day).days
+    detail = f"Kubernetes {inputs.kubernetes_version}: {support} support until {end} ({left} days)"
+    if support == "ended":
+        return CheckResult(name, "fail", detail.replace(f"until {end} ({left} days)", f"ended on {end}"))
+    if support == "extended" or left <= EKS_SUPPORT_WARNING_DAYS:
+        return CheckResult(name, "warn", detail + ": plan the upgrade (llm-fleet:cluster.kubernetes_version)")
+    return CheckResult(name, "pass", detail)
+
+
+def capacity_block_upgrade(inputs: PreflightInputs, eks: Any) -> CheckResult:
+    """EKS user guide, "Create a managed node group with Capacity Blocks for ML": a Capacity
+    Block group is upgraded with its desired size at 0. Fails when the config would move a live
+    group's version or AMI release while it still runs nodes, saying how to scale it down."""
+    name = "capacity-block-upgrade"
+    if inputs.capacity_type != "capacity-block":
+        return CheckResult(name, "skip", f"{inputs.capacity_type}: no Capacity Block node groups")
+    problems, ok = [], []
+    for az, group in sorted(inputs.gpu_node_groups.items()):
+        try:
+            ng = eks.describe_nodegroup(clusterName=inputs.cluster_name, nodegroupName=group)["nodegroup"]
+        except _client_error() as exc:
+            if _code(exc) == "ResourceNotFoundException":
+                ok.append(f"{group}: not created yet")
+                continue
+            return CheckResult(name, "fail", f"eks DescribeNodegroup {group}: {_code(exc)}")
+        moves = []
+        if ng.get("version") != inputs.kubernetes_version:
+            moves.append(f"version {ng.get('version')} -> {inputs.kubernetes_version}")
+        if inputs.ami_release_version and ng.get("releaseVersion") != inputs.ami_release_version:
+            moves.append(f"AMI {ng.get('releaseVersion')} -> {inputs.ami_release_version}")
+        sc = ng.get("scalingConfig") or {}
+        desired = int(sc.get("desiredSize") or 0)
+        if moves and desired > 0:
+            problems.append(
+                f"{group} ({az}) runs {desired} node(s) and would be upgraded ({', '.join(moves)}): scale it to 0 "
+                f"first (aws eks update-nodegroup-config --cluster-name {inputs.cluster_name} --nodegroup-name "
+                f"{group} --scaling-config minSize=0,desiredSize=0,maxSize={sc.get('maxSize', 1)}), then deploy")
+        else:
+            ok.append(f"{group}: " + (f"upgrade at 0 nodes ({', '.join(moves)})" if moves else "no upgrade"))
+    if problems:
+        return CheckResult(name, "fail", "; ".join(problems))
+    return CheckResult(name, "pass", "; ".join(ok) or "no groups known yet")
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+
+def ecr_images(inputs: PreflightInputs, ecr: Any) -> CheckResult:
+    """Every image the stack pulls is in its ECR registry (mirrored, or cached by a pull through
+    the cache): the mirror step puts it there. Unpinned images and ones a chart still pulls from
+    upstream warn."""
+    name = "ecr-images"
+    if inputs.first_deploy:
+        return CheckResult(name, "skip", "first deploy: the base creates the registry; then run the mirror step ("
+                                         f"{MIRROR_STEP.format(stack=inputs.stack)})")
+    missing, warnings, unpinned, found = [], [], [], 0
+    for img in inputs.images:
+        if img.ecr_repository is None:
+            continue
+        host = img.upstream.split("/", 1)[0]
+        registry = {"registryId": host.split(".", 1)[0]} if is_ecr_host(host) else {}
+        try:
+            if img.tag is None and img.digest is None:
+                ecr.describe_repositories(repositoryNames=[img.ecr_repository], **registry)
+                warnings.append(f"{img.key}: the chart's default tag (not recorded here)")
+            else:
+                ident = {"imageDigest": img.digest} if img.digest else {"imageTag": img.tag}
+                ecr.describe_images(repositoryName=img.ecr_repository, imageIds=[ident], **registry)
+        except _client_error() as exc:
+            code = _code(exc)
+            if code in ("RepositoryNotFoundException", "ImageNotFoundException"):
+                missing.append(f"{img.ecr_repository}:{img.tag or '(chart tag)'}")
+                continue
+            return CheckResult(name, "fail", f"ecr DescribeImages {img.ecr_repository}: {code}")
+        found += 1
+        if img.digest is None:
+            unpinned.append(img.key)
+        if not img.routed:
+            warnings.append(f"{img.key}: still pulled from upstream ({img.note})")
+    if missing:
+        return CheckResult(name, "fail", f"{len(missing)} image(s) not in ECR: {', '.join(missing)}; run the mirror "
+                                         f"step: {MIRROR_STEP.format(stack=inputs.stack)}")
+    detail = f"{found} image(s) in ECR"
+    if unpinned:
+        warnings.append(f"{len(unpinned)} pinned by tag only ({', '.join(unpinned)}): record the digests the mirror "
+                        "step prints in infra/core/catalog/charts.yaml")
+    if warnings:
+        return CheckResult(name, "warn", f"{detail}; " + "; ".join(warnings))
+    return CheckResult(name, "pass", detail)
 
 
 # --- all of them -------------------------------------------------------------------------------
@@ -230,6 +376,8 @@ def run_checks(inputs: PreflightInputs, clients: Clients) -> CheckReport:
     results.append(offering)
     results.append(vcpu_quota(inputs, clients("service-quotas")))
     results.append(capacity_reservations(inputs, ec2))
+    results.append(eks_version(inputs))
+    results.append(capacity_block_upgrade(inputs, clients("eks")))
 
     account = None
     if inputs.bucket is None or inputs.kms_alias is None:
@@ -245,6 +393,7 @@ def run_checks(inputs: PreflightInputs, clients: Clients) -> CheckReport:
     results.append(bucket_check)
     results.append(kms_key(inputs, clients("kms"), inputs.kms_alias_name(account or "")))
     results.append(weights_manifest(inputs, s3, bucket, bucket_check.status == "pass"))
+    results.append(ecr_images(inputs, clients("ecr")))
     return CheckReport(tuple(results))
 
 

@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 from infra.core.catalog import load_catalog
 from infra.core.config import StackConfig
+from infra.core.images import StackImage, stack_images
+from infra.core.labels import PROJECT
 from infra.core.resolve import ResolvedStack, resolve
 from infra.core.weights_layout import manifest_key, weights_bucket_name
 
@@ -48,6 +50,11 @@ class PreflightInputs:
     manifest_revision: str = ""
     first_deploy: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)  # what each name came from
+    images: tuple[StackImage, ...] = ()  # what the stack pulls, and from where in its ECR registry
+    cluster_name: str = ""
+    kubernetes_version: str = ""
+    ami_release_version: str | None = None
+    gpu_node_groups: Mapping[str, str] = field(default_factory=dict)  # AZ -> node group name, where known
 
     @property
     def required_vcpus(self) -> int:
@@ -118,6 +125,10 @@ def preflight_inputs(
     sources["kms_alias"] = "--kms-alias" if kms_alias else "convention alias/<bucket>"
     if first_deploy is None:
         first_deploy = not outputs
+    groups = outputs.get("gpu_node_groups") if isinstance(outputs.get("gpu_node_groups"), dict) else None
+    if groups is None and cfg.fleet.capacity_type == "capacity-block" and named:
+        # Groups on reserved capacity keep fixed names (infra/program/components/gpu_node_group.py).
+        groups = {az: f"{PROJECT}-{stack}-gpu-{az}" for az in named}
     return PreflightInputs(
         stack=stack,
         region=cfg.region,
@@ -136,4 +147,9 @@ def preflight_inputs(
         manifest_revision=cfg.weights.revision,
         first_deploy=bool(first_deploy),
         sources=sources,
+        images=tuple(stack_images(cfg)),
+        cluster_name=str(outputs.get("cluster_name") or f"{PROJECT}-{stack}"),
+        kubernetes_version=cfg.cluster.kubernetes_version,
+        ami_release_version=cfg.gpu_nodes.ami_release_version,
+        gpu_node_groups={str(k): str(v) for k, v in (groups or {}).items()},
     )

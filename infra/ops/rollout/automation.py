@@ -29,9 +29,16 @@ def _tail(text: str) -> str:
 
 
 class AutomationWorkspace:
+    """One Pulumi project (the directory holding its Pulumi.yaml) as a `Workspace` and a
+    `ProjectWorkspace`. Policy packs and the committed pack configs are found under `repo_dir`
+    (default: the project directory), the repository root for the workloads project."""
+
     def __init__(self, work_dir: Path | str, *, pack_config_for: Callable[[str], str | None] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, repo_dir: Path | str | None = None,
+                 up_policy_packs: Sequence[str] = ()) -> None:
         self.work_dir = Path(work_dir)
+        self.repo_dir = Path(repo_dir) if repo_dir is not None else self.work_dir
+        self.up_policy_packs = tuple(up_policy_packs)  # `up` runs these packs too (as `deploy` does)
         self.pack_config_for = pack_config_for or self._committed_pack_config
         self.env = dict(env or {})
         self._stacks: dict[str, Any] = {}
@@ -68,12 +75,15 @@ class AutomationWorkspace:
         return self._stacks[stack]
 
     def _committed_pack_config(self, stack: str) -> str | None:
-        path = self.work_dir / "policies" / f"config.{stack}.json"
+        path = self.repo_dir / "policies" / f"config.{stack}.json"
         return str(path) if path.is_file() else None
 
     def _pack_configs(self, stack: str) -> list[str] | None:
         path = self.pack_config_for(stack)
         return [path] if path else None
+
+    def _packs(self, policy_packs: Sequence[str]) -> list[str]:
+        return [str(self.repo_dir / p) if not Path(p).is_absolute() else p for p in policy_packs]
 
     # --- Workspace -----------------------------------------------------------------------
 
@@ -89,7 +99,7 @@ class AutomationWorkspace:
                     "urn": pe.resource_urn or "", "message": pe.message,
                 })
 
-        packs = [str(self.work_dir / p) if not Path(p).is_absolute() else p for p in policy_packs]
+        packs = self._packs(policy_packs)
         try:
             result = s.preview(policy_packs=packs, policy_pack_configs=self._pack_configs(stack),
                                on_event=on_event, json=True, diff=False)
@@ -108,10 +118,18 @@ class AutomationWorkspace:
         changes = {str(k): int(v) for k, v in (result.change_summary or {}).items()}
         return PreviewOutcome(changes=changes, policy_violations=tuple(violations), document=document)
 
-    def up(self, stack: str, *, on_output: OnOutput, config_file: str | None = None) -> UpOutcome:
+    def up(self, stack: str, *, on_output: OnOutput, config_file: str | None = None,
+           exclude: Sequence[str] = (), continue_on_error: bool = False) -> UpOutcome:
         s = self._stack(stack)
+        kwargs: dict[str, Any] = {"config_file": config_file}
+        if self.up_policy_packs:
+            kwargs.update(policy_packs=self._packs(self.up_policy_packs), policy_pack_configs=self._pack_configs(stack))
+        if exclude:  # `pulumi up --exclude URN... --exclude-dependents`
+            kwargs.update(exclude=list(exclude), exclude_dependents=True)
+        if continue_on_error:
+            kwargs["continue_on_error"] = True
         try:
-            result = s.up(on_output=on_output, config_file=config_file)
+            result = s.up(on_output=on_output, **kwargs)
         except Exception as exc:  # noqa: BLE001
             raise self._map_error(stack, "up", exc) from None
         summary = result.summary
@@ -119,20 +137,22 @@ class AutomationWorkspace:
         outputs = {k: v.value for k, v in (result.outputs or {}).items()}
         return UpOutcome(result=str(getattr(summary, "result", "succeeded")), changes=changes, outputs=outputs)
 
-    def refresh(self, stack: str, *, on_output: OnOutput) -> None:
+    def _call(self, stack: str, what: str, call: Callable[[Any], Any]) -> Any:
         s = self._stack(stack)
         try:
-            s.refresh(on_output=on_output)
-        except Exception as exc:  # noqa: BLE001
-            raise self._map_error(stack, "refresh", exc) from None
+            return call(s)
+        except Exception as exc:  # noqa: BLE001 - mapped to a user-facing error
+            raise self._map_error(stack, what, exc) from None
+
+    def refresh(self, stack: str, *, on_output: OnOutput) -> None:
+        self._call(stack, "refresh", lambda s: s.refresh(on_output=on_output))
+
+    def destroy(self, stack: str, *, on_output: OnOutput) -> None:
+        self._call(stack, "destroy", lambda s: s.destroy(on_output=on_output))
 
     def outputs(self, stack: str) -> Mapping[str, Any]:
-        s = self._stack(stack)
-        try:
-            return {k: v.value for k, v in s.outputs().items()}
-        except Exception as exc:  # noqa: BLE001
-            raise self._map_error(stack, "outputs", exc) from None
+        return self._call(stack, "outputs", lambda s: {k: v.value for k, v in s.outputs().items()})
 
     def config_text(self, stack: str) -> str:
-        path = self.work_dir / f"Pulumi.{stack}.yaml"
+        path = self.repo_dir / f"Pulumi.{stack}.yaml"
         return path.read_text() if path.is_file() else ""

@@ -1,11 +1,14 @@
 """The health gate's checks: PromQL SLO queries against Prometheus and HTTP checks (urllib).
 
 `GateHealthChecker(gate, environment, slo_targets)` implements `interfaces.HealthChecker`: one
-round runs every query (`GET <prometheus_url>/api/v1/query?query=...`, an instant vector or
-scalar) and every HTTP check, filling `{stack}`, `{region}`, `{environment}`. A query that names
-an SLO (`slo: ttft_p95`) is bound to the stack's served model and target by `slo_targets(stack)`
-(the command layer asks the resolver). A check that cannot reach its endpoint fails with the
-reason (never raises). `fetch` is injectable for tests.
+round runs every query (an instant vector or scalar) and every HTTP check, filling `{stack}`,
+`{region}`, `{environment}`. The queries go to the stack's `PrometheusClient`
+(`prometheus_for(stack)`): by default `UrlPrometheus`, `GET <prometheus_url>/api/v1/query?query=...`
+from here; for a private cluster the command layer hands the in-VPC one
+(`infra.ops.deploy.prometheus.InVpcPrometheus`). HTTP checks run from here: they probe what
+clients reach. A query that names an SLO (`slo: ttft_p95`) is bound to the stack's served model
+and target by `slo_targets(stack)` (the command layer asks the resolver). A check that cannot
+reach its endpoint fails with the reason (never raises). `fetch` is injectable for tests.
 """
 from __future__ import annotations
 
@@ -13,12 +16,12 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from infra.core.config import Workload
 
 from infra.core.rollout.gates import query_verdict
-from infra.core.rollout.interfaces import CheckReport, CheckResult
+from infra.core.rollout.interfaces import CheckReport, CheckResult, PrometheusClient
 from infra.core.rollout.spec import HealthGate, HttpCheck, PromQuery, fill
 
 # fetch(url, timeout_s) -> (status, body bytes); raises OSError/URLError when unreachable.
@@ -57,13 +60,39 @@ def parse_prometheus(body: bytes) -> list[tuple[str, float]]:
     raise ValueError(f"resultType {kind!r} is not an instant vector or scalar")
 
 
+def query_url(base: str, promql: str) -> str:
+    return f"{base.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+
+
+class UrlPrometheus:
+    """`PrometheusClient` straight to `<prometheus_url>` (filled for the stack) from here."""
+
+    def __init__(self, url_template: str, environment: str, fetch: Fetch = urllib_fetch) -> None:
+        self.url_template = url_template
+        self.environment = environment
+        self.fetch = fetch
+
+    def query(self, stack: str, region: str, queries: Sequence[str]) -> list[tuple[int, bytes]]:
+        base = fill(self.url_template, stack=stack, region=region, environment=self.environment).rstrip("/")
+        out = []
+        for q in queries:
+            try:
+                out.append(self.fetch(query_url(base, q), PROM_TIMEOUT_S))
+            except (OSError, urllib.error.URLError) as exc:
+                out.append((0, f"cannot query {base}: {exc}".encode()))
+        return out
+
+
 class GateHealthChecker:
     def __init__(self, gate: HealthGate, environment: str, fetch: Fetch = urllib_fetch,
-                 slo_targets: SloTargets | None = None) -> None:
+                 slo_targets: SloTargets | None = None,
+                 prometheus_for: Callable[[str], PrometheusClient] | None = None) -> None:
         self.gate = gate
         self.environment = environment
         self.fetch = fetch
         self.slo_targets = slo_targets
+        direct = UrlPrometheus(gate.prometheus_url or "", environment, fetch)
+        self.prometheus_for = prometheus_for or (lambda stack: direct)
 
     def _values(self, stack: str, region: str) -> dict[str, str]:
         return {"stack": stack, "region": region, "environment": self.environment}
@@ -75,16 +104,16 @@ class GateHealthChecker:
             raise ValueError(f"health query {q.name} names slo {q.slo}; the checker needs the stacks' SLO targets")
         return q.bind(*self.slo_targets(stack))
 
-    def _query(self, q: PromQuery, values: dict[str, str]) -> CheckResult:
-        base = fill(self.gate.prometheus_url or "", **values).rstrip("/")
-        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": fill(q.query, **values)})
+    def _verdict(self, q: PromQuery, answer: tuple[int, bytes]) -> CheckResult:
+        status, body = answer
+        if status == 0:
+            return CheckResult(q.name, "fail", body.decode(errors="replace"))
+        if status != 200:
+            return CheckResult(q.name, "fail", f"Prometheus answered HTTP {status}")
         try:
-            status, body = self.fetch(url, PROM_TIMEOUT_S)
-            if status != 200:
-                return CheckResult(q.name, "fail", f"Prometheus answered HTTP {status} ({base})")
             samples = parse_prometheus(body)
-        except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError, IndexError) as exc:
-            return CheckResult(q.name, "fail", f"cannot query {base}: {exc}")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            return CheckResult(q.name, "fail", f"cannot read Prometheus' answer: {exc}")
         verdict, detail = query_verdict(q, samples)
         return CheckResult(q.name, verdict, detail)
 
@@ -100,6 +129,8 @@ class GateHealthChecker:
 
     def check(self, stack: str, region: str) -> CheckReport:
         values = self._values(stack, region)
-        results: list[Any] = [self._query(self._bound(q, stack), values) for q in self.gate.queries]
+        queries = [self._bound(q, stack) for q in self.gate.queries]
+        answers = self.prometheus_for(stack).query(stack, region, [fill(q.query, **values) for q in queries]) if queries else []
+        results: list[Any] = [self._verdict(q, a) for q, a in zip(queries, answers)]
         results += [self._http(c, values) for c in self.gate.http]
         return CheckReport(tuple(results))

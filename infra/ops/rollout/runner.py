@@ -27,7 +27,8 @@ from infra.core.errors import UserError
 from infra.core.errors import WorkspaceError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict
 from infra.core.rollout.interfaces import Clock, CostModel, HealthChecker, Preflight, SystemClock, Workspace
-from infra.core.rollout.journal import Halt, Journal, new_journal, parse_journal
+from infra.core.rollout.journal import Halt, Journal, journal_mismatch, new_journal, parse_journal
+from infra.core.rollout.report import rollout_command
 from infra.core.rollout.spec import RolloutPlan, Wave
 from infra.ops.rollout.state import StateStore
 
@@ -40,6 +41,9 @@ class RunOptions:
     approve_cost: frozenset[str] = frozenset()  # stack names, or "all"
     approver: str = ""
     verbose: bool = False  # stream Pulumi's own output
+    # Flags the command was given that locate this rollout's journal (--state-dir, --project-dir):
+    # every "run this next" hint repeats them, or it would find no journal.
+    repeat_flags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -50,11 +54,14 @@ class _Stop(Exception):
     reason: str
 
 
-def default_rollout_id(environment: str, now: float) -> str:
+def utc_stamp(now: float) -> str:
     import datetime as dt
 
-    stamp = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return f"{environment}-{stamp}-{os.urandom(2).hex()}"
+    return dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def default_rollout_id(environment: str, now: float) -> str:
+    return f"{environment}-{utc_stamp(now)}-{os.urandom(2).hex()}"
 
 
 def _who() -> str:
@@ -135,11 +142,26 @@ class Runner:
             self.store.archive_journal(journal.rollout_id, journal.to_json())
             return journal
 
+    def command(self, *flags: str) -> str:
+        """The command line to run next (`--resume`, `--restart`), with the flags it needs."""
+        return rollout_command(self.plan_path, *flags, repeat=self.options.repeat_flags)
+
+    def _read_journal(self, now: float) -> Journal | None:
+        """The current journal; one that cannot be read is moved aside with --restart, else refused."""
+        where = f"{self.store.describe()}/journal.json"
+        try:
+            raw = self.store.read_journal()
+            return parse_journal(raw, where) if raw is not None else None
+        except UserError as exc:
+            if not self.options.restart:
+                raise UserError(f"{exc}; `{self.command('--restart')}` moves it aside and starts a new rollout") from None
+            moved = self.store.set_aside_journal(f"unreadable-journal-{utc_stamp(now)}")
+            self.say(f"moved the unreadable journal aside to {moved} (--restart): {exc}")
+            return None
+
     def _open_journal(self) -> Journal:
         now = self.clock.now()
-        where = f"{self.store.describe()}/journal.json"
-        raw = self.store.read_journal()
-        current = parse_journal(raw, where) if raw is not None else None
+        current = self._read_journal(now)
         if current is not None and current.unfinished:
             if self.options.restart:
                 current.status = "abandoned"
@@ -151,13 +173,20 @@ class Runner:
                 where_halted = f" (halted at wave {at.wave}, stack {at.stack or '-'}, step {at.step}: {at.reason})" if at else " (interrupted)"
                 raise UserError(
                     f"rollout {current.rollout_id} of {current.environment} is unfinished{where_halted}; "
-                    "continue it with --resume, or abandon it with --restart"
+                    f"continue it with `{self.command('--resume')}`, or abandon it with `{self.command('--restart')}`"
                 )
             else:
                 if current.structure_digest != self.plan.structure_digest():
                     raise UserError(
                         f"--resume: rollout {current.rollout_id} was started with other waves or stacks than "
-                        f"{self.plan_path} now lists; restore the plan's waves, or abandon it with --restart"
+                        f"{self.plan_path} now lists; restore the plan's waves, or abandon it with "
+                        f"`{self.command('--restart')}`"
+                    )
+                mismatch = journal_mismatch(current, self.plan)
+                if mismatch:
+                    raise UserError(
+                        f"--resume: the journal of rollout {current.rollout_id} ({self.store.describe()}/journal.json) "
+                        f"does not match its own waves: {mismatch}; abandon it with `{self.command('--restart')}`"
                     )
                 current.status = "running"
                 current.runs += 1
@@ -304,7 +333,7 @@ class Runner:
 
         self.store.write_deployed(stack, {
             "config": config_text,
-            "cost": {rec.cost.get("scenario", ""): rec.cost.get("after", "")} if rec.cost else {},
+            "cost": {rec.cost.get("scenario", ""): rec.cost.get("after_usd", "")} if rec.cost else {},
             "rollout_id": journal.rollout_id,
             "at": self.clock.now(),
         })
@@ -315,7 +344,7 @@ class Runner:
         if verdict.stops:
             hint = ""
             if verdict.gate == "cost":
-                hint = f"; to accept it: --resume --approve-cost {stack}"
+                hint = f"; to accept it: {self.command('--resume', '--approve-cost', stack)}"
             raise self._fail(journal, wave, stack, step, verdict.reason + hint)
         shown = verdict.reason if verdict.status != "skip" else "skipped (" + verdict.reason + ")"
         self._log(journal, step, verdict.status, verdict.reason, wave=wave.name, stack=stack)

@@ -15,11 +15,10 @@ import contextlib
 import json
 from typing import Any, Iterator, Mapping
 
-from infra.core.errors import UserError
-from infra.core.errors import RolloutLockedError
+from infra.core.errors import RolloutLockedError, UserError
+from infra.ops.aws import S3_CONDITION_FAILED_CODES
 from infra.ops.rollout.state import _check_stack, holder_text
 
-_LOCKED_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 
 
@@ -53,8 +52,10 @@ class S3StateStore:
         try:
             doc = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UserError(f"{self.describe()}/{name}: not JSON; move it aside") from None
-        return doc if isinstance(doc, dict) else None
+            raise UserError(f"{self.describe()}/{name}: not JSON") from None
+        if not isinstance(doc, dict):
+            raise UserError(f"{self.describe()}/{name}: not a JSON object")
+        return doc
 
     def _put(self, name: str, doc: Mapping[str, Any], **extra: Any) -> None:
         body = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
@@ -69,6 +70,12 @@ class S3StateStore:
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
         self._put(f"history/{rollout_id}.json", doc)
         self.s3.delete_object(Bucket=self.bucket, Key=self._key("journal.json"))
+
+    def set_aside_journal(self, name: str) -> str:
+        key = self._key(f"history/{name}.json")
+        self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": self._key("journal.json")})
+        self.s3.delete_object(Bucket=self.bucket, Key=self._key("journal.json"))
+        return f"s3://{self.bucket}/{key}"
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return self._get(f"deployed/{_check_stack(stack)}.json")
@@ -85,7 +92,7 @@ class S3StateStore:
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if err.get("Code") in _LOCKED_CODES or status in _LOCKED_CODES:
+            if err.get("Code") in S3_CONDITION_FAILED_CODES or status in S3_CONDITION_FAILED_CODES:
                 current = self._get("lock.json")
                 raise RolloutLockedError(
                     f"rollout of environment {self.environment!r} is locked by {holder_text(current)} "

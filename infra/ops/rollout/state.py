@@ -38,6 +38,10 @@ class StateStore(Protocol):
         """Move the current journal to history (it is no longer current)."""
         ...
 
+    def set_aside_journal(self, name: str) -> str:
+        """Move a current journal that cannot be read to `history/<name>.json`, as it is; returns where."""
+        ...
+
     def read_deployed(self, stack: str) -> dict[str, Any] | None: ...
 
     def write_deployed(self, stack: str, doc: Mapping[str, Any]) -> None: ...
@@ -70,9 +74,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: the {what} is unreadable ({exc.__class__.__name__}); move it aside") from None
+        raise UserError(f"{path}: the {what} is unreadable ({exc.__class__.__name__})") from None
     if not isinstance(doc, dict):
-        raise UserError(f"{path}: the {what} is not a JSON object; move it aside")
+        raise UserError(f"{path}: the {what} is not a JSON object")
     return doc
 
 
@@ -91,24 +95,36 @@ class LocalStateStore:
     def read_journal(self) -> dict[str, Any] | None:
         return _read_json(self.journal_path, "rollout journal")
 
+    def _dir(self, *parts: str) -> Path:
+        """The store's directory (or a subdirectory), created here: the file writer creates none."""
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     def write_journal(self, doc: Mapping[str, Any]) -> None:
         # Compact (C encoder): the journal is rewritten after every step.
+        self._dir()
         atomic_write(self.journal_path, json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")
 
     def archive_journal(self, rollout_id: str, doc: Mapping[str, Any]) -> None:
-        atomic_write(self.root / "history" / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self._dir("history") / f"{rollout_id}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
         self.journal_path.unlink(missing_ok=True)
+
+    def set_aside_journal(self, name: str) -> str:
+        target = self.root / "history" / f"{name}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.journal_path, target)  # a rename: the bytes stay as they were, for a post-mortem
+        return str(target)
 
     def read_deployed(self, stack: str) -> dict[str, Any] | None:
         return _read_json(self.root / "deployed" / f"{_check_stack(stack)}.json", "deployed record")
 
     def write_deployed(self, stack: str, doc: Mapping[str, Any]) -> None:
-        atomic_write(self.root / "deployed" / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write(self._dir("deployed") / f"{_check_stack(stack)}.json", json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
     @contextlib.contextmanager
     def lock(self, holder: Mapping[str, Any]) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / "lock"
+        path = self._dir() / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:

@@ -10,11 +10,15 @@ Destination layout (everything of ours starts with `.llm-fleet`, which manifests
     <dest>/.llm-fleet/parts/<id>.ranges     which ranges of a large .part are already written
 
 Invariants: a file appears under its final name only after its sha256 matched the manifest;
-the marker exists only while every file is in place; a re-run skips files recorded as verified
-(or re-hashes local files of the right size) and resumes large downloads range by range.
+the marker exists only while every file is in place; a re-run trusts a file without reading it
+only while its size, mtime, ctime and inode are still what `verified.jsonl` recorded when it was
+verified (anything else is re-hashed, and fetched again if it differs), and resumes large
+downloads range by range. `wait` applies the same rule before it reports a destination ready.
+A full disk mid-way is exit 4 with the finished ranges kept for the next run.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -22,6 +26,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -30,10 +35,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
 from infra.core.errors import InputError, PreflightError
-from infra.core.files import fsync_dir
+from infra.core.files import fsync_dir, storage_error, write_all
 from infra.core.errors import IntegrityError, LockedError, NotFoundError
 from infra.core.weights_layout import MARKER_NAME, Manifest, ManifestFile, object_key, safe_join
-from infra.ops.weights.localfs import CHUNK_BYTES, FILE_MODE, atomic_write_bytes, sha256_file
+from infra.ops.weights.localfs import CHUNK_BYTES, FILE_MODE, atomic_write_bytes, sha256_file, write_small
 from infra.ops.weights.s3 import describe_s3_error, fetch_manifest, is_not_found
 from infra.ops.weights.upload import check_concurrency
 
@@ -42,7 +47,11 @@ STATE_DIR = ".llm-fleet"
 LOCK_NAME = "lock"
 VERIFIED_LOG = "verified.jsonl"
 PARTS_DIR = "parts"
-MARKER_SCHEMA_VERSION = 1
+# 2: the marker carries the sha256 of the verified-files log it was written with, so `wait` can
+# check every file against what was verified without the manifest.
+MARKER_SCHEMA_VERSION = 2
+# What a verified record pins about a file: any change means it must be hashed again.
+STAT_FIELDS = ("size_bytes", "mtime_ns", "ctime_ns", "ino")
 MIN_PART_SIZE_BYTES = 1 * MIB
 _TRANSIENT_ATTEMPTS = 3
 
@@ -58,7 +67,9 @@ class HydrateResult:
     already_hydrated: bool
     files: int
     downloaded_files: int
-    skipped_files: int
+    skipped_files: int  # not downloaded: trusted_files + rehashed_files
+    trusted_files: int  # unchanged since an earlier run verified them (stat as recorded; not re-read)
+    rehashed_files: int  # read and hashed by this run (no record, or it changed), and matched
     total_size_bytes: int
     downloaded_bytes: int  # received from S3 by this run
     resumed_bytes: int  # ranges of interrupted downloads reused from disk
@@ -145,21 +156,27 @@ def _load_verified(dest: str) -> dict[str, dict]:
     return records
 
 
-def _stat_record(path: str, entry: ManifestFile) -> dict:
-    st = os.stat(path)
-    return {"path": entry.path, "size_bytes": st.st_size, "sha256": entry.sha256,
-            "mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+def _stat_fields(path: str) -> dict:
+    st = os.lstat(path)  # a symlink put in a file's place is a change, never followed
+    if not stat.S_ISREG(st.st_mode):
+        return {"size_bytes": None, "mtime_ns": None, "ctime_ns": None, "ino": None}
+    return {"size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def changed_since_verified(rec: dict, path: str) -> list[str]:
+    """Which of size, mtime, ctime and inode differ from the record (["missing"]: no file).
+    A same-size rewrite within one filesystem timestamp tick of the verification is invisible
+    to this; `hydrate --reverify` re-hashes everything."""
+    try:
+        now = _stat_fields(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ["missing"]
+    return [name for name in STAT_FIELDS if rec.get(name) is None or rec.get(name) != now[name]]
 
 
 def _record_matches(rec: dict | None, final: str, entry: ManifestFile) -> bool:
-    if not rec:
-        return False
-    try:
-        st = os.stat(final)
-    except FileNotFoundError:
-        return False
-    return (rec.get("sha256") == entry.sha256 and rec.get("size_bytes") == entry.size_bytes
-            == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns and rec.get("ino") == st.st_ino)
+    return bool(rec) and rec.get("sha256") == entry.sha256 and rec.get("size_bytes") == entry.size_bytes \
+        and not changed_since_verified(rec, final)
 
 
 # ----- download jobs ------------------------------------------------------------------------
@@ -185,6 +202,7 @@ class _FileJob:
     ranges_path: str
     parts: list[tuple[int, int]]  # inclusive byte ranges; empty for a single-stream file
     done: set[int] = field(default_factory=set)
+    published: bool = False
     resumed: bool = False
     retried: bool = False
     fd: int | None = None
@@ -218,11 +236,11 @@ class _Hydration:
         if n_bytes and self.on_bytes:
             self.on_bytes(n_bytes)
 
-    def record_verified(self, entry: ManifestFile, final: str) -> None:
-        line = json.dumps(_stat_record(final, entry), sort_keys=True) + "\n"
+    def record_verified(self, entry: ManifestFile, fields: dict) -> None:
+        """Append that `entry` was verified while its file had these stat fields."""
+        line = json.dumps({"path": entry.path, "sha256": entry.sha256, **fields}, sort_keys=True) + "\n"
         with self.counter_lock:
-            with open(self.verified_log, "a", encoding="utf-8") as fh:
-                fh.write(line)
+            write_small(self.verified_log, line.encode(), append=True)
 
     # -- S3 reads --
 
@@ -291,6 +309,20 @@ class _Hydration:
                 f"checksum mismatch: s3://{self.bucket}/{job.key} failed S3's transfer "
                 f"checksum ({exc}); nothing was written under {job.final_path}"
             ) from None
+        except OSError as exc:
+            mapped = storage_error(exc, job.tmp_path if job.ranged else job.final_path, _RESUME_HINT)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def finish_ranged(self, job: _FileJob) -> None:
+        try:
+            self._finish_ranged(job)
+        except OSError as exc:
+            mapped = storage_error(exc, job.final_path, _RESUME_HINT)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     def _run_unit(self, job: _FileJob, index: int) -> None:
         if self.stop.is_set():
@@ -298,9 +330,8 @@ class _Hydration:
         if job.ranged:
             self._transient(lambda: self._range_unit(job, index))
             with job.lock:
-                job.done.add(index)
-                with open(job.ranges_path, "a", encoding="ascii") as fh:
-                    fh.write(f"{index}\n")
+                write_small(job.ranges_path, f"{index}\n".encode(), append=True)
+                job.done.add(index)  # after the record: a range that is not recorded is fetched again
                 finished = len(job.done) == len(job.parts)
             if finished:
                 self._finish_ranged(job)
@@ -317,17 +348,18 @@ class _Hydration:
                 f"bytes, the manifest says {entry.size_bytes}"
             )
         digest = hashlib.sha256()
-        fd = os.open(job.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            fd = os.open(job.tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            try:
                 def sink(chunk: bytes) -> None:
                     digest.update(chunk)  # verify while streaming: no second read
-                    fh.write(chunk)
+                    write_all(fd, chunk)
                 received = self._stream(response["Body"], sink)
                 if received != entry.size_bytes:
                     raise _ShortRead(received, entry.size_bytes)
-                fh.flush()
-                os.fsync(fh.fileno())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except BaseException:
             _unlink(job.tmp_path)
             raise
@@ -380,10 +412,22 @@ class _Hydration:
             )
         os.makedirs(os.path.dirname(job.final_path), exist_ok=True)
         os.replace(job.tmp_path, job.final_path)
+        job.published = True
         _unlink(job.ranges_path)
-        self.record_verified(job.entry, job.final_path)
+        self.record_verified(job.entry, _stat_fields(job.final_path))
         with self.counter_lock:
             self.downloaded_files += 1
+
+    def partial(self, jobs: list[_FileJob]) -> dict:
+        """What a failed or interrupted run leaves for the next one (reported under --json)."""
+        kept = sum(job.parts[i][1] - job.parts[i][0] + 1
+                   for job in jobs if job.ranged and not job.published for i in set(job.done))
+        return {"downloaded_files": self.downloaded_files, "downloaded_bytes": self.downloaded_bytes,
+                "get_requests": self.get_requests, "kept_partial_bytes": kept, "resume": _RESUME_HINT}
+
+
+_RESUME_HINT = ("verified files and finished ranges are kept: re-run the same command to resume "
+                "(free disk space first if it is full)")
 
 
 class _ShortRead(Exception):
@@ -433,8 +477,7 @@ def _prepare_ranged(job: _FileJob, part_size_bytes: int) -> int:
                     reused.add(int(line))
     if not reused:
         _unlink(job.tmp_path)
-        with open(job.ranges_path, "w", encoding="ascii") as fh:
-            fh.write(header + "\n")
+        write_small(job.ranges_path, (header + "\n").encode())
     job.fd = os.open(job.tmp_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
     os.ftruncate(job.fd, job.entry.size_bytes)  # sparse; parts land at their offsets
     job.done = reused
@@ -452,18 +495,16 @@ def _reset_ranged(job: _FileJob, part_size_bytes: int) -> None:
     _prepare_ranged(job, part_size_bytes)
 
 
-def _local_file_ok(final: str, entry: ManifestFile, record: dict | None, reverify: bool) -> bool:
-    """Is the file under its final name already the manifest's file?"""
+def _rehash(final: str, entry: ManifestFile) -> dict | None:
+    """The stat fields of the file under its final name if hashing it shows it is the manifest's
+    file (a local read beats a download) and it did not change while it was read; else None."""
     try:
-        st = os.lstat(final)
-    except FileNotFoundError:
-        return False
-    if not os.path.isfile(final) or os.path.islink(final) or st.st_size != entry.size_bytes:
-        return False
-    if not reverify and _record_matches(record, final, entry):
-        return True
-    # Unknown provenance (no record, or it changed): hash it; a local read beats a download.
-    return sha256_file(final) == entry.sha256
+        before = _stat_fields(final)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if before["size_bytes"] != entry.size_bytes or sha256_file(final) != entry.sha256:
+        return None
+    return before if _stat_fields(final) == before else None
 
 
 def _check_dest(dest: str) -> str:
@@ -491,6 +532,9 @@ def hydrate_model(
     on_bytes: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> HydrateResult:
+    """Hydrate model@revision into `dest`. On any failure or Ctrl-C the exception carries
+    `.partial` (what this run did and kept for the next one); a full disk or read-only
+    filesystem is a StorageError (exit 4)."""
     started = time.monotonic()
     check_concurrency(concurrency)
     if not isinstance(part_size_bytes, int) or part_size_bytes < MIN_PART_SIZE_BYTES:
@@ -509,96 +553,110 @@ def hydrate_model(
                     seconds=round(time.monotonic() - started, 3))
         return HydrateResult(**base, **kw)
 
-    with hydration_lock(dest, wait_for_lock=wait_for_lock, timeout_s=lock_timeout_s) as waited:
-        waited = round(waited, 3)
-        finals = {f.path: safe_join(dest, f.path) for f in manifest.files}  # refuses traversal
-        marker = read_marker(dest)
-        if (marker and marker.get("manifest_sha256") == manifest.content_sha256 and not reverify
-                and all(_size_is(finals[f.path], f.size_bytes) for f in manifest.files)):
-            # Typically the second of two concurrent hydrations, after waiting on the lock.
-            if on_bytes:
-                on_bytes(manifest.total_size_bytes)
-            return result(already_hydrated=True, downloaded_files=0,
-                          skipped_files=len(manifest.files), downloaded_bytes=0, resumed_bytes=0,
-                          skipped_bytes=manifest.total_size_bytes, get_requests=0,
-                          lock_wait_seconds=waited)
-        if marker is not None or os.path.lexists(marker_path(dest)):
-            # From here until the end the destination is not complete: say so first.
-            _unlink(marker_path(dest))
-            fsync_dir(dest)
-
-        run = _Hydration(client, bucket, dest, on_bytes)
-        verified = _load_verified(dest)
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            local_ok = list(pool.map(
-                lambda f: _local_file_ok(finals[f.path], f, verified.get(f.path), reverify),
-                manifest.files))
-        to_fetch = [f for f, ok in zip(manifest.files, local_ok) if not ok]
-        skipped = [f for f, ok in zip(manifest.files, local_ok) if ok]
-        skipped_bytes = sum(f.size_bytes for f in skipped)
-        for f in skipped:
-            if not _record_matches(verified.get(f.path), finals[f.path], f):
-                run.record_verified(f, finals[f.path])
-
-        parts_dir = _state(dest, PARTS_DIR)
-        os.makedirs(parts_dir, exist_ok=True)
-        jobs: list[_FileJob] = []
-        resumed_bytes = 0
-        try:
-            for entry in sorted(to_fetch, key=lambda f: -f.size_bytes):  # big first: better packing
-                job_id = hashlib.sha256(f"{entry.path}\0{entry.sha256}".encode()).hexdigest()[:40]
-                ranged = entry.size_bytes > part_size_bytes
-                job = _FileJob(
-                    entry=entry, key=object_key(model, revision, entry.path),
-                    final_path=finals[entry.path],
-                    tmp_path=os.path.join(parts_dir, job_id + ".part"),
-                    ranges_path=os.path.join(parts_dir, job_id + ".ranges"),
-                    parts=_split(entry.size_bytes, part_size_bytes) if ranged else [],
-                )
-                if ranged:
-                    resumed_bytes += _prepare_ranged(job, part_size_bytes)
-                jobs.append(job)
-            _check_space(dest, manifest, to_fetch, resumed_bytes)
-            if on_bytes and (skipped_bytes or resumed_bytes):
-                on_bytes(skipped_bytes + resumed_bytes)
-            _run_jobs(run, jobs, concurrency, part_size_bytes)
-        finally:
-            for job in jobs:
-                if job.fd is not None:
-                    os.close(job.fd)
-                    job.fd = None
-
-        for directory in sorted({os.path.dirname(p) for p in finals.values()}):
-            fsync_dir(directory)  # the renames must be durable before the marker says so
-        shutil.rmtree(parts_dir, ignore_errors=True)  # leftovers of other revisions/splits
-        # Compact the append-only log to one line per manifest file, so it does not grow
-        # with every re-run.
-        records = _load_verified(dest)
-        atomic_write_bytes(run.verified_log, "".join(
-            json.dumps(records[f.path], sort_keys=True) + "\n"
-            for f in manifest.files if f.path in records).encode())
-        atomic_write_bytes(marker_path(dest), json.dumps({
-            "schema_version": MARKER_SCHEMA_VERSION,
-            "model": model,
-            "revision": revision,
-            "bucket": bucket,
-            "manifest_key": mkey,
-            "manifest_sha256": manifest.content_sha256,
-            "files": len(manifest.files),
-            "total_size_bytes": manifest.total_size_bytes,
-            "hydrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }, indent=2, sort_keys=True).encode() + b"\n")
-        return result(already_hydrated=False, downloaded_files=run.downloaded_files,
-                      skipped_files=len(skipped), downloaded_bytes=run.downloaded_bytes,
-                      resumed_bytes=resumed_bytes, skipped_bytes=skipped_bytes,
-                      get_requests=run.get_requests, lock_wait_seconds=waited)
-
-
-def _size_is(path: str, size_bytes: int) -> bool:
+    run = _Hydration(client, bucket, dest, on_bytes)
+    jobs: list[_FileJob] = []
     try:
-        return os.stat(path).st_size == size_bytes
-    except FileNotFoundError:
-        return False
+        with hydration_lock(dest, wait_for_lock=wait_for_lock, timeout_s=lock_timeout_s) as waited:
+            return _hydrate_locked(run, jobs, manifest, mkey, model, revision, concurrency,
+                                   part_size_bytes, reverify, round(waited, 3), result)
+    except OSError as exc:
+        mapped = storage_error(exc, exc.filename or dest, _RESUME_HINT)
+        if mapped is None:
+            raise
+        mapped.partial = run.partial(jobs)
+        raise mapped from None
+    except BaseException as exc:  # user errors, Ctrl-C, bugs: the caller reports what was done
+        with contextlib.suppress(AttributeError):
+            exc.partial = run.partial(jobs)
+        raise
+
+
+def _hydrate_locked(run: _Hydration, jobs: list[_FileJob], manifest: Manifest, mkey: str, model: str,
+                    revision: str, concurrency: int, part_size_bytes: int, reverify: bool,
+                    waited: float, result: Callable[..., HydrateResult]) -> HydrateResult:
+    dest = run.dest
+    finals = {f.path: safe_join(dest, f.path) for f in manifest.files}  # refuses traversal
+    verified = _load_verified(dest)
+    trusted = set() if reverify else {
+        f.path for f in manifest.files if _record_matches(verified.get(f.path), finals[f.path], f)}
+    marker = read_marker(dest)
+    if (marker and marker.get("schema_version") == MARKER_SCHEMA_VERSION
+            and marker.get("manifest_sha256") == manifest.content_sha256
+            and len(trusted) == len(manifest.files)):
+        # Every file is as it was verified. Typically the second of two concurrent hydrations.
+        if run.on_bytes:
+            run.on_bytes(manifest.total_size_bytes)
+        return result(already_hydrated=True, downloaded_files=0, skipped_files=len(manifest.files),
+                      trusted_files=len(manifest.files), rehashed_files=0, downloaded_bytes=0,
+                      resumed_bytes=0, skipped_bytes=manifest.total_size_bytes, get_requests=0,
+                      lock_wait_seconds=waited)
+    if marker is not None or os.path.lexists(marker_path(dest)):
+        # From here until the end the destination is not complete: say so first.
+        _unlink(marker_path(dest))
+        fsync_dir(dest)
+
+    unknown = [f for f in manifest.files if f.path not in trusted]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        hashed = list(pool.map(lambda f: _rehash(finals[f.path], f), unknown))
+    rehashed = [(f, fields) for f, fields in zip(unknown, hashed) if fields is not None]
+    to_fetch = [f for f, fields in zip(unknown, hashed) if fields is None]
+    skipped_bytes = manifest.total_size_bytes - sum(f.size_bytes for f in to_fetch)
+    for f, fields in rehashed:
+        run.record_verified(f, fields)
+
+    parts_dir = _state(dest, PARTS_DIR)
+    os.makedirs(parts_dir, exist_ok=True)
+    resumed_bytes = 0
+    try:
+        for entry in sorted(to_fetch, key=lambda f: -f.size_bytes):  # big first: better packing
+            job_id = hashlib.sha256(f"{entry.path}\0{entry.sha256}".encode()).hexdigest()[:40]
+            ranged = entry.size_bytes > part_size_bytes
+            job = _FileJob(
+                entry=entry, key=object_key(model, revision, entry.path),
+                final_path=finals[entry.path],
+                tmp_path=os.path.join(parts_dir, job_id + ".part"),
+                ranges_path=os.path.join(parts_dir, job_id + ".ranges"),
+                parts=_split(entry.size_bytes, part_size_bytes) if ranged else [],
+            )
+            if ranged:
+                resumed_bytes += _prepare_ranged(job, part_size_bytes)
+            jobs.append(job)
+        _check_space(dest, manifest, to_fetch, resumed_bytes)
+        if run.on_bytes and (skipped_bytes or resumed_bytes):
+            run.on_bytes(skipped_bytes + resumed_bytes)
+        _run_jobs(run, jobs, concurrency, part_size_bytes)
+    finally:
+        for job in jobs:
+            if job.fd is not None:
+                os.close(job.fd)
+                job.fd = None
+
+    for directory in sorted({os.path.dirname(p) for p in finals.values()}):
+        fsync_dir(directory)  # the renames must be durable before the marker says so
+    shutil.rmtree(parts_dir, ignore_errors=True)  # leftovers of other revisions/splits
+    # Compact the append-only log to one line per manifest file, so it does not grow with every
+    # re-run; the marker records its digest, which is how `wait` knows what was verified.
+    records = _load_verified(dest)
+    log = "".join(json.dumps(records[f.path], sort_keys=True) + "\n"
+                  for f in manifest.files if f.path in records).encode()
+    atomic_write_bytes(run.verified_log, log)
+    atomic_write_bytes(marker_path(dest), json.dumps({
+        "schema_version": MARKER_SCHEMA_VERSION,
+        "model": model,
+        "revision": revision,
+        "bucket": run.bucket,
+        "manifest_key": mkey,
+        "manifest_sha256": manifest.content_sha256,
+        "files": len(manifest.files),
+        "total_size_bytes": manifest.total_size_bytes,
+        "verified_log_sha256": hashlib.sha256(log).hexdigest(),
+        "hydrated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }, indent=2, sort_keys=True).encode() + b"\n")
+    return result(already_hydrated=False, downloaded_files=run.downloaded_files,
+                  skipped_files=len(manifest.files) - len(to_fetch), trusted_files=len(trusted),
+                  rehashed_files=len(rehashed), downloaded_bytes=run.downloaded_bytes,
+                  resumed_bytes=resumed_bytes, skipped_bytes=skipped_bytes,
+                  get_requests=run.get_requests, lock_wait_seconds=waited)
 
 
 def _check_space(dest: str, manifest: Manifest, to_fetch: list[ManifestFile],
@@ -628,7 +686,7 @@ def _run_jobs(run: _Hydration, jobs: list[_FileJob], concurrency: int, part_size
             for job in jobs:
                 if job.ranged and not job.todo():
                     # Every range survived the interruption: only the hash and rename remain.
-                    pending.add(pool.submit(run._finish_ranged, job))
+                    pending.add(pool.submit(run.finish_ranged, job))
                 else:
                     submit(job)
             while pending:
@@ -647,16 +705,47 @@ def _run_jobs(run: _Hydration, jobs: list[_FileJob], concurrency: int, part_size
             raise
 
 
+def marker_problem(dest: str, marker: dict) -> str | None:
+    """Why `marker` does not (or no longer) vouch for `dest`, or None when every file it covers
+    is unchanged since it was verified: the hydrate fast path's rule, without the manifest."""
+    if marker.get("schema_version") != MARKER_SCHEMA_VERSION or not marker.get("verified_log_sha256"):
+        return "it was written by an older hydrator that did not record what it verified"
+    try:
+        with open(_state(dest, VERIFIED_LOG), "rb") as fh:
+            log = fh.read()
+    except FileNotFoundError:
+        return f"its verified-files log {_state(dest, VERIFIED_LOG)} is missing"
+    if hashlib.sha256(log).hexdigest() != marker["verified_log_sha256"]:
+        return f"its verified-files log {_state(dest, VERIFIED_LOG)} changed after the marker was written"
+    try:
+        records = [json.loads(line) for line in log.splitlines()]
+        paths = {rec["path"]: safe_join(dest, rec["path"]) for rec in records}
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError, IntegrityError) as exc:
+        return f"its verified-files log is unreadable ({exc.__class__.__name__})"
+    if len(paths) != marker.get("files"):
+        return f"its verified-files log lists {len(paths)} files, the marker {marker.get('files')}"
+    for rec in records:
+        changed = changed_since_verified(rec, paths[rec["path"]])
+        if changed:
+            return f"{rec['path']} changed since it was verified ({', '.join(changed)})"
+    return None
+
+
 def wait_for_marker(dest: str, model: str, revision: str, *, timeout_s: float = 3600.0,
                     poll_s: float = 2.0) -> dict:
-    """Block until `dest` holds a hydration marker for model@revision; returns the marker.
+    """Block until `dest` holds a hydration marker for model@revision whose files are unchanged
+    since they were verified; returns the marker.
 
     This is what a vLLM pod's init container runs, so it checks the same marker file the
-    hydrator writes (one constant, MARKER_NAME).
+    hydrator writes (one constant, MARKER_NAME), and the same stat rule as the hydrator's fast
+    path. A marker whose files changed while it stayed in place is an integrity failure (exit
+    6): nothing will fix it but another `hydrate`. A marker that an older hydrator wrote is
+    waited out (the hydrator's next run rewrites it).
     """
     if timeout_s < 0:
         raise InputError("--timeout-s", timeout_s, "zero or more seconds")
     deadline = time.monotonic() + timeout_s
+    why_not = "no hydration marker"
     while True:
         marker = read_marker(dest)
         if marker is not None:
@@ -665,11 +754,22 @@ def wait_for_marker(dest: str, model: str, revision: str, *, timeout_s: float = 
                     f"{marker_path(dest)} is for {marker.get('model')}@{marker.get('revision')}, "
                     f"not {model}@{revision}: the destination is shared by two models"
                 )
-            return marker
+            problem = marker_problem(dest, marker)
+            if problem is None:
+                return marker
+            why_not = f"a marker that cannot be trusted ({problem})"
+            if marker.get("schema_version") == MARKER_SCHEMA_VERSION and read_marker(dest) == marker:
+                # Still the same marker after the change was seen, so no hydration is at work
+                # (a hydration deletes the marker before it touches a file).
+                raise IntegrityError(
+                    f"{marker_path(dest)} says ready, but {problem}: the files are not what was "
+                    "verified. Re-run `weights hydrate` (it re-hashes changed files and fetches "
+                    "what differs; --reverify re-hashes every file)"
+                )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise NotFoundError(
-                f"no hydration marker at {marker_path(dest)} after {timeout_s:g}s: is the "
+                f"{why_not} at {marker_path(dest)} after {timeout_s:g}s: is the "
                 "hydrator running on this node? (kubectl logs of the weights DaemonSet pod)"
             )
         time.sleep(min(poll_s, remaining))

@@ -6,11 +6,11 @@ loopback S3-compatible server with `endpoint_url`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
-from infra.core.errors import InputError, UserError
-from infra.core.errors import IntegrityError, NotFoundError
-from infra.core.weights_layout import BUCKET_ENV, manifest_key, parse_manifest, Manifest
+from infra.core.errors import InputError, IntegrityError, NotFoundError, UserError
+from infra.core.weights_layout import BUCKET_ENV, Manifest, manifest_key, parse_manifest
+from infra.ops.aws import S3_CONDITION_FAILED_CODES
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 _DENIED_CODES = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch",
@@ -30,7 +30,11 @@ def make_client(endpoint_url: str | None = None, region: str | None = None,
         connect_timeout=10,
         read_timeout=60,
     )
-    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    try:
+        return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+    except ValueError as exc:  # botocore's "Invalid endpoint", urllib's "Invalid IPv6 URL"
+        raise InputError("--endpoint-url", endpoint_url, "an http:// or https:// URL, e.g. http://127.0.0.1:9000",
+                         str(exc)) from None
 
 
 def resolve_bucket(bucket: str | None) -> str:
@@ -74,6 +78,28 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) in _NOT_FOUND_CODES
 
 
+def is_condition_failed(exc: BaseException) -> bool:
+    """A conditional write (If-None-Match / If-Match) did not hold: someone else wrote first."""
+    status = str((getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return error_code(exc) in S3_CONDITION_FAILED_CODES or status in S3_CONDITION_FAILED_CODES
+
+
+def s3_request(bucket: str, key: str, call: Callable[[], Any], *, missing_ok: bool = False) -> Any:
+    """Run one S3 request. A missing object is None when `missing_ok`; an error we understand
+    becomes a user error; the rest propagate."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except (ClientError, BotoCoreError) as exc:
+        if missing_ok and is_not_found(exc):
+            return None
+        mapped = describe_s3_error(exc, bucket, key)
+        if mapped:
+            raise mapped from None
+        raise
+
+
 def check_bucket(client: Any, bucket: str) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -88,19 +114,11 @@ def check_bucket(client: Any, bucket: str) -> None:
         raise
 
 
-def head(client: Any, bucket: str, key: str) -> dict | None:
-    """HeadObject, or None when the object does not exist."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return client.head_object(Bucket=bucket, Key=key)
-    except (ClientError, BotoCoreError) as exc:
-        if is_not_found(exc):
-            return None
-        mapped = describe_s3_error(exc, bucket, key)
-        if mapped:
-            raise mapped from None
-        raise
+def head(client: Any, bucket: str, key: str, *, checksums: bool = False) -> dict | None:
+    """HeadObject, or None when the object does not exist; `checksums` asks S3 for the stored
+    checksums of the object's bytes (ChecksumCRC32, ChecksumType)."""
+    extra = {"ChecksumMode": "ENABLED"} if checksums else {}
+    return s3_request(bucket, key, lambda: client.head_object(Bucket=bucket, Key=key, **extra), missing_ok=True)
 
 
 def fetch_manifest(client: Any, bucket: str, model: str, revision: str) -> tuple[Manifest, str]:

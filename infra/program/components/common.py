@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from infra.core.money import usd
+
 
 @dataclass(frozen=True)
 class AwsContext:
@@ -53,6 +55,25 @@ def assume_role_policy(principal_service: str, actions: tuple[str, ...] = ("sts:
     return policy_json([stmt])
 
 
+def iam_principal_of(caller_arn: str) -> str | None:
+    """The IAM principal an access entry names for a caller (`sts get-caller-identity` ARN).
+
+    An assumed role's session ARN (`arn:aws:sts::123456789012:assumed-role/NAME/SESSION`) maps to
+    `arn:aws:iam::123456789012:role/NAME`: a role path is not in the session ARN, so a role with a
+    path must be named in config (cluster.deployer_principal_arn). Users map to themselves; the
+    account root gets no entry (None).
+    """
+    parts = caller_arn.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return None
+    partition, service, account, resource = parts[1], parts[2], parts[4], parts[5]
+    if service == "sts" and resource.startswith("assumed-role/"):
+        return f"arn:{partition}:iam::{account}:role/{resource.split('/')[1]}"
+    if service == "iam" and resource.startswith(("user/", "role/")):
+        return caller_arn
+    return None
+
+
 def short_hash(*parts: str, n: int = 8) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n]
 
@@ -74,6 +95,6 @@ def fleet_plan_summary(plan: Any) -> dict[str, Any]:
         "predicted_ttft_p95_ms": round(plan.predicted.ttft_p95_ms, 1),
         "predicted_tpot_p95_ms": round(plan.predicted.tpot_p95_ms, 2),
         "predicted_e2e_p95_ms": round(plan.predicted.e2e_p95_ms, 1),
-        "usd_per_hour_baseline": round(plan.cost.usd_per_hour_baseline, 2),
-        "usd_per_hour_max": round(plan.cost.usd_per_hour_max, 2),
+        "usd_per_hour_baseline": usd(plan.cost.usd_per_hour_baseline),
+        "usd_per_hour_max": usd(plan.cost.usd_per_hour_max),
     }

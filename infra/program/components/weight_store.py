@@ -136,14 +136,17 @@ class WeightStore(pulumi.ComponentResource):
             tags=merge_tags(tags, Name=f"{args.bucket_name}"),
             opts=child,
         )
-        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.bucket_name}", target_key_id=self.key.key_id, opts=child)
+        # Fixed names are released before a replacement takes them; the bucket's delete refuses
+        # while it holds weights (force_destroy false), so a replacement never loses them.
+        fixed = pulumi.ResourceOptions(parent=self, delete_before_replace=True)
+        aws.kms.Alias(f"{name}-key-alias", name=f"alias/{args.bucket_name}", target_key_id=self.key.key_id, opts=fixed)
 
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=args.bucket_name,
             force_destroy=False,
             tags=merge_tags(tags, Name=args.bucket_name),
-            opts=child,
+            opts=fixed,
         )
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
@@ -240,7 +243,8 @@ class WeightStore(pulumi.ComponentResource):
             service_account=args.service_account,
             role_arn=self.reader_role.arn,
             tags=tags,
-            opts=child,
+            # One association per namespace/service account: a replacement deletes the old first.
+            opts=fixed,
         )
 
         self.register_outputs(

@@ -1,47 +1,80 @@
-"""The offline plan: the real Pulumi program (`__main__.py`) under Pulumi mocks.
+"""The offline plan: the real Pulumi programs (`__main__.py`, `workloads/__main__.py`) under mocks.
 
-`run_program` executes the program exactly as `pulumi up` would (same file, same config keys)
-against the mocks of `mocks` (a fake AWS world) in the isolated runtime of `isolation`;
-`lean_imports` only makes pulumi_aws import faster. The plan comes from the resolver, which the
+`run_program` executes both projects exactly as `pulumi up` would (same files, same config keys)
+against the mocks of `mocks` (a fake AWS world) in the isolated runtime of `isolation`: the base
+first, then the workloads with their StackReference answered from the base run's outputs.
+`lean_imports` only makes pulumi_aws import faster. The plan comes from the resolver, which each
 program itself calls with the same inputs (memoised, so it is sized once).
 """
 from __future__ import annotations
 
 import runpy
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from infra.core.config import parse_stack_config, stack_file_entries
-from infra.core.paths import REPO_ROOT
+from infra.core.deploy import base_stack_reference
+from infra.core.graph import ResourceGraph
+from infra.core.labels import PROJECT, WORKLOADS_PROJECT
+from infra.core.paths import REPO_ROOT, WORKLOADS_DIRNAME
 from infra.core.resolve import ResolvedStack, resolve
 from infra.core.sizing.plan import FleetPlan
 from infra.program.offline.isolation import MockedRun, normalize, run_mocked
-from infra.program.offline.mocks import MOCK_ACCOUNT_ID, FleetMocks, region_azs
+from infra.program.offline.mocks import MOCK_ACCOUNT_ID, MOCK_ORGANIZATION, FleetMocks, StackOutputs, region_azs
 
-PROGRAM = REPO_ROOT / "__main__.py"
+
+@dataclass(frozen=True)
+class Program:
+    """One Pulumi project's program file."""
+
+    project: str
+    path: Path
+
+
+BASE_PROGRAM = Program(PROJECT, REPO_ROOT / "__main__.py")
+WORKLOADS_PROGRAM = Program(WORKLOADS_PROJECT, REPO_ROOT / WORKLOADS_DIRNAME / "__main__.py")
+PROGRAMS = (BASE_PROGRAM, WORKLOADS_PROGRAM)  # in deploy order: the workloads read the base's outputs
+PROGRAM = BASE_PROGRAM.path
 
 
 @dataclass
 class ProgramRun(MockedRun):
-    """A mocked run of the program, with the resolved stack it was built from."""
+    """A mocked run of the stack's programs: their resources as one graph (each URN names its
+    project), the outputs of each project, and the resolved stack they were built from."""
 
     resolved: ResolvedStack | None = None
+    projects: dict[str, MockedRun] = field(default_factory=dict)
 
     @property
     def plan(self) -> FleetPlan:
         assert self.resolved is not None
         return self.resolved.plan
 
-    def to_json(self) -> dict[str, Any]:
-        """The plan document: `{"stack", "region", "plan", "resources"}` (`plan --json` adds cost, policy)."""
+    def project(self, name: str) -> MockedRun:
+        return self.projects[name]
+
+    def to_json(self, project: str | None = None) -> dict[str, Any]:
+        """The plan document: `{"stack", "region", "plan", "resources", "projects"}` of the whole
+        stack (`plan --json` adds cost and policy); with `project`, that project alone as its own
+        preview sees it: `{"stack", "region", "project", "resources"}` (no fleet plan)."""
+        if project is not None:
+            return {"stack": self.stack, "region": self.region, "project": project,
+                    "resources": self.graph.of_project(project).resources()}
         return {"stack": self.stack, "region": self.region, "plan": self.plan.to_dict(),
-                "resources": self.graph.resources()}
+                "resources": self.graph.resources(),
+                "projects": {name: {"resources": len(run.resources), "outputs": public_outputs(run)}
+                             for name, run in self.projects.items()}}
+
+
+def public_outputs(run: MockedRun) -> dict[str, Any]:
+    """A run's outputs with its secrets shown as `[secret]`, as `pulumi stack output` does."""
+    return {k: "[secret]" if k in run.secret_outputs else v for k, v in run.outputs.items()}
 
 
 def stack_entries(stack: str, project_dir: Path = REPO_ROOT) -> dict[str, Any]:
-    """The config the engine would hand the program: Pulumi.yaml defaults + Pulumi.<stack>.yaml.
+    """The config the engine would hand the programs: Pulumi.yaml defaults + Pulumi.<stack>.yaml.
 
     Validates it first, so a bad config fails here with the loader's message.
     """
@@ -50,26 +83,45 @@ def stack_entries(stack: str, project_dir: Path = REPO_ROOT) -> dict[str, Any]:
     return entries
 
 
-def run_program(entries: Mapping[str, Any], stack: str = "prod", program: Path = PROGRAM) -> ProgramRun:
-    """Run the program under mocks with the given config entries (full keys -> values).
+def _run_one(program: Program, entries: Mapping[str, Any], stack: str, region: str,
+             references: Mapping[str, StackOutputs]) -> MockedRun:
+    if str(program.path.parent) not in sys.path:
+        sys.path.insert(0, str(program.path.parent))
+    return run_mocked(lambda: runpy.run_path(str(program.path), run_name="__main__"), stack, region,
+                      config=entries, project=program.project, stack_outputs=references)
+
+
+def run_program(entries: Mapping[str, Any], stack: str = "prod",
+                programs: Sequence[Program] = PROGRAMS) -> ProgramRun:
+    """Run the programs under mocks, in order, with the given config entries (full keys -> values).
 
     The stack is resolved first (bad config fails fast, with the loader's messages) from the
-    program's own directory, as the program resolves it.
+    repository root, as each program resolves it. A later program's StackReference to an earlier
+    one's stack is answered with that run's outputs.
     """
-    resolved = resolve(stack, program.parent, entries=entries)
-    if str(program.parent) not in sys.path:
-        sys.path.insert(0, str(program.parent))
-    run = run_mocked(lambda: runpy.run_path(str(program), run_name="__main__"), stack, resolved.region,
-                     config=entries)
-    return ProgramRun(run.graph, run.outputs, run.secret_outputs, run.diagnostics, resolved)
+    resolved = resolve(stack, REPO_ROOT, entries=entries)
+    runs: dict[str, MockedRun] = {}
+    references: dict[str, StackOutputs] = {}
+    for program in programs:
+        run = _run_one(program, entries, stack, resolved.region, references)
+        runs[program.project] = run
+        if program.project == PROJECT:
+            references[base_stack_reference(MOCK_ORGANIZATION, stack)] = StackOutputs(run.outputs, run.secret_outputs)
+    nodes = tuple(sorted((n for run in runs.values() for n in run.resources), key=lambda n: (n.project != PROJECT, n.urn)))
+    graph = ResourceGraph("plan", stack, resolved.region, nodes)
+    outputs = {k: v for run in runs.values() for k, v in run.outputs.items()}
+    secrets = tuple(sorted({k for run in runs.values() for k in run.secret_outputs}))
+    diagnostics = [line for run in runs.values() for line in run.diagnostics]
+    return ProgramRun(graph, outputs, secrets, diagnostics, resolved, runs)
 
 
 def plan_stack(stack: str = "prod", project_dir: Path = REPO_ROOT) -> ProgramRun:
-    """The offline plan of a stack: its config files, the real program, mocks."""
+    """The offline plan of a stack: its config files, the real programs, mocks."""
     return run_program(stack_entries(stack, project_dir), stack=stack)
 
 
 __all__ = [
-    "MOCK_ACCOUNT_ID", "FleetMocks", "MockedRun", "ProgramRun", "normalize", "plan_stack", "region_azs",
-    "run_mocked", "run_program", "stack_entries",
+    "BASE_PROGRAM", "MOCK_ACCOUNT_ID", "PROGRAMS", "WORKLOADS_PROGRAM", "FleetMocks", "MockedRun", "Program",
+    "ProgramRun", "normalize", "plan_stack", "public_outputs", "region_azs", "run_mocked", "run_program",
+    "stack_entries",
 ]

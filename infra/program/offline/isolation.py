@@ -5,8 +5,8 @@ in context variables), a fresh mock monitor and a fresh event loop. It runs with
 `preview=False` so every `apply` callback runs, waits for all outstanding RPCs and outputs, and
 records every registered resource as a graph node with its inputs as the engine sees them
 (camelCase keys; numbers arrive as floats and are turned back into ints where integral), its
-id and its property dependencies. About 0.4 s a run once pulumi_aws is imported, against ~2.8 s
-for a subprocess that imports everything again.
+id and its property dependencies; reads (a StackReference) are recorded too. About 0.4 s a run
+once pulumi_aws is imported, against ~2.8 s for a subprocess that imports everything again.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from infra.core.graph import STACK_TYPE, Node, ResourceGraph
 from infra.core.labels import PROJECT
 from infra.program.offline.lean_imports import use_lean_aws_imports
-from infra.program.offline.mocks import FleetMocks
+from infra.program.offline.mocks import MOCK_ORGANIZATION, FleetMocks, StackOutputs
 
 
 def normalize(value: Any) -> Any:
@@ -93,8 +93,12 @@ def run_mocked(
     stack: str,
     region: str,
     config: Mapping[str, Any] | None = None,
+    *,
+    project: str = PROJECT,
+    stack_outputs: Mapping[str, StackOutputs] | None = None,
 ) -> MockedRun:
-    """Run `body` (a Pulumi program) under mocks with `config` (full keys -> values)."""
+    """Run `body` (a Pulumi program of `project`) under mocks with `config` (full keys -> values);
+    `stack_outputs` answers the StackReferences it reads (stack name -> outputs)."""
     with _RUN_LOCK:
         # Importing the generated pulumi_aws classes allocates ~10^6 objects; full cyclic-GC
         # passes over them cost seconds and free nothing, so pause the collector for the run
@@ -103,7 +107,8 @@ def run_mocked(
         gc.disable()
         try:
             ctx = contextvars.copy_context()
-            return ctx.run(_run_isolated, body, dict(config or {}), stack, region)
+            mocks = FleetMocks(region, stack_outputs=stack_outputs)
+            return ctx.run(_run_isolated, body, dict(config or {}), stack, region, project, mocks)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -122,7 +127,8 @@ def _as_pulumi_mocks(mocks: FleetMocks) -> Any:
     return _Adapter()
 
 
-def _run_isolated(body: Callable[[], Any], entries: dict[str, Any], stack: str, region: str) -> MockedRun:
+def _run_isolated(body: Callable[[], Any], entries: dict[str, Any], stack: str, region: str, project: str,
+                  fleet_mocks: FleetMocks) -> MockedRun:
     import pulumi
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import rpc, settings
@@ -132,6 +138,16 @@ def _run_isolated(body: Callable[[], Any], entries: dict[str, Any], stack: str, 
     nodes_lock = threading.Lock()
 
     class _RecordingMonitor(pulumi_mocks.MockMonitor):
+        def ReadResource(self, request):  # noqa: N802 - gRPC method name
+            # A read (a StackReference) is a step of the engine's plan too.
+            response = super().ReadResource(request)
+            state, _ = rpc.deserialize_properties_unwrap_secrets(request.properties)
+            with nodes_lock:
+                nodes.append(Node(urn=response.urn, type=request.type, name=request.name,
+                                  parent=request.parent or None, inputs=normalize(copy.deepcopy(state)),
+                                  id=request.id or None, custom=True, provider=request.provider or None))
+            return response
+
         def RegisterResource(self, request):  # noqa: N802 - gRPC method name
             response = super().RegisterResource(request)
             if request.type != STACK_TYPE:
@@ -169,9 +185,10 @@ def _run_isolated(body: Callable[[], Any], entries: dict[str, Any], stack: str, 
     try:
         settings.ROOT.set(None)
         pulumi.runtime.set_all_config(engine_config(entries), [])
-        monitor = _RecordingMonitor(_as_pulumi_mocks(FleetMocks(region)))
+        monitor = _RecordingMonitor(_as_pulumi_mocks(fleet_mocks))
         pulumi.runtime.set_mocks(
-            monitor.mocks, project=PROJECT, stack=stack, preview=False, logger=logger, monitor=monitor
+            monitor.mocks, project=project, stack=stack, preview=False, logger=logger, monitor=monitor,
+            organization=MOCK_ORGANIZATION,
         )
         error: BaseException | None = None
         try:

@@ -2,17 +2,30 @@
 
 Resources get realistic ids and ARNs (account 123456789012, the stack's region); the invokes
 the program makes (AZs, instance type offerings, caller identity, partition) get answers a
-typical account would see. An invoke with no answer raises, naming the token.
+typical account would see. An invoke with no answer raises, naming the token. A StackReference
+is answered with the outputs of the referenced stack's own mocked run (`stack_outputs`); one
+the mocks do not know raises, naming the stack.
 """
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 from infra.core.labels import PROJECT
 from infra.program.components.common import short_hash
 
 MOCK_ACCOUNT_ID = "123456789012"
+MOCK_ORGANIZATION = "organization"  # what self-managed backends call every stack's organization
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+@dataclass(frozen=True)
+class StackOutputs:
+    """A referenced stack's outputs, as the engine hands them to a StackReference."""
+
+    outputs: Mapping[str, Any]
+    secret_names: tuple[str, ...] = ()
 
 # AZ letters per region (what a typical account sees); unknown regions get a, b, c.
 REGION_AZ_LETTERS = {
@@ -76,10 +89,12 @@ _ID_PREFIX = {
 class FleetMocks:
     """`pulumi.runtime.Mocks` with realistic AWS answers for one account and region."""
 
-    def __init__(self, region: str, account_id: str = MOCK_ACCOUNT_ID) -> None:
+    def __init__(self, region: str, account_id: str = MOCK_ACCOUNT_ID,
+                 stack_outputs: Mapping[str, StackOutputs] | None = None) -> None:
         self.region = region
         self.account_id = account_id
         self.partition, self.dns_suffix = partition_of(region)
+        self.stack_outputs = dict(stack_outputs or {})
 
     # -- helpers -------------------------------------------------------------------------------
     def _arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
@@ -102,9 +117,18 @@ class FleetMocks:
         inputs = dict(args.inputs or {})
         if not getattr(args, "custom", True) and typ.startswith(f"{PROJECT}:"):
             return "", {}
+        if typ == STACK_REFERENCE:
+            return self._stack_reference(str(inputs.get("name") or args.resource_id or name))
         out = self._outputs(typ, name, inputs)
         rid = out.pop("__id")
         return rid, {**inputs, **out}
+
+    def _stack_reference(self, stack: str) -> tuple[str, dict]:
+        if stack not in self.stack_outputs:
+            raise LookupError(f"offline plan: no mocked run of stack {stack!r} to answer its StackReference "
+                              f"(known: {', '.join(sorted(self.stack_outputs)) or 'none'})")
+        ref = self.stack_outputs[stack]
+        return stack, {"name": stack, "outputs": dict(ref.outputs), "secretOutputNames": list(ref.secret_names)}
 
     def _outputs(self, typ: str, name: str, inputs: dict) -> dict:  # noqa: C901 - a lookup table
         h = self._hex(typ, name)

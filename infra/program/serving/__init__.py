@@ -1,16 +1,18 @@
-"""Serving on the cluster (issue #4): one entry point, `Serving`, for `__main__.py`.
+"""Serving on the cluster (issue #4): one entry point, `Serving`, for the workloads project
+(`workloads/__main__.py` -> `infra.program.workloads`).
 
-    k8s_provider = kubernetes_provider("k8s", cluster.kubeconfig, depends_on=[cluster.system_nodes])
+    k8s_provider = kubernetes_provider("k8s", base.require_output("kubeconfig"))
     serving = Serving("serving", ServingArgs(
-        plan=plan, config=cfg, aws=ctx, k8s_provider=k8s_provider,
-        cluster_name=cluster.eks.name, cluster_arn=cluster.eks.arn,
-        weights_bucket_name=bucket_name, tags=tags,
-    ), opts=pulumi.ResourceOptions(depends_on=[weights, *gpu_groups.values()]))
+        plan=plan, config=cfg, k8s_provider=k8s_provider,
+        cluster_name=base.require_output("cluster_name"), weights_bucket_name=bucket_name, tags=tags,
+    ))
 
 Children (each a `llm-fleet:serving:<Type>` component, everything parented and bound to the
 cluster's provider): namespaces, GpuPlumbing, WeightsTier, VllmServing, Ingress, Autoscaling,
 WarmPool, Observability. Every count, threshold and engine flag comes from the fleet plan;
-chart versions from infra/core/catalog/charts.yaml; metric names from metrics.py.
+chart versions from infra/core/catalog/charts.yaml; metric names from metrics.py. Only
+Kubernetes resources: the AWS identities the charts assume are the base project's
+(`identities.py`, the WeightStore).
 
 Importing this package registers nothing.
 """
@@ -22,7 +24,6 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.program.components.common import AwsContext
 from infra.program.serving import kube
 from infra.program.serving.autoscaling import Autoscaling, AutoscalingArgs
 from infra.program.serving.defaults import ServingDefaults
@@ -62,11 +63,11 @@ def namespace_manifests(spec: ServingSpec) -> list[dict]:
 class ServingArgs:
     plan: FleetPlan
     config: StackConfig
-    aws: AwsContext
     k8s_provider: k8s.Provider
-    cluster_name: pulumi.Input[str]  # Cluster.eks.name
-    cluster_arn: pulumi.Input[str]  # Cluster.eks.arn (Pod Identity trust of the autoscaler role)
+    cluster_name: pulumi.Input[str]  # the base's `cluster_name` output
     weights_bucket_name: str  # the WeightStore bucket (a plain name: the hydrator validates it)
+    autoscaler_role_arn: pulumi.Input[str]  # the base's ClusterAutoscalerIdentity
+    autoscaler_association_id: pulumi.Input[str]
     tags: Mapping[str, str] = field(default_factory=dict)
     defaults: ServingDefaults = field(default_factory=ServingDefaults)
 
@@ -92,7 +93,7 @@ class Serving(pulumi.ComponentResource):
         self.ingress = Ingress(f"{name}-ingress", IngressArgs(spec, tags), in_namespaces)
         self.autoscaling = Autoscaling(
             f"{name}-autoscaling",
-            AutoscalingArgs(spec, args.aws, args.cluster_name, args.cluster_arn, tags),
+            AutoscalingArgs(spec, args.cluster_name, args.autoscaler_role_arn, args.autoscaler_association_id),
             kube.with_deps(in_namespaces, [self.observability]),
             scale_target=self.vllm.release,
         )

@@ -13,7 +13,21 @@ Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ 
 groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
 so scale-ups stay spread) and expands with least-waste. Its IAM role is assumed through EKS Pod
 Identity (trust pinned to this account and cluster) and may only change the desired capacity
-of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster.
+of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster. That role
+and its association are AWS resources, so they live in the base project
+(`identities.ClusterAutoscalerIdentity`); this component installs the service account, the
+credentials check and the chart, and reads the role and the association from the base.
+
+Credentials gate. A Pod Identity association is eventually consistent (EKS user guide, "Learn
+how EKS Pod Identity grants pods access to AWS services"), and EKS injects the credential
+variables into a pod only when it is admitted: a pod created before the association is visible
+never gets credentials, however often its container restarts. So the autoscaler's pods are
+created only after a Job, running as the autoscaler's service account (ours, created before
+the chart), has proven the association effective: each attempt is a new pod (restartPolicy
+Never), so a pod admitted too early fails and the next one is admitted afresh, until one sees
+the injected variables and STS answers as the autoscaler's role. `pulumi up` waits for the Job
+to complete before it installs the chart. The association's id is in both pod templates, so a
+replaced association re-runs the check and rolls the autoscaler.
 """
 from __future__ import annotations
 
@@ -21,16 +35,29 @@ import math
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
 from infra.core.labels import AZ_LABEL
-from infra.program.components.common import AwsContext, merge_tags, policy_json
+from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
 from infra.program.serving.vllm import expected_load_s
-from infra.program.components.weight_store import pod_identity_trust_policy
 
+ASSOCIATION_ANNOTATION = "llm-fleet/pod-identity-association"
+CREDENTIALS_CHECK = "cluster-autoscaler-credentials"
+# Run in the hydrator image (Python + boto3, already pinned and pulled): fail unless EKS injected
+# Pod Identity credentials and they are the autoscaler role's.
+CREDENTIALS_CHECK_SCRIPT = """\
+import os, sys
+import boto3
+if "AWS_CONTAINER_CREDENTIALS_FULL_URI" not in os.environ:
+    sys.exit("no EKS Pod Identity credentials injected: the association is not effective yet")
+arn = boto3.client("sts").get_caller_identity()["Arn"]
+if ":assumed-role/" + os.environ["EXPECTED_ROLE"] + "/" not in arn:
+    sys.exit("credentials are " + arn + ", not the role " + os.environ["EXPECTED_ROLE"])
+print("pod identity effective:", arn)
+"""
 PROMETHEUS_SERVICE = "prometheus-operated"  # created by the Prometheus operator for every Prometheus
 PROMETHEUS_PORT = 9090
 # Node-group labels that differ between otherwise identical per-AZ groups.
@@ -113,15 +140,57 @@ def scaled_object(spec: ServingSpec) -> dict:
 
 # --- Cluster Autoscaler --------------------------------------------------------------------------
 
-def cluster_autoscaler_values(spec: ServingSpec, cluster_name: str) -> dict:
+def credentials_check_job(spec: ServingSpec, role_name: str, association_id: str) -> dict:
+    """The Job that proves the autoscaler's Pod Identity association effective (module doc)."""
+    d = spec.defaults
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": CREDENTIALS_CHECK, "namespace": d.autoscaler_namespace,
+                     "labels": common_labels("autoscaling")},
+        "spec": {
+            "backoffLimit": d.ca_credentials_check_attempts,
+            "activeDeadlineSeconds": d.ca_credentials_check_deadline_s,
+            "template": {
+                "metadata": {"labels": common_labels("autoscaling"),
+                             "annotations": {ASSOCIATION_ANNOTATION: association_id}},
+                "spec": {
+                    "serviceAccountName": d.autoscaler_service_account,
+                    "restartPolicy": "Never",  # every attempt a new pod, admitted afresh
+                    "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
+                    "containers": [{
+                        "name": "check",
+                        "image": spec.hydrator.image,
+                        "command": ["python", "-c", CREDENTIALS_CHECK_SCRIPT],
+                        "env": [{"name": "EXPECTED_ROLE", "value": role_name},
+                                {"name": "AWS_REGION", "value": spec.config.region},
+                                {"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}],
+                        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                                      "limits": {"cpu": "200m", "memory": "256Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "runAsNonRoot": True, "runAsUser": 10001,
+                                            "capabilities": {"drop": ["ALL"]},
+                                            "seccompProfile": {"type": "RuntimeDefault"}},
+                    }],
+                },
+            },
+        },
+    }
+
+
+def cluster_autoscaler_values(spec: ServingSpec, cluster_name: str, association_id: str) -> dict:
     d, cfg = spec.defaults, spec.config
     img = image("cluster-autoscaler")
     return {
         "cloudProvider": "aws",
         "awsRegion": cfg.region,
         "autoDiscovery": {"clusterName": cluster_name},
-        "image": {"repository": img.repository, "tag": img.tag_for_kubernetes(cfg.cluster.kubernetes_version)},
-        "rbac": {"serviceAccount": {"create": True, "name": d.autoscaler_service_account}},
+        "image": {"repository": spec.image_repository("cluster-autoscaler"),
+                  "tag": img.tag_for_kubernetes(cfg.cluster.kubernetes_version)},
+        # The service account is ours: it exists before the credentials check runs as it.
+        "rbac": {"serviceAccount": {"create": False, "name": d.autoscaler_service_account}},
+        # A replaced association rolls the pods (credentials are injected at admission only).
+        "podAnnotations": {ASSOCIATION_ANNOTATION: association_id},
         "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
         "resources": {"requests": {"cpu": "100m", "memory": "300Mi"}, "limits": {"cpu": "500m", "memory": "600Mi"}},
         "extraArgs": {
@@ -183,10 +252,10 @@ def autoscaler_policy(ctx: AwsContext, cluster_name: str) -> str:
 @dataclass(frozen=True)
 class AutoscalingArgs:
     spec: ServingSpec
-    aws: AwsContext
     cluster_name: pulumi.Input[str]
-    cluster_arn: pulumi.Input[str]
-    tags: dict[str, str]
+    # The base project's ClusterAutoscalerIdentity (read through the StackReference).
+    autoscaler_role_arn: pulumi.Input[str]
+    autoscaler_association_id: pulumi.Input[str]
 
 
 class Autoscaling(pulumi.ComponentResource):
@@ -194,7 +263,7 @@ class Autoscaling(pulumi.ComponentResource):
                  *, scale_target: pulumi.Resource | None = None) -> None:
         super().__init__("llm-fleet:serving:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        spec, ctx, d = args.spec, args.aws, args.spec.defaults
+        spec, d = args.spec, args.spec.defaults
 
         self.keda = kube.release(
             f"{name}-keda", chart("keda"), release_name="keda", namespace=d.keda_namespace,
@@ -204,34 +273,29 @@ class Autoscaling(pulumi.ComponentResource):
         self.scaled_object = kube.custom_resource(f"{name}-scaledobject", scaled_object(spec), kube.with_deps(child, deps))
 
         cluster_name = pulumi.Output.from_input(args.cluster_name)
-        aws_child = pulumi.ResourceOptions(parent=self)
-        self.autoscaler_role = aws.iam.Role(
-            f"{name}-ca-role",
-            description="Cluster Autoscaler (EKS Pod Identity)",
-            assume_role_policy=pulumi.Output.from_input(args.cluster_arn).apply(
-                lambda arn: pod_identity_trust_policy(ctx.account_id, arn, ctx.dns_suffix)),
-            max_session_duration=3600,
-            tags=merge_tags(args.tags, Name=f"{name}-cluster-autoscaler"),
-            opts=aws_child,
+        # The role and its Pod Identity association are the base project's (identities.py),
+        # which `deploy` finishes before this project starts.
+        self.autoscaler_service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-ca-sa", metadata={"name": d.autoscaler_service_account, "namespace": d.autoscaler_namespace,
+                                       "labels": common_labels("autoscaling")},
+            opts=child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-ca-policy", role=self.autoscaler_role.id,
-            policy=cluster_name.apply(lambda n: autoscaler_policy(ctx, n)), opts=aws_child,
-        )
-        association = aws.eks.PodIdentityAssociation(
-            f"{name}-ca", cluster_name=cluster_name, namespace=d.autoscaler_namespace,
-            service_account=d.autoscaler_service_account, role_arn=self.autoscaler_role.arn,
-            tags=args.tags, opts=aws_child,
+        job = pulumi.Output.all(args.autoscaler_role_arn, args.autoscaler_association_id).apply(
+            lambda v: credentials_check_job(spec, v[0].rsplit("/", 1)[-1], v[1]))
+        # `pulumi up` waits for the Job to succeed (pulumi-kubernetes awaits Jobs).
+        self.credentials_check = k8s.batch.v1.Job(
+            f"{name}-ca-credentials", metadata=job["metadata"], spec=job["spec"],
+            opts=kube.with_deps(child, [self.autoscaler_service_account]),
         )
         self.cluster_autoscaler = kube.release(
             f"{name}-cluster-autoscaler", chart("cluster-autoscaler"), release_name="cluster-autoscaler",
             namespace=d.autoscaler_namespace,
-            values=cluster_name.apply(lambda n: cluster_autoscaler_values(spec, n)),
-            opts=kube.with_deps(child, [association]),
+            values=pulumi.Output.all(cluster_name, args.autoscaler_association_id).apply(
+                lambda v: cluster_autoscaler_values(spec, v[0], v[1])),
+            opts=kube.with_deps(child, [self.credentials_check]),
         )
         self.register_outputs({
             "min_replicas": spec.replicas_min,
             "max_replicas": spec.replicas_max,
             "scale_threshold_per_replica": spec.plan.control.scale_threshold_per_replica,
-            "autoscaler_role_arn": self.autoscaler_role.arn,
         })

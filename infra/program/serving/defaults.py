@@ -16,6 +16,11 @@ from infra.core.sizing.control import METRICS_SCRAPE_INTERVAL_S
 
 @dataclass(frozen=True)
 class ServingDefaults:
+    # --- where images come from -----------------------------------------------------------------
+    # The stack's private ECR registry host (its pull-through cache and mirrors), set by the
+    # composition from the account; None keeps upstream registries (builders tested alone).
+    image_registry: str | None = None
+
     # --- namespaces and release names ---------------------------------------------------------
     gpu_namespace: str = "gpu-system"
     keda_namespace: str = "keda"
@@ -69,6 +74,12 @@ class ServingDefaults:
     pending_min: int = 16
     client_request_received_timeout_s: int = 30  # whole request body received (slow clients)
     client_idle_timeout_s: int = 900
+    # The unauthenticated /health route (the rollout's HTTP gate, DNS health checks): a short
+    # request budget, a few retries that reach other engines, and a per-proxy rate limit so an
+    # anonymous flood cannot reach the engines.
+    health_timeout_s: int = 10
+    health_retries: int = 4
+    health_requests_per_minute: int = 600
 
     # --- autoscaling --------------------------------------------------------------------------
     # Polling, thresholds and HPA behaviour come from the plan's control block (simulated).
@@ -81,6 +92,10 @@ class ServingDefaults:
     # Pods below this priority neither trigger scale-up nor block scale-down (the autoscaler's
     # default, stated so that the placeholder priority can be checked against it).
     ca_expendable_pods_priority_cutoff: int = -10
+    # The Pod Identity credentials check before the autoscaler starts: new pods with the Job's
+    # exponential backoff (10 s, 20 s, ... capped at 6 min) within a deadline.
+    ca_credentials_check_attempts: int = 6
+    ca_credentials_check_deadline_s: int = 900
 
     # --- warm pool ----------------------------------------------------------------------------
     # Above the autoscaler's expendable cutoff (placeholders must trigger scale-up) and below
@@ -97,4 +112,7 @@ class ServingDefaults:
     kv_cache_alert_for: str = "10m"
     node_not_ready_for: str = "5m"
     metrics_absent_for: str = "10m"
-    prometheus_retention: str = "15d"
+    # Size-based retention stops this short of the volume (retention days and volume: config).
+    prometheus_retention_size_fraction: float = 0.85
+    storage_class: str = "llm-fleet-gp3"  # encrypted gp3 through the EBS CSI driver
+    alertmanager_service_account: str = "alertmanager"  # bound to the SNS publisher role (Pod Identity)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from infra.core.catalog.charts import chart
+from infra.core.catalog.charts import chart, image
 from infra.program.serving import kube
 from infra.program.serving.spec import (
     EFA_NODE_SELECTOR,
@@ -32,6 +32,9 @@ DCGM_SERVICE_LABELS = {"app.kubernetes.io/name": "dcgm-exporter"}
 
 def nvidia_device_plugin_values(spec: ServingSpec) -> dict:
     return {
+        # nvcr.io is no ECR pull-through upstream: the image is mirrored (python -m infra images).
+        "image": {"repository": spec.image_repository("nvidia-device-plugin"),
+                  "tag": image("nvidia-device-plugin").tag},
         # ANDed with the chart's default affinity, whose `nvidia.com/gpu.present` term our
         # GPU node groups satisfy (NFD/GFD are not installed).
         "nodeSelector": dict(GPU_NODE_SELECTOR),
@@ -55,6 +58,8 @@ def efa_device_plugin_values(spec: ServingSpec) -> dict:
 
 def dcgm_exporter_values(spec: ServingSpec) -> dict:
     return {
+        # Mirrored like the device plugin; the tag stays the chart's (its appVersion).
+        "image": {"repository": spec.image_repository("dcgm-exporter")},
         "nodeSelector": dict(GPU_NODE_SELECTOR),
         "tolerations": [gpu_toleration()],
         # The ServiceMonitor is ours (observability.py), validated against the CRD schema.

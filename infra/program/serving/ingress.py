@@ -1,7 +1,8 @@
 """The public OpenAI-compatible endpoint: Envoy Gateway behind an AWS NLB.
 
-Chain: NLB (TLS listener) -> Envoy (Gateway listener) -> HTTPRoute for the OpenAI paths ->
-the vLLM engine Service. Policies attached to the route:
+Chain: NLB (TLS listener) -> Envoy (Gateway listeners: the service's hostname and this
+region's own) -> HTTPRoute for the OpenAI paths -> the vLLM engine Service. Policies attached to
+the OpenAI route:
 
   SecurityPolicy        JWT from the configured issuer (remote JWKS); the tenant claim is
                         copied into a header for the rate limiter.
@@ -20,6 +21,16 @@ Limits of that choice (instance targets, no access logs) are in docs/serving.md.
 
 Envoy counts circuit-breaker and local rate-limit budgets per proxy replica, so the fleet-wide
 admission limit is divided by the number of Envoy replicas.
+
+Health: a second HTTPRoute serves `GET /health` on both hostnames without JWT (no
+SecurityPolicy targets it, none targets the Gateway) from the engines' own `/health`. Envoy
+Gateway puts only Ready endpoints of the engine Service into Envoy's cluster (a not-ready one
+is dropped or drained: `getIREndpointsFromEndpointSlice`, internal/gatewayapi/route.go), and an
+engine is Ready only while its `/health` answers (vllm.py's readiness probe), so the route
+answers 200 when at least one engine is ready and 503 (no healthy upstream) when none is. Its
+own BackendTrafficPolicy retries on connect failures and 5xx (in Envoy's panic mode, below 50 %
+healthy hosts, a request may land on a loading engine first) and rate-limits anonymous callers
+per proxy. The rollout's HTTP gate probes `https://<regional hostname>/health`.
 """
 from __future__ import annotations
 
@@ -39,7 +50,7 @@ from infra.program.serving.spec import (
     common_labels,
     seconds,
 )
-from infra.program.serving.vllm import drain_timeout_s
+from infra.program.serving.vllm import HEALTH_PATH, drain_timeout_s  # the engines' probe path, served as is
 
 GATEWAY_API = "gateway.networking.k8s.io"
 EG_API = "gateway.envoyproxy.io"
@@ -48,7 +59,9 @@ GATEWAY_CLASS = "llm-fleet"
 GATEWAY_NAME = "llm-fleet"
 PROXY_CONFIG_NAME = "llm-fleet-proxy"
 ROUTE_NAME = "openai"
+HEALTH_ROUTE_NAME = "health"
 LISTENER_NAME = "https"
+REGIONAL_LISTENER_NAME = "https-regional"
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/models")
 JWT_PROVIDER = "tenant-idp"
 NLB = "service.beta.kubernetes.io/aws-load-balancer-"
@@ -179,11 +192,11 @@ def gateway_class(spec: ServingSpec) -> dict:
     }
 
 
-def gateway(spec: ServingSpec) -> dict:
+def _listener(spec: ServingSpec, name: str, hostname: str) -> dict:
     ing = spec.config.ingress
     listener: dict = {
-        "name": LISTENER_NAME,
-        "hostname": ing.hostname,
+        "name": name,
+        "hostname": hostname,
         "port": LISTENER_PORT,
         "allowedRoutes": {"namespaces": {"from": "Same"}},
     }
@@ -196,12 +209,29 @@ def gateway(spec: ServingSpec) -> dict:
     else:
         # TLS ends at the NLB's TLS listener (ACM certificate); Envoy receives plain HTTP.
         listener["protocol"] = "HTTP"
+    return listener
+
+
+def gateway(spec: ServingSpec) -> dict:
+    """One listener for the service's hostname, one for this region's own (the certificate must
+    cover both)."""
     return {
         "apiVersion": f"{GATEWAY_API}/v1",
         "kind": "Gateway",
         "metadata": {"name": GATEWAY_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
-        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [listener]},
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [
+            _listener(spec, LISTENER_NAME, spec.config.ingress.hostname),
+            _listener(spec, REGIONAL_LISTENER_NAME, spec.config.regional_hostname),
+        ]},
     }
+
+
+def _parent(section: str) -> dict:
+    return {"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME, "sectionName": section}
+
+
+def _engine_backend(spec: ServingSpec) -> list[dict]:
+    return [{"group": "", "kind": "Service", "name": spec.engine_service_name, "port": spec.defaults.vllm_service_port}]
 
 
 def http_route(spec: ServingSpec) -> dict:
@@ -211,15 +241,54 @@ def http_route(spec: ServingSpec) -> dict:
         "kind": "HTTPRoute",
         "metadata": {"name": ROUTE_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
         "spec": {
-            "parentRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME,
-                            "sectionName": LISTENER_NAME}],
+            "parentRefs": [_parent(LISTENER_NAME)],
             "hostnames": [spec.config.ingress.hostname],
             "rules": [{
                 "matches": [{"path": {"type": "Exact", "value": p}} for p in OPENAI_PATHS],
-                "backendRefs": [{"group": "", "kind": "Service", "name": spec.engine_service_name,
-                                 "port": spec.defaults.vllm_service_port}],
+                "backendRefs": _engine_backend(spec),
                 "timeouts": {"request": timeout, "backendRequest": timeout},
             }],
+        },
+    }
+
+
+def health_route(spec: ServingSpec) -> dict:
+    """`GET /health` on both hostnames, no JWT, answered by a Ready engine's own /health."""
+    return {
+        "apiVersion": f"{GATEWAY_API}/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": HEALTH_ROUTE_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "spec": {
+            "parentRefs": [_parent(REGIONAL_LISTENER_NAME), _parent(LISTENER_NAME)],
+            "hostnames": [spec.config.regional_hostname, spec.config.ingress.hostname],
+            "rules": [{
+                "matches": [{"path": {"type": "Exact", "value": HEALTH_PATH}, "method": "GET"}],
+                "backendRefs": _engine_backend(spec),
+                "timeouts": {"request": seconds(spec.defaults.health_timeout_s)},
+            }],
+        },
+    }
+
+
+def health_traffic_policy(spec: ServingSpec) -> dict:
+    d = spec.defaults
+    return {
+        "apiVersion": f"{EG_API}/v1alpha1",
+        "kind": "BackendTrafficPolicy",
+        "metadata": {"name": f"{HEALTH_ROUTE_NAME}-backend", "namespace": spec.namespace,
+                     "labels": common_labels("ingress")},
+        "spec": {
+            "targetRefs": [{"group": GATEWAY_API, "kind": "HTTPRoute", "name": HEALTH_ROUTE_NAME}],
+            # One bucket per proxy for every anonymous caller (no client selector).
+            "rateLimit": {"type": "Local", "local": {"rules": [
+                {"limit": {"requests": d.health_requests_per_minute, "unit": "Minute"}}]}},
+            # /health is idempotent: retry elsewhere when a loading engine refuses or fails.
+            "retry": {
+                "numRetries": d.health_retries,
+                "retryOn": {"triggers": ["connect-failure", "refused-stream", "reset", "5xx"]},
+                "perRetry": {"backOff": {"baseInterval": "100ms", "maxInterval": "1s"}},
+            },
+            "timeout": {"tcp": {"connectTimeout": seconds(d.connect_timeout_s)}},
         },
     }
 
@@ -320,6 +389,7 @@ def ingress_objects(spec: ServingSpec, tags: dict[str, str]) -> list[dict]:
     return [
         envoy_proxy(spec, tags), gateway_class(spec), gateway(spec), http_route(spec),
         security_policy(spec), backend_traffic_policy(spec), client_traffic_policy(spec),
+        health_route(spec), health_traffic_policy(spec),
     ]
 
 
@@ -343,11 +413,21 @@ class Ingress(pulumi.ComponentResource):
         # The chart installs the Gateway API and Envoy Gateway CRDs these objects need.
         after_crds = kube.with_deps(child, [self.release])
         self.objects = {
-            obj["kind"]: kube.custom_resource(f"{name}-{obj['kind'].lower()}", obj, after_crds)
+            (obj["kind"], obj["metadata"]["name"]): kube.custom_resource(resource_name(name, obj), obj, after_crds)
             for obj in ingress_objects(spec, args.tags)
         }
         self.register_outputs({
             "hostname": spec.config.ingress.hostname,
+            "regional_hostname": spec.config.regional_hostname,
             "paths": list(OPENAI_PATHS),
+            "health_path": HEALTH_PATH,
             "admission_per_proxy": admission_per_proxy(spec),
         })
+
+
+def resource_name(component: str, obj: dict) -> str:
+    """`<component>-<kind>`, plus the object's name for the health route's objects (two
+    HTTPRoutes and two BackendTrafficPolicies); the first ones keep their names and URNs."""
+    kind = obj["kind"].lower()
+    name = obj["metadata"]["name"]
+    return f"{component}-{kind}-{name}" if name.startswith(HEALTH_ROUTE_NAME) else f"{component}-{kind}"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from infra.core.catalog import InstanceType, load_catalog
+from infra.core.catalog.charts import image, through_ecr
+from infra.core.images import through_ecr_ref
 from infra.program.serving.defaults import ServingDefaults
 from infra.core.config import StackConfig
 from infra.core.errors import InputError
@@ -128,12 +130,31 @@ class ServingSpec:
         """One Envoy per AZ the system nodes can hold, at least two."""
         return max(self.defaults.envoy_replicas_min, min(self.plan.azs, self.config.cluster.system_node_count))
 
+    # --- images -------------------------------------------------------------------------
+    def image_repository(self, key: str) -> str:
+        """The catalog image's repository as the cluster pulls it: through the stack's ECR
+        registry (defaults.image_registry), else upstream."""
+        return through_ecr(image(key).repository, self.defaults.image_registry)
+
+    def image_ref(self, key: str) -> str:
+        """repository:tag (and @digest where the catalog pins one) of a catalog image."""
+        ref = image(key)
+        tag = ref.tag_for_kubernetes(self.config.cluster.kubernetes_version) if ref.tags_by_kubernetes_minor else ref.tag
+        return self.image_repository(key) + f":{tag}" + (f"@{ref.digest}" if ref.digest else "")
+
+    def image_registry_values(self, key: str) -> dict[str, str]:
+        """`{registry, repository}` for charts that join the two (`<registry>/<repository>`):
+        the registry is the ECR host and the image's pull-through or mirror prefix."""
+        ref = image(key)
+        full = self.image_repository(key)
+        return {"registry": full[: -len(ref.path) - 1], "repository": ref.path}
+
     # --- weights tier ---------------------------------------------------------------------
     @cached_property
     def hydrator(self) -> weights_k8s.HydratorParams:
         cfg = self.config
         return weights_k8s.HydratorParams(
-            image=cfg.weights.hydrator_image,
+            image=through_ecr_ref(cfg.weights.hydrator_image, self.defaults.image_registry),
             bucket=self.weights_bucket,
             model=self.plan.model,
             revision=cfg.weights.revision,

@@ -142,8 +142,8 @@ def vllm_stack_values(spec: ServingSpec) -> dict:
     img = image("vllm")
     model = {
         "name": spec.model_key,
-        "repository": img.repository,
-        "tag": img.tag,
+        "repository": spec.image_repository("vllm"),
+        "tag": img.tag + (f"@{img.digest}" if img.digest else ""),
         "modelURL": spec.model_dir,
         "replicaCount": spec.replicas_min,
         **pod_resources(spec),
