@@ -155,14 +155,14 @@ def test_the_search_prices_the_capacity_type_the_stack_buys(capacity_type):
     from infra.core.catalog.prices import load_price_book
 
     row = load_price_book().capacity_price("us-east-1", "p5.48xlarge", capacity_type)
-    p = size(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type=capacity_type))
+    p = prefilter(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type=capacity_type))
     assert p.cost.usd_per_node_hour == pytest.approx(float(row.usd))
     assert p.cost.price_source.endswith(f"{capacity_type} us-east-1")
     assert p.cost.usd_per_hour_baseline == pytest.approx(float(row.usd) * p.nodes_per_az.desired * p.azs, abs=0.005)
 
 
 def test_capacity_blocks_are_priced_below_on_demand_and_unknown_blocks_are_refused():
-    block = size(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type="capacity-block"))
+    block = prefilter(make_spec(fleet__instance_types=["p5.48xlarge"], fleet__capacity_type="capacity-block"))
     assert block.cost.usd_per_node_hour < 55.04
     with pytest.raises(InfeasibleError, match=r"no capacity-block price for p5.4xlarge in us-east-1; set fleet.instance_usd_per_hour"):
         size(make_spec(fleet__instance_types=["p5.4xlarge"], fleet__capacity_type="capacity-block",
@@ -177,7 +177,7 @@ LONG_CONTEXT = dict(model__max_model_len=32768, workload__concurrent_requests=8,
 
 
 def test_a_kv_pool_that_cannot_hold_one_max_model_len_request_is_infeasible():
-    p = size(make_spec(**LONG_CONTEXT))
+    p = prefilter(make_spec(**LONG_CONTEXT))
     assert p.kv_cache_tokens_per_replica >= 32768
     [single] = [a for a in p.alternatives if a.instance_type == "p5.4xlarge"]
     assert not single.feasible
@@ -197,14 +197,14 @@ def test_an_8b_chatbot_lands_on_a_single_gpu_type_cheaper_than_p5():
     chatbot = dict(model__name="llama-3.1-8b", workload__concurrent_requests=64, workload__burst_factor=2,
                    workload__output_tokens_per_s=None, workload__ttft_p95_ms=800, workload__tpot_p95_ms=50,
                    workload__e2e_p95_ms=12000, fleet__precisions=["fp8", "bf16"])
-    p5 = size(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge"]))
-    p = size(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge", *SMALL_TYPES]))
+    p5 = prefilter(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge"]))
+    p = prefilter(make_spec(**chatbot, fleet__instance_types=["p5.48xlarge", "p5.4xlarge", *SMALL_TYPES]))
     assert p.instance_type in SMALL_TYPES and p.gpus_per_node == 1
     assert p.cost.usd_per_hour_baseline < p5.cost.usd_per_hour_baseline / 2
 
 
 def test_trtllm_is_allowed_for_the_sizing_library():
-    p = size(make_spec(fleet__engine="trtllm"))
+    p = prefilter(make_spec(fleet__engine="trtllm"))
     assert p.engine == "trtllm"
 
 
