@@ -112,16 +112,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- prices ---------------------------------------------------------------------------------
 
 
+def _row_json(row: Any) -> dict[str, Any]:
+    return {"usd": money.usd_exact(row.usd), "unit": row.unit, "source": row.source, "date": row.date,
+            "confirmed": row.confirmed, **({"basis": row.basis} if row.basis else {})}
+
+
 def price_rows(book: PriceBook, regions: list[str]) -> dict[str, Any]:
     """The book's rows per region as JSON (money rule: `usd` a decimal string)."""
     out: dict[str, Any] = {}
     for region in regions:
         out[region] = {
-            section: {
-                key: {"usd": money.usd_exact(row.usd), "unit": row.unit, "source": row.source, "date": row.date,
-                      "confirmed": row.confirmed, **({"basis": row.basis} if row.basis else {})}
-                for key, row in sorted(getattr(book, section).get(region, {}).items())
-            }
+            section: {key: _row_json(row) for key, row in sorted(getattr(book, section).get(region, {}).items())}
             for section in ("instances", "general_instances", "services")
         }
         out[region]["unpriced"] = dict(sorted(book.unpriced.get(region, {}).items()))
@@ -134,7 +135,8 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     for region in regions:
         if region not in book.regions:
             raise InputError("--region", region, f"regions in the price book: {', '.join(book.regions)}")
-    if emit_json(args.json, {"regions": price_rows(book, regions)}):
+    global_rows = {key: _row_json(row) for key, row in book.global_services.items()}
+    if emit_json(args.json, {"regions": price_rows(book, regions), "global_services": global_rows}):
         return EXIT_OK
     for region in regions:
         print(f"== {region}")
@@ -145,6 +147,10 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
                 print(f"  {section:<17} {key:<30} ${row.usd} per {row.unit}  ({row.source}, {row.date}){flag}")
         for key, why in sorted(book.unpriced.get(region, {}).items()):
             print(f"  {'unpriced':<17} {key:<30} {why}")
+    print("== global (Route 53: billed per account, whatever the region)")
+    for key, row in book.global_services.items():
+        flag = "" if row.confirmed else "  [unconfirmed]"
+        print(f"  {'global_services':<17} {key:<30} ${row.usd} per {row.unit}  ({row.source}, {row.date}){flag}")
     return EXIT_OK
 
 

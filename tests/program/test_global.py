@@ -215,3 +215,15 @@ def test_the_region_plans_answer_the_references_with_what_the_workloads_export(r
         outputs = region_runs[s].project(WORKLOADS_PROJECT).outputs
         assert outputs[OUT_GATEWAY_DNS_NAME].endswith(f".elb.{outputs['region']}.amazonaws.com")
         assert outputs["health_path"] == HEALTH_PATH and outputs[OUT_GATEWAY_ZONE_ID].startswith("Z")
+
+
+def test_the_rollouts_global_workspace_runs_the_global_project_with_its_own_pack_config(tmp_path):
+    from infra.cli import adapters
+
+    ws = adapters.global_workspace(REPO_ROOT)
+    assert ws.work_dir == REPO_ROOT / "global" and ws.repo_dir == REPO_ROOT and ws.up_policy_packs == ("policies",)
+    assert ws.pack_config_for("prod") == str(REPO_ROOT / "policies" / "global" / "config.prod.json")
+    stale = project_with(tmp_path, lambda d: d["global"].update(budget_monthly_usd=5))
+    with pytest.raises(UserError, match=r"policies/global/config.prod.json is out of date with stacks/prod.yaml "
+                                        r"\(differs in gpu-spend-cap, gpu-spend-cap-stack\)"):
+        adapters.global_workspace(stale).pack_config_for("prod")
