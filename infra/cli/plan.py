@@ -37,6 +37,7 @@ from infra.core.errors import InputError, UserError
 from infra.core.graph import short_type
 from infra.core.labels import GLOBAL_PROJECT, PROJECT, WORKLOADS_PROJECT
 from infra.core.paths import REPO_ROOT
+from infra.core.tables import table
 
 REGIONAL = "regional"
 PROJECT_CHOICES = {"base": PROJECT, "workloads": WORKLOADS_PROJECT, "all": None, "global": GLOBAL_PROJECT}
@@ -112,13 +113,13 @@ def _run_global(args: argparse.Namespace, project_dir: Path) -> int:
     from infra.program.offline import plan_global
     from policies import check_plan, config_for_global
 
-    resolve_global(args.stack, project_dir)  # no such environment, hostnames, sizing vs routing: exit 2 first
+    warn(resolve_global(args.stack, project_dir).warnings)  # no such environment, names, sizing vs routing: exit 2
     pack_config = config_for_global(args.stack, project_dir)
     result = plan_global(args.stack, project_dir)
     doc = result.to_json()
     check = check_plan(doc, pack_config, project_dir=project_dir)
     doc.update(check.sections())
-    doc["projects"][GLOBAL_PROJECT].update(check.sections())
+    doc["projects"][GLOBAL_PROJECT].update(check.summary())  # one project: its own verdict is the gate
     if emit_json(args.json, doc):
         return check.exit_code
     render_global_text(result, sys.stdout)
@@ -183,7 +184,8 @@ def resource_table(result: Any) -> list[str]:
     return lines
 
 
-PROJECT_ROLES = {PROJECT: "the AWS base, root Pulumi.yaml", WORKLOADS_PROJECT: "in-cluster, workloads/Pulumi.yaml"}
+PROJECT_ROLES = {PROJECT: "the AWS base, root Pulumi.yaml", WORKLOADS_PROJECT: "in-cluster, workloads/Pulumi.yaml",
+                 GLOBAL_PROJECT: "Route 53, global/Pulumi.yaml"}
 
 
 def _counts(resources: Any) -> str:
@@ -217,12 +219,16 @@ def render_text(result: Any, out: TextIO, project: str | None = None) -> None:
     if project is None:
         out.write(f"\nResources: {_counts(result.resources)} in {len(shown)} Pulumi projects\n")
     for name, run in shown.items():
-        out.write(f"\nProject {name} ({PROJECT_ROLES.get(name, 'project')}): {_counts(run.resources)}\n")
-        out.write("\n".join(resource_table(run)) + "\n")
-        out.write("Outputs:\n")
-        _outputs(run, out)
+        _project_text(name, run, out)
     for line in result.diagnostics:
         out.write(f"{line}\n")
+
+
+def _project_text(name: str, run: Any, out: TextIO) -> None:
+    out.write(f"\nProject {name} ({PROJECT_ROLES.get(name, 'project')}): {_counts(run.resources)}\n")
+    out.write("\n".join(resource_table(run)) + "\n")
+    out.write("Outputs:\n")
+    _outputs(run, out)
 
 
 def render_global_text(result: Any, out: TextIO) -> None:
@@ -236,17 +242,11 @@ def render_global_text(result: Any, out: TextIO) -> None:
     out.write(f"Endpoint: {g.hostname} in zone {e.zone_name}, {e.routing} routing; health checks HTTPS {paths} every "
               f"{e.health_check.request_interval_s} s, a region out after {e.health_check.failure_threshold} failures\n")
     served = g.routed_pct()
-    rows = [("STACK", "REGION", "SHARE", "SIZED FOR", "WEIGHT", "SERVES", "GATEWAY NLB")]
-    for r in g.regions:
-        nlb = outputs[r.stack].get(OUT_GATEWAY_DNS_NAME, "?")
-        rows.append((r.stack, r.region, f"{r.share.traffic_share_pct.normalize():f}%", f"{r.sized_pct.normalize():f}%",
-                     str(r.weight), f"{served[r.stack].normalize():f}%" if r.stack in served else "out of DNS", str(nlb)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
-    out.write(f"\nProject {GLOBAL_PROJECT} (Route 53, global/Pulumi.yaml): {_counts(result.resources)}\n")
-    out.write("\n".join(resource_table(result)) + "\n")
-    out.write("Outputs:\n")
-    _outputs(result, out)
+    rows = [(r.stack, r.region, f"{r.share.traffic_share_pct.normalize():f}%", f"{r.sized_pct.normalize():f}%",
+             r.weight, f"{served[r.stack].normalize():f}%" if r.stack in served else "out of DNS",
+             outputs[r.stack].get(OUT_GATEWAY_DNS_NAME, "?")) for r in g.regions]
+    text = table(("STACK", "REGION", "SHARE", "SIZED FOR", "WEIGHT", "SERVES", "GATEWAY NLB"), rows, right=(2, 3, 4, 5))
+    out.write("".join(f"  {line}\n" for line in text.splitlines()))
+    _project_text(GLOBAL_PROJECT, result, out)
     for line in result.diagnostics:
         out.write(f"{line}\n")

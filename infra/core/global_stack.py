@@ -34,6 +34,7 @@ from infra.core.rollout.traffic import (
 
 # Route 53 is a global service whose API lives in us-east-1: the global stack's provider region.
 ROUTE53_REGION = "us-east-1"
+ANYWHERE = "0.0.0.0/0"
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,14 @@ class GlobalStack:
         """The tags every region stack carries with the same value (the health checks get them)."""
         first, *rest = [r.config.tags for r in self.regions]
         return {k: v for k, v in sorted(first.items()) if all(t.get(k) == v for t in rest)}
+
+    @property
+    def warnings(self) -> list[str]:
+        """What may keep a region out of DNS without being wrong enough to refuse."""
+        return [f"Pulumi.{r.stack}.yaml: {NAMESPACE}ingress.allowed_source_cidrs {list(r.config.ingress.allowed_source_cidrs)} "
+                "restricts the gateway's NLB: it must admit Route 53's health checkers (ip-ranges.json, service "
+                "ROUTE53_HEALTHCHECKS), or the region's health check fails and it leaves DNS"
+                for r in self.regions if ANYWHERE not in r.config.ingress.allowed_source_cidrs]
 
     def routed_pct(self) -> dict[str, Decimal]:
         """What each region in DNS serves with the weights as applied (worst case under latency routing)."""

@@ -65,5 +65,5 @@ def workloads(resolved: ResolvedStack) -> dict[str, Any]:
     pulumi.export(deploy.OUT_HEALTH_PATH, HEALTH_PATH)
     pulumi.export(deploy.OUT_GATEWAY_DNS_NAME, serving.ingress.dns_name)
     # The NLB's canonical hosted zone (an alias record names it): the provider's table per region.
-    pulumi.export(deploy.OUT_GATEWAY_ZONE_ID, aws.lb.get_hosted_zone_id(load_balancer_type="network").id)
+    pulumi.export(deploy.OUT_GATEWAY_ZONE_ID, aws.lb.get_hosted_zone_id_output(load_balancer_type="network").id)
     return {"base": base, "provider": provider, "serving": serving}

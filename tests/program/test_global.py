@@ -26,8 +26,10 @@ from infra.program.serving import ingress
 from infra.program.serving.spec import ServingSpec
 from infra.program.serving.vllm import HEALTH_PATH
 from policies import check_plan, config_for_global
+from tests.golden import check_golden
 
 REGIONS = ("prod-us-west-2", "prod")
+GOLDEN = Path(__file__).parent / "golden" / "global_prod_plan.txt"
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +190,7 @@ def test_plan_project_global_json_lists_the_regions_and_their_records(tmp_path, 
     assert doc["policy"]["passed"] is True and doc["cost"]["scenarios"]["worst"]["usd_per_month"] == "3.00"
     text = capsys.readouterr().out
     assert "Endpoint: llm.example.com in zone example.com, weighted routing" in text
+    check_golden(GOLDEN, text.replace(str(out), "GLOBAL.json"))  # UPDATE_GOLDEN=1 regenerates it
 
 
 def test_a_share_beyond_what_a_region_is_sized_for_exits_2_naming_both_numbers(tmp_path, capsys):
@@ -227,3 +230,12 @@ def test_the_rollouts_global_workspace_runs_the_global_project_with_its_own_pack
     with pytest.raises(UserError, match=r"policies/global/config.prod.json is out of date with stacks/prod.yaml "
                                         r"\(differs in gpu-spend-cap, gpu-spend-cap-stack\)"):
         adapters.global_workspace(stale).pack_config_for("prod")
+
+
+def test_a_region_closed_to_the_internet_is_warned_its_health_checkers_must_get_in(tmp_path):
+    project = project_with(tmp_path, lambda d: None)
+    path = project / "Pulumi.prod-us-west-2.yaml"
+    path.write_text(path.read_text().replace("allowed_source_cidrs: [0.0.0.0/0]", "allowed_source_cidrs: [203.0.113.0/24]"))
+    [warning] = resolve_global("prod", project).warnings
+    assert "Pulumi.prod-us-west-2.yaml" in warning and "ROUTE53_HEALTHCHECKS" in warning
+    assert resolve_global("prod").warnings == []

@@ -113,6 +113,7 @@ def test_without_a_global_endpoint_nothing_routes_between_regions():
     (lambda d: d["waves"][0].update(traffic={"west": 100}), "must leave the regions not named (east, east2) some traffic"),
     (lambda d: d["waves"][0].update(traffic={"west": 0}), "west would serve nothing while its health gate waits"),
     (lambda d: d["waves"][0].update(traffic={"west": True}), "True is not a percent of traffic"),
+    (lambda d: d["waves"][1].update(traffic={"west": 0, "east": 0, "east2": 0}), "every region at 0 is not allowed"),
     (lambda d: d["regions"][0].update(traffic_share_pct=39.5) or d["regions"][1].update(traffic_share_pct=30.5),
      "regions.0.traffic_share_pct: 39.5 is not allowed with global.routing weighted"),
 ])
@@ -232,3 +233,24 @@ def test_a_plan_with_traffic_steps_needs_the_global_stack(tmp_path):
     h = Harness(tmp_path, traffic_plan())
     with pytest.raises(UserError, match="need the environment's global stack"):
         h.run()
+
+
+def test_a_failed_restore_halts_and_resume_retries_it_without_baking_again(tmp_path):
+    h = traffic_harness(tmp_path)
+    ups = []
+
+    def flaky_up(stack, *, on_output, config_file=None):
+        ups.append(config_file)
+        if len(ups) == 2:  # the restore after the canary's bake
+            raise WorkspaceError("prod: up failed: throttled")
+        return FakeGlobal.up(h.global_workspace, stack, on_output=on_output, config_file=config_file)
+
+    h.global_workspace.up = flaky_up
+    journal = h.run()
+    assert (journal.halted.wave, journal.halted.step) == ("canary", "traffic-restore")
+    assert journal.waves["canary"].status == "baking" and journal.traffic["canary"].status == "restoring"
+    slept = len(h.clock.slept)
+    journal = h.run(resume=True)
+    assert journal.status == "completed" and journal.traffic["canary"].status == "restored"
+    assert h.global_workspace.weights == {"west": 40, "east": 30, "east2": 30}
+    assert sum(h.clock.slept[slept:]) == 5 * 60  # only the main wave bakes on resume, not the canary again

@@ -383,13 +383,13 @@ def _routing_checks(plan: RolloutPlan) -> list[str]:
                 problems.append(f"{where}.{stack}: {pct} is not allowed; Route 53 weights are whole numbers")
         named = sum((p for s, p in wave.traffic.items() if s in stacks), Decimal(0))
         rest = [r.stack for r in plan.regions if r.stack not in wave.traffic]
-        if not rest and abs(named - 100) > SHARE_TOTAL_TOLERANCE:
+        if not rest and named == 0:
+            problems.append(f"{where}: every region at 0 is not allowed; at least one region must stay in DNS")
+        elif not rest and abs(named - 100) > SHARE_TOTAL_TOLERANCE:
             problems.append(f"{where}: percents total {named} is not allowed; naming every region they add up to 100")
         elif rest and named >= 100:
             problems.append(f"{where}: percents total {named} is not allowed; they must leave the regions not named "
                             f"({', '.join(rest)}) some traffic (name them with 0 to take them out of DNS)")
-        if named == 0 and not rest:
-            problems.append(f"{where}: every region at 0 is not allowed; at least one region must stay in DNS")
         queries = plan.gates.health.queries if plan.gates.health else ()
         blind = [q.name for q in queries if q.on_no_data == "fail"]
         for stack in wave.stacks:

@@ -7,9 +7,10 @@ For each wave in order, for each of its stacks in order:
 then the wave bakes (health checked every `interval_s` for `bake_minutes`) before the next
 wave starts. A wave with a traffic step holds its weights through the environment's global stack
 from before its first up until its bake ends, then restores the weights it found (journaled, so
-a resumed rollout restores those). The first failure halts the rollout: the journal records where and why, the failed
-wave is optionally rolled back (each stack updated in this rollout is re-applied with the config
-it had before), and `--resume` later continues with the first stack that is not done.
+a resumed rollout restores those). The first failure halts the rollout: the journal records
+where and why, the failed wave is optionally rolled back (each stack updated in this rollout is
+re-applied with the config it had before, and its weights restored once all are), and `--resume`
+later continues with the first stack that is not done.
 
 Only the interfaces in `infra.core.rollout.interfaces` are touched here (no pulumi, no boto3), so
 tests drive every path with fakes and a fake clock.
