@@ -239,3 +239,25 @@ def test_a_region_closed_to_the_internet_is_warned_its_health_checkers_must_get_
     [warning] = resolve_global("prod", project).warnings
     assert "Pulumi.prod-us-west-2.yaml" in warning and "ROUTE53_HEALTHCHECKS" in warning
     assert resolve_global("prod").warnings == []
+
+
+@pytest.mark.parametrize("routing", ["weighted", "latency"])
+def test_the_records_and_checks_are_what_route53_accepts(routing, region_runs, tmp_path):
+    """Mocks accept anything; Route 53 does not. From the Route 53 API reference
+    (ChangeResourceRecordSets, ResourceRecordSet; CreateHealthCheck, HealthCheckConfig): a record
+    with a weighted or latency policy needs a SetIdentifier unique for its name and type; an alias
+    record takes no TTL and no ResourceRecords; Weight is an integer 0-255; RequestInterval is 10
+    or 30; FailureThreshold 1-10; an HTTPS check names its FullyQualifiedDomainName (or an IP), its
+    port and its ResourcePath, which starts with '/'."""
+    g = resolve_global("prod", project_with(tmp_path, set_routing(routing)))
+    run = composed(g, region_runs)
+    global_records = [n.inputs for n in run.of_type(ROUTE53_RECORD) if n.name.startswith("global-")]
+    identifiers = [(r["name"], r["type"], r["setIdentifier"]) for r in global_records]
+    assert len(set(identifiers)) == len(identifiers) == len(g.regions)
+    for record in (n.inputs for n in run.of_type(ROUTE53_RECORD)):
+        assert "ttl" not in record and "records" not in record and len(record["aliases"]) == 1
+        for policy in record.get("weightedRoutingPolicies", []):
+            assert isinstance(policy["weight"], int) and 0 <= policy["weight"] <= 255
+    for check in (n.inputs for n in run.of_type(ROUTE53_HEALTH_CHECK)):
+        assert check["requestInterval"] in (10, 30) and 1 <= check["failureThreshold"] <= 10
+        assert check["fqdn"] and 1 <= check["port"] <= 65535 and check["resourcePath"].startswith("/")
