@@ -5,6 +5,11 @@ generated from the stack's own config so the offline verdict and the real one re
 overrides, instance allowlist, node ceiling, required tags, the public listener). The JSON files are
 written by `python -m infra docs --write`; `config_for_stack` refuses a stack whose file is
 missing or out of date, because the real preview would read that file and nothing else.
+
+An environment's global stack (global/Pulumi.yaml, named after the environment) has its own,
+`policies/global/config.<env>.json` (`global_pack_config`: the global section's budget, Route 53's
+region, the required tags, the hostname whose records must be health-checked), checked the same
+way by `config_for_global`.
 """
 from __future__ import annotations
 
@@ -14,11 +19,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from infra.core.config import LISTENER_PORT, StackConfig, load_stack_config
+from infra.core.global_stack import ROUTE53_REGION, GlobalStack, resolve_global
 from infra.core.cost import Assumptions
 from infra.core.errors import InputError, UserError
 from infra.core.files import read_json_file
 from infra.core.labels import REQUIRED_TAGS
-from infra.core.paths import POLICIES_DIRNAME, REPO_ROOT
+from infra.core.paths import GLOBAL_DIRNAME, POLICIES_DIRNAME, REPO_ROOT
 
 FIX = "regenerate it with `python -m infra docs --write`"
 
@@ -68,6 +74,14 @@ def stack_pack_config(cfg: StackConfig) -> dict[str, Any]:
     )
 
 
+def global_pack_config(stack: GlobalStack) -> dict[str, Any]:
+    """The pack config of an environment's global stack (what its JSON file must hold)."""
+    out = pack_config(monthly_budget_usd=stack.endpoint.budget_monthly_usd, region=ROUTE53_REGION,
+                      required_tags=list(REQUIRED_TAGS))
+    out["route53-record-health-check"] = {"hostnames": [stack.hostname]}
+    return out
+
+
 def render_pack_config(config: dict[str, Any]) -> str:
     return json.dumps(config, indent=2) + "\n"
 
@@ -83,18 +97,35 @@ def load_pack_config(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def pack_config_problem(stack: str, project_dir: Path | str | None = None) -> str | None:
-    """Why the stack's committed pack config is not what its stack config implies, or None."""
-    path = config_path(stack, project_dir)
-    expected = stack_pack_config(load_stack_config(stack, Path(project_dir or REPO_ROOT)))
+def global_config_path(environment: str, project_dir: Path | str | None = None) -> Path:
+    return Path(project_dir or REPO_ROOT) / POLICIES_DIRNAME / GLOBAL_DIRNAME / f"config.{environment}.json"
+
+
+def _problem(path: Path, expected: dict[str, Any], project_dir: Path | str | None, source: str) -> str | None:
+    shown = path.relative_to(Path(project_dir or REPO_ROOT))
     if not path.is_file():
-        return f"{path.relative_to(path.parent.parent)} is missing (a real preview would run without a budget)"
+        return f"{shown} is missing (a real preview would run without a budget)"
     actual = load_pack_config(path)
     if actual != expected:
         changed = sorted(k for k in set(actual) | set(expected) if actual.get(k) != expected.get(k))
-        return (f"{path.relative_to(path.parent.parent)} is out of date with Pulumi.{stack}.yaml "
-                f"(differs in {', '.join(changed)})")
+        return f"{shown} is out of date with {source} (differs in {', '.join(changed)})"
     return None
+
+
+def pack_config_problem(stack: str, project_dir: Path | str | None = None) -> str | None:
+    """Why the stack's committed pack config is not what its stack config implies, or None."""
+    expected = stack_pack_config(load_stack_config(stack, Path(project_dir or REPO_ROOT)))
+    return _problem(config_path(stack, project_dir), expected, project_dir, f"Pulumi.{stack}.yaml")
+
+
+def config_for_global(environment: str, project_dir: Path | str | None = None) -> dict[str, Any]:
+    """The pack config the global stack's real preview reads; refused (exit 2) when missing or stale."""
+    path = global_config_path(environment, project_dir)
+    expected = global_pack_config(resolve_global(environment, Path(project_dir or REPO_ROOT)))
+    problem = _problem(path, expected, project_dir, f"stacks/{environment}.yaml")
+    if problem:
+        raise UserError(f"{problem}; {FIX}")
+    return load_pack_config(path)
 
 
 def config_for_stack(stack: str, project_dir: Path | str | None = None) -> dict[str, Any]:

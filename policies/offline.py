@@ -196,11 +196,14 @@ class PlanCheck:
         """`{"cost": ..., "policy": ...}` to merge into the `plan --json` document."""
         return {"cost": self.report.to_dict(), "policy": verdict_dict(self.violations, self.monthly_budget_usd)}
 
+    def summary(self) -> dict[str, Any]:
+        """`{"policy": the verdict, "cost": {"usd_per_month": {scenario: total}}}`: a project's entry."""
+        return {"policy": verdict_dict(self.violations, self.monthly_budget_usd),
+                "cost": {"usd_per_month": {s: v["usd_per_month"] for s, v in self.report.to_dict()["scenarios"].items()}}}
+
     def project_sections(self) -> dict[str, dict[str, Any]]:
-        """project -> `{"policy": its own verdict, "cost": {"usd_per_month": {scenario: total}}}`."""
-        return {name: {"policy": verdict_dict(sub.violations, sub.monthly_budget_usd),
-                       "cost": {"usd_per_month": {s: v["usd_per_month"] for s, v in sub.report.to_dict()["scenarios"].items()}}}
-                for name, sub in self.projects.items()}
+        """project -> its own `summary()` (what its own preview would report)."""
+        return {name: sub.summary() for name, sub in self.projects.items()}
 
     def render(self) -> str:
         text = render_report_table(self.report) + "\n" + render_violations(self.violations)

@@ -1,5 +1,5 @@
 """The pack's rules in the pack's order, and the scanner check each one mirrors."""
-from policies import compute, eks, iam, kms, network, spend, storage
+from policies import compute, dns, eks, iam, kms, network, spend, storage
 
 POLICIES = [
     *spend.POLICIES,
@@ -9,6 +9,7 @@ POLICIES = [
     *network.POLICIES,
     *iam.POLICIES,
     *kms.POLICIES,
+    *dns.POLICIES,
 ]
 
 # Rule -> the scanner check(s) it mirrors (Checkov ids; KICS/CIS where Checkov has none).
@@ -37,4 +38,5 @@ MIRRORS: dict[str, str] = {
     "iam-no-wildcard-resource": "CKV_AWS_355",
     "iam-trust-pinned": "none (EKS best-practices guide: IRSA/Pod Identity trust scoping)",
     "kms-key-rotation": "CKV_AWS_7",
+    "route53-record-health-check": "none (Route 53 developer guide: DNS failover needs health checks on every record)",
 }

@@ -36,6 +36,8 @@ from infra.core.graph import (
     LOAD_BALANCER,
     NAT_GATEWAY,
     NODE_GROUP,
+    ROUTE53_HEALTH_CHECK,
+    ROUTE53_ZONE,
     Node,
     ResourceGraph,
     as_decimal,
@@ -81,7 +83,7 @@ TAG_PROPERTIES: dict[str, dict[str, Any]] = {
 # Resources that cost money or carry the cost-center trail; each must be tagged.
 TAGGABLE_TYPES = frozenset({
     CLUSTER, NODE_GROUP, NAT_GATEWAY, EIP, BUCKET, BUCKET_V2, KMS_KEY, LOAD_BALANCER,
-    "aws:ec2/vpc:Vpc", LAUNCH_TEMPLATE, "aws:cloudwatch/logGroup:LogGroup",
+    "aws:ec2/vpc:Vpc", LAUNCH_TEMPLATE, "aws:cloudwatch/logGroup:LogGroup", ROUTE53_HEALTH_CHECK, ROUTE53_ZONE,
 })
 
 

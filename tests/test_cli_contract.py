@@ -63,6 +63,7 @@ def test_prices_list_json(capsys, args):
     doc = json.loads(capsys.readouterr().out)
     row = doc["regions"]["us-east-1"]["instances"]["p5.48xlarge"]
     assert row["usd"] == "55.04" and row["confirmed"] is True
+    assert doc["global_services"]["route53_hosted_zone_usd_per_month"]["usd"] == "0.5"  # no region: Route 53
 
 
 def test_json_file_keeps_the_table_on_stdout(tmp_path, capsys):

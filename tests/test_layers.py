@@ -1,6 +1,6 @@
 """The arrows run one way: core -> program -> policies | operations -> commands.
 
-Every import in infra/, policies/, __main__.py and workloads/__main__.py is read from the source (function-level and
+Every import in infra/, policies/, __main__.py, workloads/__main__.py and global/__main__.py is read from the source (function-level and
 type-checking imports included), so a lazy import cannot hide a cycle or an arrow pointing back
 up. A second check imports the hydrator image's entry point in a fresh interpreter and lists what
 it really loads.
@@ -25,6 +25,7 @@ LAYERS = (
     ("infra.program", 1),
     ("__main__", 1),  # the root Pulumi program (the base project)
     ("workloads.__main__", 1),  # the workloads project's program
+    ("global.__main__", 1),  # the global project's program (an environment's Route 53 records)
     ("policies", 2),
     ("infra.ops", 2),
     ("infra.cli", 3),
@@ -42,7 +43,8 @@ def _module_name(path: Path) -> str:
 
 
 def _sources() -> dict[str, Path]:
-    files = [ROOT / "__main__.py", ROOT / "workloads" / "__main__.py", *sorted((ROOT / "infra").rglob("*.py")),
+    files = [ROOT / "__main__.py", ROOT / "workloads" / "__main__.py", ROOT / "global" / "__main__.py",
+             *sorted((ROOT / "infra").rglob("*.py")),
              *sorted((ROOT / "policies").rglob("*.py"))]
     return {_module_name(p): p for p in files}
 

@@ -6,7 +6,8 @@ The command layer is where these meet (the rollout's core and runner see only th
 `CostModelAdapter` prices a plan or a `pulumi preview --json`; `evaluate_policies` runs the
 policy pack with the stack's generated pack config (`policies.config_for_stack`); `deploy_path`
 wires a stack's two projects (the base here, the workloads in the VPC where the endpoint is
-private) for `deploy` and `rollout` alike.
+private) for `deploy` and `rollout` alike; `global_workspace` the environment's global stack for
+the rollout's traffic steps.
 """
 from __future__ import annotations
 
@@ -119,6 +120,21 @@ class DeployPath:
 
         direct, remote = UrlPrometheus(gate_url, environment), InVpcPrometheus(self.runner)
         return lambda stack: remote if self.in_vpc(stack) else direct
+
+
+def global_workspace(project_dir: Path) -> Any:
+    """The global project (global/Pulumi.yaml) over the Automation API: its stacks are the
+    environments, previews and ups run the pack with policies/global/config.<env>.json."""
+    from infra.core.paths import GLOBAL_DIRNAME, POLICIES_DIRNAME
+    from infra.ops.rollout.automation import AutomationWorkspace
+    from policies import config_for_global, global_config_path
+
+    def pack(environment: str) -> str:
+        config_for_global(environment, project_dir)  # refused when missing or stale
+        return str(global_config_path(environment, project_dir))
+
+    return AutomationWorkspace(project_dir / GLOBAL_DIRNAME, pack_config_for=pack, repo_dir=project_dir,
+                               up_policy_packs=(POLICIES_DIRNAME,))
 
 
 def deploy_path(project_dir: Path) -> DeployPath:

@@ -25,11 +25,13 @@ from infra.core import money
 from infra.core.catalog import refresh as rf
 from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, PriceBook, load_price_book, write_price_document
 from infra.core.cost import Assumptions, CostReport, PolicyVerdict, cost_of_document, diff_reports
-from infra.core.cost.diff import PlanFailure
+from infra.core.cost.diff import PlanFailure, diff_key
 from infra.core.cost.render import render_diff, render_report_markdown, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
 from infra.core.files import atomic_write, read_yaml_file
 from infra.core.graph import ResourceGraph, as_decimal, graph_of, json_documents
+from infra.core.labels import GLOBAL_PROJECT
+from infra.core.paths import GLOBAL_DIRNAME
 from infra.ops import aws
 
 SPEND_CAP = "gpu-spend-cap"
@@ -110,16 +112,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # --- prices ---------------------------------------------------------------------------------
 
 
+def _row_json(row: Any) -> dict[str, Any]:
+    return {"usd": money.usd_exact(row.usd), "unit": row.unit, "source": row.source, "date": row.date,
+            "confirmed": row.confirmed, **({"basis": row.basis} if row.basis else {})}
+
+
 def price_rows(book: PriceBook, regions: list[str]) -> dict[str, Any]:
     """The book's rows per region as JSON (money rule: `usd` a decimal string)."""
     out: dict[str, Any] = {}
     for region in regions:
         out[region] = {
-            section: {
-                key: {"usd": money.usd_exact(row.usd), "unit": row.unit, "source": row.source, "date": row.date,
-                      "confirmed": row.confirmed, **({"basis": row.basis} if row.basis else {})}
-                for key, row in sorted(getattr(book, section).get(region, {}).items())
-            }
+            section: {key: _row_json(row) for key, row in sorted(getattr(book, section).get(region, {}).items())}
             for section in ("instances", "general_instances", "services")
         }
         out[region]["unpriced"] = dict(sorted(book.unpriced.get(region, {}).items()))
@@ -132,7 +135,8 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     for region in regions:
         if region not in book.regions:
             raise InputError("--region", region, f"regions in the price book: {', '.join(book.regions)}")
-    if emit_json(args.json, {"regions": price_rows(book, regions)}):
+    global_rows = {key: _row_json(row) for key, row in book.global_services.items()}
+    if emit_json(args.json, {"regions": price_rows(book, regions), "global_services": global_rows}):
         return EXIT_OK
     for region in regions:
         print(f"== {region}")
@@ -143,6 +147,10 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
                 print(f"  {section:<17} {key:<30} ${row.usd} per {row.unit}  ({row.source}, {row.date}){flag}")
         for key, why in sorted(book.unpriced.get(region, {}).items()):
             print(f"  {'unpriced':<17} {key:<30} {why}")
+    print("== global (Route 53: billed per account, whatever the region)")
+    for key, row in book.global_services.items():
+        flag = "" if row.confirmed else "  [unconfirmed]"
+        print(f"  {'global_services':<17} {key:<30} ${row.usd} per {row.unit}  ({row.source}, {row.date}){flag}")
     return EXIT_OK
 
 
@@ -194,7 +202,8 @@ def load_side(path: str | Path) -> tuple[dict[str, ResourceGraph], dict[str, Pla
     for where, doc in json_documents(path):
         failure = PlanFailure.from_document(doc)
         graph = graph_of(doc, where) if failure is None else None
-        key = str((graph.stack if graph else doc.get("stack")) or Path(where).stem)
+        stack = str((graph.stack if graph else doc.get("stack")) or Path(where).stem)
+        key = diff_key(stack, graph.extras.get("project") if graph else doc.get("project"))
         if key in graphs or key in failures:
             raise InputError("path", where, f"one document per stack; stack {key!r} appears twice")
         if graph is not None:
@@ -220,13 +229,15 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 
 def _pack_config_for(stack: str, option: str | None) -> dict | None:
-    """The policy pack config of a stack: --policy-config FILE, DIR/config.<stack>.json, policies/."""
+    """The policy pack config of a stack: --policy-config FILE, DIR/config.<stack>.json (a global
+    stack's: DIR/global/config.<env>.json), policies/."""
     if option and Path(option).is_file():
         return read_mapping(option, "--policy-config")
     directory = Path(option) if option else Path("policies")
     if option and not directory.is_dir():
         raise InputError("--policy-config", option, "a policy pack config JSON file or a directory of config.<stack>.json")
-    candidate = directory / f"config.{stack}.json"
+    env = stack.removeprefix(f"{GLOBAL_PROJECT}/")
+    candidate = directory / (f"config.{stack}.json" if env == stack else f"{GLOBAL_DIRNAME}/config.{env}.json")
     return read_mapping(str(candidate), "--policy-config") if candidate.is_file() else None
 
 

@@ -163,6 +163,38 @@ def project_resources(f: Facts) -> str:
     return "\n".join(rows)
 
 
+def prod_traffic(f: Facts) -> str:
+    """prod's waves: the weights each traffic step holds and what each region then serves."""
+    from infra.core.rollout.dryrun import traffic_step
+    from infra.core.rollout.spec import load_rollout_plan
+    from infra.core.rollout.traffic import changes
+
+    plan = load_rollout_plan(f.project_dir / "stacks" / "prod.yaml")
+    rows = ["| wave | before its first up | meanwhile | after its bake |", "|---|---|---|---|"]
+    for wave in plan.waves:
+        step = traffic_step(plan, wave)
+        if step is None:
+            rows.append(f"| `{wave.name}` | no traffic step | declared weights | - |")
+        else:
+            rows.append(f"| `{wave.name}` | {changes(step.declared, step.during)} | {step.served} | the weights found "
+                        f"before the wave (declared: {changes(step.during, step.declared)}) |")
+    return "\n".join(rows)
+
+
+def routing_refusal(f: Facts) -> str:
+    """What refuses prod's records when us-west-2 does not absorb a lost region."""
+    from infra.core.config import joined_problems
+    from infra.core.rollout.regions import sizing_share_pct
+    from infra.core.rollout.spec import load_rollout_plan, parse_rollout_plan
+    from infra.core.rollout.traffic import routing_problems
+
+    doc = load_rollout_plan(f.project_dir / "stacks" / "prod.yaml").model_dump(mode="json")
+    doc["regions"][0]["absorb_region_failure"] = False
+    plan = parse_rollout_plan(doc)
+    problems = routing_problems(plan, {r.stack: sizing_share_pct(r, plan.regions) for r in plan.regions})
+    return "```\nstacks/prod.yaml: " + joined_problems(problems) + "\n```"
+
+
 def prod_cost_sentence(f: Facts) -> str:
     report, cfg = f.prod_cost, f.prod.config
     return (f"For `prod`: {usd(report.total_month('expected'))} a month expected, "
@@ -499,6 +531,8 @@ BLOCKS = (
     Generated("docs/program.md", "config-reference", config_reference),
     Generated("docs/weights.md", "exit-codes", exit_codes("weights")),
     Generated("docs/rollout.md", "exit-codes", exit_codes("rollout")),
+    Generated("docs/rollout.md", "routing-refusal", routing_refusal),
+    Generated("docs/rollout.md", "prod-traffic", prod_traffic),
     Generated("docs/cost-and-policy.md", "prod-cost", prod_cost_table),
     Generated("docs/cost-and-policy.md", "cost-diff-sample", cost_diff_sample),
     Generated("docs/serving.md", "warm-pool-cost", warm_pool_cost),
@@ -507,9 +541,10 @@ BLOCKS = (
 
 
 def outputs(project_dir: Path) -> list[Generated]:
-    """Every generated block and file, the policy pack config of every stack included."""
+    """Every generated block and file, the policy pack config of every stack (and global stack) included."""
     from infra.core.config import load_stack_config
-    from policies import config_path, stack_pack_config
+    from infra.core.global_stack import environments, resolve_global
+    from policies import config_path, global_config_path, global_pack_config, stack_pack_config
     from policies.config import render_pack_config
 
     out = list(BLOCKS)
@@ -518,6 +553,10 @@ def outputs(project_dir: Path) -> list[Generated]:
         rel = str(config_path(stack, project_dir).relative_to(project_dir))
         out.append(Generated(rel, None, lambda f, s=stack: render_pack_config(
             stack_pack_config(load_stack_config(s, f.project_dir)))))
+    for env in environments(project_dir):  # the global stacks' pack configs
+        rel = str(global_config_path(env, project_dir).relative_to(project_dir))
+        out.append(Generated(rel, None, lambda f, e=env: render_pack_config(
+            global_pack_config(resolve_global(e, f.project_dir)))))
     return out
 
 
@@ -574,6 +613,7 @@ def run(args: argparse.Namespace) -> int:
         for path, (old, new) in files.items():
             if old != new:
                 diffs[path] = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path, path))
+                (project_dir / path).parent.mkdir(parents=True, exist_ok=True)  # policies/global/ the first time
                 atomic_write(project_dir / path, new)
     if not emit_json(args.json, {"written": args.write, "stale": diffs}):
         for path, diff in diffs.items():

@@ -1,4 +1,4 @@
-"""`python -m infra plan [--stack prod] [--project base|workloads|all] [--json [FILE]]`: the offline plan.
+"""`python -m infra plan [--stack prod] [--project base|workloads|all|global] [--json [FILE]]`: the offline plan.
 
 Runs both Pulumi programs of the stack under mocks (infra/program/offline) with its config: the
 AWS base (root Pulumi.yaml, project `llm-fleet`), then the in-cluster workloads
@@ -12,7 +12,11 @@ policy fails: the PR workflow diffs it; bare `--json` or `-` for stdout, which t
 the JSON). When the plan fails (bad config, a missing or stale policy config, infeasible SLOs),
 `--json` gets `{"stack", "exit_code", "error"}` instead, so a reader never mistakes a failed plan
 for a missing stack. `--project base|workloads` plans one project as its own preview sees it (its
-resources, cost and verdict; no fleet plan in the document). Copied-looking values (a
+resources, cost and verdict; no fleet plan in the document). `--project global` plans the global
+stack named `--stack` (an environment, stacks/<env>.yaml with a `global:` section): every region
+stack's offline plan first, then global/Pulumi.yaml's program with its StackReferences answered from
+them; its own document (`{"stack", "project", "regions", "resources", "cost", "policy", ...}`) checked
+with policies/global/config.<env>.json. Copied-looking values (a
 `tags.environment` of another stack) are warned about on stderr. Exit codes: 0 ok; 2 bad config
 or infeasible sizing; 3 a mandatory policy is violated (e.g. gpu-spend-cap: worst case above the
 budget).
@@ -28,13 +32,15 @@ from typing import Any, TextIO
 
 from infra.cli.output import STDOUT, add_json_argument, emit_json, warn
 from infra.core.cost.diff import failure_document
+from infra.core.deploy import OUT_GATEWAY_DNS_NAME, OUT_HEALTH_PATH
 from infra.core.errors import InputError, UserError
 from infra.core.graph import short_type
-from infra.core.labels import PROJECT, WORKLOADS_PROJECT
+from infra.core.labels import GLOBAL_PROJECT, PROJECT, WORKLOADS_PROJECT
 from infra.core.paths import REPO_ROOT
+from infra.core.tables import table
 
 REGIONAL = "regional"
-PROJECT_CHOICES = {"base": PROJECT, "workloads": WORKLOADS_PROJECT, "all": None}
+PROJECT_CHOICES = {"base": PROJECT, "workloads": WORKLOADS_PROJECT, "all": None, "global": GLOBAL_PROJECT}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,10 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
+    p.add_argument("--stack", default="prod",
+                   help="stack name: reads Pulumi.<stack>.yaml; with --project global an environment, "
+                        "stacks/<stack>.yaml (default: prod)")
     p.add_argument("--project", choices=sorted(PROJECT_CHOICES), default="all",
-                   help="both projects with one combined gate (all, the default), or one project as its own "
-                        "preview sees it")
+                   help="a region stack's two projects with one combined gate (all, the default), one of them as "
+                        "its own preview sees it, or the environment's global stack (global)")
     add_json_argument(p, "the plan (or, when it fails, {stack, exit_code, error})")
     p.add_argument(
         "--project-dir",
@@ -65,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
     except UserError as exc:
         if args.json is not None:  # one JSON object on failure too: the PR workflow reads it
-            emit_json(args.json, failure_document(args.stack, exc.exit_code, str(exc)))
+            project = GLOBAL_PROJECT if args.project == "global" else None
+            emit_json(args.json, failure_document(args.stack, exc.exit_code, str(exc), project))
         raise
 
 
@@ -78,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError("--project-dir", str(project_dir), "a directory with a Pulumi.yaml")
     from policies import check_plan, config_for_stack  # the pack's rules, run offline over the mocked graph
 
+    if args.project == "global":
+        return _run_global(args, project_dir)
     resolved = resolve(args.stack, project_dir)  # config errors and infeasible SLOs first (memoised)
     pack_config = config_for_stack(args.stack, project_dir)  # a missing or stale one: before the program runs
     warn(resolved.warnings)
@@ -91,6 +102,27 @@ def _run(args: argparse.Namespace) -> int:
     if emit_json(args.json, doc):
         return check.exit_code
     render_text(result, sys.stdout, project)
+    sys.stdout.write("\n" + check.render().rstrip("\n") + "\n")
+    if args.json is not None:
+        print(f"\nwrote {args.json}")
+    return check.exit_code
+
+
+def _run_global(args: argparse.Namespace, project_dir: Path) -> int:
+    from infra.core.global_stack import resolve_global
+    from infra.program.offline import plan_global
+    from policies import check_plan, config_for_global
+
+    warn(resolve_global(args.stack, project_dir).warnings)  # no such environment, names, sizing vs routing: exit 2
+    pack_config = config_for_global(args.stack, project_dir)
+    result = plan_global(args.stack, project_dir)
+    doc = result.to_json()
+    check = check_plan(doc, pack_config, project_dir=project_dir)
+    doc.update(check.sections())
+    doc["projects"][GLOBAL_PROJECT].update(check.summary())  # one project: its own verdict is the gate
+    if emit_json(args.json, doc):
+        return check.exit_code
+    render_global_text(result, sys.stdout)
     sys.stdout.write("\n" + check.render().rstrip("\n") + "\n")
     if args.json is not None:
         print(f"\nwrote {args.json}")
@@ -152,7 +184,8 @@ def resource_table(result: Any) -> list[str]:
     return lines
 
 
-PROJECT_ROLES = {PROJECT: "the AWS base, root Pulumi.yaml", WORKLOADS_PROJECT: "in-cluster, workloads/Pulumi.yaml"}
+PROJECT_ROLES = {PROJECT: "the AWS base, root Pulumi.yaml", WORKLOADS_PROJECT: "in-cluster, workloads/Pulumi.yaml",
+                 GLOBAL_PROJECT: "Route 53, global/Pulumi.yaml"}
 
 
 def _counts(resources: Any) -> str:
@@ -186,9 +219,34 @@ def render_text(result: Any, out: TextIO, project: str | None = None) -> None:
     if project is None:
         out.write(f"\nResources: {_counts(result.resources)} in {len(shown)} Pulumi projects\n")
     for name, run in shown.items():
-        out.write(f"\nProject {name} ({PROJECT_ROLES.get(name, 'project')}): {_counts(run.resources)}\n")
-        out.write("\n".join(resource_table(run)) + "\n")
-        out.write("Outputs:\n")
-        _outputs(run, out)
+        _project_text(name, run, out)
+    for line in result.diagnostics:
+        out.write(f"{line}\n")
+
+
+def _project_text(name: str, run: Any, out: TextIO) -> None:
+    out.write(f"\nProject {name} ({PROJECT_ROLES.get(name, 'project')}): {_counts(run.resources)}\n")
+    out.write("\n".join(resource_table(run)) + "\n")
+    out.write("Outputs:\n")
+    _outputs(run, out)
+
+
+def render_global_text(result: Any, out: TextIO) -> None:
+    """The endpoint, one row per region (share, sizing, weight, what it serves, its NLB), then the
+    global project's resources and outputs."""
+    g = result.resolved
+    e = g.endpoint
+    out.write(f"llm-fleet plan: global stack {g.environment} (project {GLOBAL_PROJECT}; offline, Pulumi mocks)\n\n")
+    outputs = {s: run.project(WORKLOADS_PROJECT).outputs for s, run in result.regions.items()}
+    paths = ", ".join(sorted({str(o.get(OUT_HEALTH_PATH)) for o in outputs.values()}))
+    out.write(f"Endpoint: {g.hostname} in zone {e.zone_name}, {e.routing} routing; health checks HTTPS {paths} every "
+              f"{e.health_check.request_interval_s} s, a region out after {e.health_check.failure_threshold} failures\n")
+    served = g.routed_pct()
+    rows = [(r.stack, r.region, f"{r.share.traffic_share_pct.normalize():f}%", f"{r.sized_pct.normalize():f}%",
+             r.weight, f"{served[r.stack].normalize():f}%" if r.stack in served else "out of DNS",
+             outputs[r.stack].get(OUT_GATEWAY_DNS_NAME, "?")) for r in g.regions]
+    text = table(("STACK", "REGION", "SHARE", "SIZED FOR", "WEIGHT", "SERVES", "GATEWAY NLB"), rows, right=(2, 3, 4, 5))
+    out.write("".join(f"  {line}\n" for line in text.splitlines()))
+    _project_text(GLOBAL_PROJECT, result, out)
     for line in result.diagnostics:
         out.write(f"{line}\n")

@@ -7,7 +7,11 @@ shares, waves (the canary first), bake times, gates and what to do on failure (d
 cost delta against the last deployed cost, the policy verdict, and the steps the real run takes.
 The real run deploys each stack as `deploy` does (its base with the Automation API here, its
 workloads and its PromQL gates in the VPC where the endpoint is private): preflight -> preview
-(policy pack) -> policy and cost gates -> up -> health gate, stack by stack, then bakes each wave. It holds the
+(policy pack) -> policy and cost gates -> up -> health gate, stack by stack, then bakes each wave.
+A wave's `traffic` step sets the weights of the environment's global stack (global/Pulumi.yaml)
+before its first up and restores the weights it found after its bake (journaled: --resume
+restores those). A plan whose global records would send a region more than it is sized for is
+refused (exit 2) before anything runs, dry run included. It holds the
 environment's lock, journals every step (state.local_dir, or S3 with state.s3) and, halted or
 crashed, continues with --resume where it stopped (every hint it prints repeats --state-dir and
 --project-dir when they were given). --restart abandons an unfinished rollout; a journal that
@@ -84,6 +88,7 @@ class _OfflineRecords:
 
 
 def run(args: argparse.Namespace) -> int:
+    from infra.core.global_stack import check_global
     from infra.core.rollout.environment import check_environment
     from infra.core.rollout.spec import load_rollout_plan, plan_digest
 
@@ -91,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     plan_path = str(args.plan)
     plan = load_rollout_plan(plan_path)
     check_environment(plan, project_dir, source=plan_path)
+    check_global(plan, project_dir, source=plan_path)  # what the global records route, against what each region is sized for
     if args.resume and args.restart:
         raise UserError("--resume and --restart are not allowed together; pick one")
     store = _store(plan, args, project_dir)
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         )
     from infra.ops.preflight.checks import AwsPreflight
     from infra.core.rollout import report as rollout_report
-    from infra.cli.adapters import CostModelAdapter, deploy_path, slo_targets
+    from infra.cli.adapters import CostModelAdapter, deploy_path, global_workspace, slo_targets
     from infra.ops.rollout.health import GateHealthChecker
     from infra.ops.rollout.runner import Runner, RunOptions
 
@@ -140,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume, restart=args.restart, approve_cost=frozenset(args.approve_cost),
             approver=os.environ.get("USER", ""), verbose=args.verbose, repeat_flags=journal_flags(args),
         ),
+        global_workspace=global_workspace(project_dir) if plan.global_ is not None else None,
     )
     journal = runner.run()
     if not emit_json(args.json, rollout_report.to_dict(journal)):

@@ -668,7 +668,8 @@ def _model_at(model: type[BaseModel] | None, loc: tuple) -> type[BaseModel] | No
     for part in loc:
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return None
-        field = current.model_fields.get(str(part))
+        field = current.model_fields.get(str(part)) or next(
+            (f for f in current.model_fields.values() if f.alias == str(part)), None)
         if field is None:
             return None
         ann = field.annotation

@@ -35,6 +35,16 @@ OUT_WEIGHTS_BUCKET = "weights_bucket"
 OUT_DEPLOYER = "deployer"  # {project, source_bucket, source_prefix, log_group, role_arn}; private endpoint only
 OUT_AVAILABILITY_ZONES = "availability_zones"
 
+# Workloads stack outputs the global project reads through its StackReferences (one per region).
+OUT_REGION = "region"
+OUT_REGIONAL_HOSTNAME = "regional_hostname"
+OUT_HEALTH_PATH = "health_path"  # the unauthenticated route Route 53's health checks request
+OUT_GATEWAY_DNS_NAME = "gateway_dns_name"  # the gateway NLB's DNS name (an alias record's target)
+OUT_GATEWAY_ZONE_ID = "gateway_zone_id"  # the NLB's canonical hosted zone id (per region and LB type)
+# Global stack outputs: the weight of each region stack as applied (0: out of DNS), the routing.
+OUT_WEIGHTS = "weights"
+OUT_ROUTING = "routing"
+
 # The component of one AZ's GPU node group: what a first pass of the base leaves out, so that the
 # in-cluster layer waits for the cluster and the system nodes only, never for GPU capacity.
 GPU_NODE_GROUP_TYPE = "llm-fleet:gpu:GpuNodeGroup"
@@ -55,6 +65,11 @@ def stack_prefix(stack: str) -> str:
 def base_stack_reference(organization: str, stack: str) -> str:
     """The workloads' StackReference name of the base stack: `<org>/llm-fleet/<stack>`."""
     return f"{organization}/{PROJECT}/{stack}"
+
+
+def workloads_stack_reference(organization: str, stack: str) -> str:
+    """The global project's StackReference name of a region's workloads stack: `<org>/llm-fleet-workloads/<stack>`."""
+    return f"{organization}/{WORKLOADS_PROJECT}/{stack}"
 
 
 def gpu_node_group_urns(graph: ResourceGraph) -> list[str]:
@@ -98,5 +113,5 @@ def parse_result(lines: Iterable[str]) -> Any:
 __all__ = [
     "ACTIONS", "ACTION_ENV", "DESTROY", "GPU_NODE_GROUP_TYPE", "PREVIEW", "PROJECT", "PROMETHEUS", "QUERIES_ENV",
     "REFRESH", "STACK_ENV", "UP", "WORKLOADS_PROJECT", "base_stack_reference", "gpu_node_group_urns", "parse_result",
-    "result_lines", "stack_prefix",
+    "result_lines", "stack_prefix", "workloads_stack_reference",
 ]

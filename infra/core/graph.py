@@ -52,6 +52,9 @@ LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 K8S_SERVICE = "kubernetes:core/v1:Service"
 # Envoy Gateway provisions its data-plane Service (the NLB) from this resource, not from a Service we create.
 ENVOY_PROXY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
+ROUTE53_ZONE = "aws:route53/zone:Zone"
+ROUTE53_RECORD = "aws:route53/record:Record"
+ROUTE53_HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 
 _ZONE_KEYS = (ZONE_LABEL, "failure-domain.beta.kubernetes.io/zone", AZ_LABEL, AZ_TAG,
               "zone", "az", "availability-zone", "availability_zone")
@@ -427,7 +430,7 @@ def graph_of(doc: Any, path: str = "") -> ResourceGraph:
         region = doc.get("region") or (plan or {}).get("region") or _region_from_nodes(nodes)
         stack = doc.get("stack") or next((stack_of_urn(n.urn) for n in nodes if n.urn), "")
         policy = doc.get("policy") if isinstance(doc.get("policy"), Mapping) else None
-        extras = {k: v for k, v in doc.items() if k in ("cost", "budget")}
+        extras = {k: v for k, v in doc.items() if k in ("cost", "budget", "project")}
         return ResourceGraph("plan", str(stack), str(region) if region else None, tuple(nodes),
                              dict(plan) if plan else None, dict(policy) if policy else None, path, extras)
     raise InputError(

@@ -6,6 +6,9 @@ from __future__ import annotations
 PROJECT = "llm-fleet"  # the base Pulumi project (root Pulumi.yaml) and our config namespace
 WORKLOADS_PROJECT = f"{PROJECT}-workloads"  # the in-cluster Pulumi project (workloads/Pulumi.yaml)
 PROJECTS = (PROJECT, WORKLOADS_PROJECT)  # in deploy order (destroy runs them backwards)
+# The environment's one public hostname (global/Pulumi.yaml): Route 53 records over every region
+# stack's gateway; one stack per environment (stacks/<env>.yaml), named after it.
+GLOBAL_PROJECT = f"{PROJECT}-global"
 K8S_PREFIX = f"{PROJECT}/"  # Kubernetes label and annotation keys we own
 TAG_PREFIX = f"{PROJECT}:"  # AWS tag keys we own (':' as AWS's own aws:* tags do)
 

@@ -25,6 +25,10 @@ RESOURCE_GROUP_ARN = r"^arn:aws[a-z-]*:resource-groups:[a-z0-9-]+:\d{12}:group/[
 SNS_TOPIC_ARN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
 PLACEMENT_GROUP_NAME = r"^[A-Za-z0-9_.:+=@-]{1,255}$"
 BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+ROUTE53_ZONE_ID = r"^Z[A-Z0-9]{1,31}$"
+# An Elastic Load Balancing DNS name (what a free Route 53 alias query targets), e.g.
+# `abc-123.elb.us-east-1.amazonaws.com` (NLB), `name-1.us-east-1.elb.amazonaws.com` (ALB, classic).
+ELB_DNS_NAME = r"^(dualstack\.)?[A-Za-z0-9.-]+\.elb(\.[a-z0-9-]+)?\.amazonaws\.com(\.cn)?\.?$"
 KUBERNETES_VERSION = r"^1\.(2[89]|3\d)$"
 AMI_RELEASE = r"^\d+\.\d+\.\d+-\d{8}$"
 ABSOLUTE_PATH = r"^/[A-Za-z0-9._/-]*$"

@@ -4,13 +4,16 @@ It reads the base stack (same stack name, project `llm-fleet`) through a StackRe
 kubeconfig (secret; released by the base only once the system nodes and the deployer's access
 are there) and the cluster name. The weights bucket name is derived as the base derives it, and
 checked against the base's output, because the hydrator needs it as a plain value. Only
-Kubernetes resources are registered: the AWS identities the charts assume are the base's.
+Kubernetes resources are registered: the AWS identities the charts assume are the base's. Its
+outputs include what the global stack routes to: the region, the gateway NLB's DNS name and
+canonical hosted zone, the regional hostname and the health path.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.core import deploy
 from infra.core.catalog.charts import ecr_registry
@@ -54,7 +57,13 @@ def workloads(resolved: ResolvedStack) -> dict[str, Any]:
     )
     pulumi.export("weights_bucket", base.get_output(deploy.OUT_WEIGHTS_BUCKET).apply(_same_bucket(sc.weights_bucket)))
     pulumi.export("hostname", cfg.ingress.hostname)
-    pulumi.export("regional_hostname", cfg.regional_hostname)
+    pulumi.export(deploy.OUT_REGIONAL_HOSTNAME, cfg.regional_hostname)
     pulumi.export("health_url", f"https://{cfg.regional_hostname}{HEALTH_PATH}")
     pulumi.export("namespace", serving.spec.namespace)
+    # What the global stack's records and health checks need (it reads them through StackReferences).
+    pulumi.export(deploy.OUT_REGION, cfg.region)
+    pulumi.export(deploy.OUT_HEALTH_PATH, HEALTH_PATH)
+    pulumi.export(deploy.OUT_GATEWAY_DNS_NAME, serving.ingress.dns_name)
+    # The NLB's canonical hosted zone (an alias record names it): the provider's table per region.
+    pulumi.export(deploy.OUT_GATEWAY_ZONE_ID, aws.lb.get_hosted_zone_id_output(load_balancer_type="network").id)
     return {"base": base, "provider": provider, "serving": serving}

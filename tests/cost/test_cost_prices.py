@@ -6,6 +6,7 @@ import yaml
 
 from infra.core.catalog import load_catalog
 from infra.core.catalog.prices import (
+    GLOBAL_SERVICE_KEYS,
     PRICES_PATH,
     REQUIRED_REGIONS,
     SERVICE_KEYS,
@@ -43,6 +44,17 @@ def test_every_row_names_source_and_date_and_estimates_say_how():
                 assert isinstance(row.usd, Decimal)
                 if not row.confirmed:
                     assert row.basis, f"unconfirmed {section}.{region}.{key} must say how it was derived"
+
+
+def test_every_route53_price_is_a_global_row_with_its_provenance():
+    """Route 53 bills per account whatever the region: one row per key, not one per region."""
+    assert set(BOOK.global_services) == set(GLOBAL_SERVICE_KEYS)
+    for key, row in BOOK.global_services.items():
+        assert row.source and row.date and row.usd > 0, key
+        assert row.confirmed or row.basis, f"unconfirmed global_services.{key} must say how it was derived"
+    latency, standard = (BOOK.require_global_service(f"route53_{k}_queries_usd_per_million") for k in ("latency", "standard"))
+    assert latency.usd > standard.usd  # latency-based queries are dearer than standard ones
+    assert ("global_services", "", "route53_hosted_zone_usd_per_month") in BOOK.unconfirmed()
 
 
 def test_the_us_east_1_gpu_prices_are_the_confirmed_karpenter_figures():
@@ -93,6 +105,8 @@ def test_the_file_is_exactly_what_the_writer_renders():
     ({"services": {"us-east-1": {"kms_key_usd_per_month": {"usd": "1", "source": "s", "date": "d", "confirmed": "yes"}}}},
      "confirmed"),
     ({"spot": {}}, "spot"),
+    ({"global_services": {"route53_zone_usd": {"usd": "1", "source": "s", "date": "d"}}}, "route53_zone_usd"),
+    ({"global_services": {"route53_hosted_zone_usd_per_month": {"usd": "1", "date": "d"}}}, "source"),
 ])
 def test_bad_rows_name_the_field(doc, field):
     with pytest.raises(InputError) as exc:

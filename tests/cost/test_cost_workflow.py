@@ -121,9 +121,12 @@ import json, os, sys
 args = sys.argv[1:]
 stack, target = args[args.index("--stack") + 1], args[args.index("--json") + 1]
 side = "base" if os.path.samefile(os.getcwd(), os.environ["FAKE_BASE"]) else "head"
-code = json.loads(os.environ["FAKE_PLANS"])[side][stack]
+is_global = "--project" in args and args[args.index("--project") + 1] == "global"
+code = json.loads(os.environ["FAKE_PLANS"])[side][("global." if is_global else "") + stack]
 doc = json.load(open(os.environ["FAKE_PLAN_DOC"]))
 doc["stack"] = stack
+if is_global:
+    doc.update(project="llm-fleet-global", resources=[], plan=None)
 if code == 0:
     doc["policy"] = {{"passed": True, "mandatory": 0, "advisory": 0, "violations": []}}
     json.dump(doc, open(target, "w"))
@@ -158,8 +161,12 @@ def run_plans(tmp_path, plan_doc, head, base):
     head_dir, base_dir = tmp_path / "head", tmp_path / "base"
     for directory, stacks in ((head_dir, head), (base_dir, base)):
         directory.mkdir()
+        (directory / "stacks").mkdir()
         for stack in stacks:
-            (directory / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
+            if stack.startswith("global."):  # an environment whose rollout plan has a global section
+                (directory / "stacks" / f"{stack.removeprefix('global.')}.yaml").write_text("global:\n  zone_name: x.com\n")
+            else:
+                (directory / f"Pulumi.{stack}.yaml").write_text("config: {}\n")
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_PYTHON.format(python=sys.executable))
     fake.chmod(0o755)
@@ -212,3 +219,22 @@ def test_a_base_that_exits_3_is_shown_with_its_verdict(tmp_path, plan_doc, monke
     assert "pass (base: FAIL (1 mandatory))" in md and "| new (new stack) |" in md
     assert "base: required-tags (mandatory) on gpu-us-east-1a (aws:eks:NodeGroup): cost-bearing" in md
     assert "urn:pulumi" not in md
+
+
+def test_the_global_stack_is_planned_and_diffed_apart_from_the_region_of_the_same_name(tmp_path, plan_doc, monkeypatch):
+    """An environment's global stack shares its name with a region stack (prod): it is planned
+    with --project global into global.prod.json and keyed llm-fleet-global/prod in the diff."""
+    head_dir, log = run_plans(tmp_path, plan_doc, head={"prod": 0, "global.prod": 0}, base={"prod": 0})
+    assert "head global.prod: exit 0 (ok)" in log and "base global.prod: no global section" in log
+    assert json.loads((head_dir / "out" / "head" / "global.prod.json").read_text())["project"] == "llm-fleet-global"
+    md = comment(head_dir, monkeypatch)
+    assert "llm-fleet-global/prod (new stack)" in md and "| prod |" in md
+
+
+def test_a_failed_global_plan_is_shown_failed_under_its_own_key(tmp_path, plan_doc, monkeypatch):
+    head_dir, log = run_plans(tmp_path, plan_doc, head={"prod": 0, "global.prod": 1}, base={"prod": 0, "global.prod": 0})
+    assert json.loads((head_dir / "out" / "head" / "global.prod.json").read_text())["project"] == "llm-fleet-global"
+    assert (head_dir / "out" / "status").read_text().strip() == "1"
+    md = comment(head_dir, monkeypatch)
+    assert "llm-fleet-global/prod (head plan FAILED, exit 1)" in md and "prod (head plan FAILED" not in md.replace(
+        "llm-fleet-global/prod (head plan FAILED", "")

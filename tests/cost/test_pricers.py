@@ -2,14 +2,15 @@
 
 Prices here are round on purpose: gpu.8x $10/h, gpu.4x $20/h, sys.1x $0.50/h, EKS $0.10/h,
 NAT $0.05/h and $0.05/GB, public IPv4 $0.005/h, NLB $0.02/h + $0.006/NLCU-h, gp3 $0.08/GB-month,
-S3 $0.023/GB-month, KMS $1/key-month; 730 h a month.
+S3 $0.023/GB-month, KMS $1/key-month; 730 h a month. Route 53: a zone $0.50/month, queries
+$0.40 / $0.60 / $0.70 per million (standard, latency, geo), a health check $0.50/month + $1 per option.
 """
 from decimal import Decimal
 
 import pytest
 
 from infra.core.catalog import Catalog, Gpu, InstanceType
-from infra.core.catalog.prices import SERVICE_KEYS, PriceBook, PriceRow
+from infra.core.catalog.prices import GLOBAL_SERVICE_KEYS, SERVICE_KEYS, PriceBook, PriceRow
 from infra.core.cost import REGISTRY, SCENARIOS, cents, cost_of_document, node_hour_price, pricer, pricers_for
 from infra.core.cost.context import Assumptions, facts_of
 from infra.core.cost.report import LineItem
@@ -31,12 +32,19 @@ SERVICES = {
     "s3_get_usd_per_1000_requests": "0.0004", "kms_key_usd_per_month": "1", "kms_usd_per_10000_requests": "0.03",
 }
 assert set(SERVICES) == set(SERVICE_KEYS)
+GLOBAL_SERVICES = {
+    "route53_hosted_zone_usd_per_month": "0.50", "route53_standard_queries_usd_per_million": "0.40",
+    "route53_latency_queries_usd_per_million": "0.60", "route53_geo_queries_usd_per_million": "0.70",
+    "route53_health_check_usd_per_month": "0.50", "route53_health_check_option_usd_per_month": "1",
+}
+assert set(GLOBAL_SERVICES) == set(GLOBAL_SERVICE_KEYS)
 BOOK = PriceBook(
     instances={REGION: {"gpu.8x": _row("10"), "gpu.4x": _row("20", confirmed=False)}},
     general_instances={REGION: {"sys.1x": _row("0.50")}},
     services={REGION: {k: _row(v, k) for k, v in SERVICES.items()}},
     capacity_blocks={REGION: {"gpu.8x": _row("6")}},
     unpriced={REGION: {"gpu.2x": "capacity blocks only"}},
+    global_services={k: _row(v, k, confirmed=k != "route53_geo_queries_usd_per_million") for k, v in GLOBAL_SERVICES.items()},
 )
 _GPU = Gpu("G", 80, 80000, 3000, 900, 1800, "nvlink", 900)
 CATALOG = Catalog(
@@ -328,12 +336,76 @@ def test_without_a_weights_size_nothing_is_guessed():
     assert months(cost(res(G.BUCKET, "weights"), weights_gb=100), "s3-storage") == [m("2.30", "2.30", "2.30")]
 
 
+# --- Route 53 (global prices) -------------------------------------------------------------------------
+
+
+def test_a_hosted_zone_bills_per_month():
+    report = cost(res(G.ROUTE53_ZONE, "zone", {"name": "example.com"}))
+    [item] = report.items
+    assert (item.component, item.detail, item.usd_per_month) == ("dns-zones", "1 hosted zone (example.com)", m("0.50", "0.50", "0.50"))
+
+
+NLB = "abc-123.elb.test-1.amazonaws.com"
+
+
+def record(name="r", host="llm.example.com", alias=None, **policy):
+    inputs = {"zoneId": "Z1", "name": host, "type": "A", **policy}
+    if alias:
+        inputs["aliases"] = [{"name": alias, "zoneId": "ZNLB", "evaluateTargetHealth": True}]
+    else:
+        inputs["records"] = ["192.0.2.1"]
+    return res(G.ROUTE53_RECORD, name, inputs)
+
+
+@pytest.mark.parametrize("policy,alias,monthly,kind", [
+    ({"latencyRoutingPolicies": [{"region": "us-east-1"}], "setIdentifier": "a"}, NLB, "0", "latency-based"),
+    ({"weightedRoutingPolicies": [{"weight": 40}], "setIdentifier": "a"}, f"dualstack.{NLB}", "0", "standard"),
+    ({"latencyRoutingPolicies": [{"region": "us-east-1"}], "setIdentifier": "a"}, None, "6.00", "latency-based"),
+    ({"weightedRoutingPolicies": [{"weight": 40}], "setIdentifier": "a"}, None, "4.00", "standard"),
+    ({"geolocationRoutingPolicies": [{"continent": "EU"}], "setIdentifier": "a"}, None, "7.00", "geo"),
+    ({}, "d111111abcdef8.cloudfront.net", "4.00", "standard"),  # an alias, but not of a load balancer
+])
+def test_queries_bill_by_routing_policy_and_alias_queries_to_a_load_balancer_are_free(policy, alias, monthly, kind):
+    report = cost(record(alias=alias, **policy))  # 10M queries a month by default
+    [item] = report.items
+    assert item.component == "dns-queries" and item.detail.split(" queries")[0].endswith(kind)
+    assert tuple(cents(x) for x in item.usd_per_month) == m(monthly, monthly, monthly)
+
+
+def test_a_name_s_queries_are_billed_once_and_the_volume_is_an_assumption():
+    a = record("a", weightedRoutingPolicies=[{"weight": 40}], setIdentifier="a")
+    b = record("b", weightedRoutingPolicies=[{"weight": 60}], setIdentifier="b")
+    other = record("c", host="other.example.com")
+    report = cost(a, b, other, dns_queries_per_month=50_000_000)
+    assert [(i.resource, cents(i.usd_per_month[0])) for i in report.items] == [("a", D("20.00")), ("c", D("20.00"))]
+    assert report.items[0].detail == "50M standard queries of llm.example.com @ $0.40/M (assumed volume)"
+
+
+@pytest.mark.parametrize("inputs,monthly,options", [
+    ({"type": "HTTP", "requestInterval": 30}, "0.50", ""),
+    ({"type": "HTTPS", "requestInterval": 30}, "1.50", "HTTPS"),
+    ({"type": "HTTPS_STR_MATCH", "requestInterval": 10, "measureLatency": True}, "4.50",
+     "HTTPS, string matching, fast interval, latency measurement"),
+])
+def test_a_health_check_bills_the_basic_check_and_each_option(inputs, monthly, options):
+    report = cost(res(G.ROUTE53_HEALTH_CHECK, "hc", inputs))
+    [item] = report.items
+    assert item.component == "dns-health-checks" and item.usd_per_month == m(monthly, monthly, monthly)
+    assert item.detail.endswith(f"+ {options} @ $1/month each") if options else item.detail.endswith("@ $0.50/month")
+
+
+def test_an_unconfirmed_route53_price_says_refresh_does_not_read_it():
+    notes = cost(record(geolocationRoutingPolicies=[{"continent": "EU"}], setIdentifier="a")).notes
+    assert any("Route 53 prices" in n and "does not read" in n for n in notes)
+    assert not any("Route 53 prices" in n for n in cost(record()).notes)
+
+
 # --- the registry and the facts --------------------------------------------------------------------
 
 
 def test_every_priced_type_has_its_pricers_in_report_order():
     priced = {G.NODE_GROUP, G.CLUSTER, G.NAT_GATEWAY, G.EIP, G.K8S_SERVICE, G.ENVOY_PROXY, G.LOAD_BALANCER, G.BUCKET,
-              G.BUCKET_V2, G.KMS_KEY}
+              G.BUCKET_V2, G.KMS_KEY, G.ROUTE53_ZONE, G.ROUTE53_RECORD, G.ROUTE53_HEALTH_CHECK}
     assert {t for r in REGISTRY for t in r.types} == priced
     assert [p.__name__ for p in pricers_for(G.NODE_GROUP)] == ["price_node_group", "price_hydration"]
 

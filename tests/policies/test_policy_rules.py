@@ -27,6 +27,14 @@ LT = "aws:ec2/launchTemplate:LaunchTemplate"
 SPEND = {"monthly_budget_usd": 250000, "region": "us-east-1"}
 
 
+R53 = "aws:route53/record:Record"
+
+
+def record(**inputs):
+    return {"zoneId": "Z1", "name": "llm.example.com", "type": "A",
+            "aliases": [{"name": "x.elb.us-east-1.amazonaws.com", "zoneId": "Z2", "evaluateTargetHealth": True}], **inputs}
+
+
 def doc(statements):
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -123,6 +131,11 @@ RESOURCE_CASES = [
                                 "Action": ["sts:AssumeRole", "sts:TagSession"],
                                 "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}}])}, {}),
     ("kms-key-rotation", "aws:kms/key:Key", {"enableKeyRotation": False}, {"enableKeyRotation": True}, {}),
+    # A record one of several regions answer (set identifier): a health check or it never fails over.
+    ("route53-record-health-check", R53, record(setIdentifier="prod", weightedRoutingPolicies=[{"weight": 60}]),
+     record(setIdentifier="prod", weightedRoutingPolicies=[{"weight": 60}], healthCheckId="hc-1"), {}),
+    # The configured global hostname, even as a simple record.
+    ("route53-record-health-check", R53, record(), record(healthCheckId="hc-1"), {"hostnames": ["llm.example.com."]}),
 ]
 # The unpriced-p5e case passes once a capacity-block price is configured.
 PASS_CONFIG = {1: {**SPEND, "usd_per_gpu_hour": 4.916}}
@@ -181,6 +194,12 @@ def test_spend_cap_message_shows_the_arithmetic():
 def test_spend_cap_bills_a_stopped_warm_pool_no_instance_hours():
     # 6 x $55.04 x 730 h = $241,075.20 fits $250,000; the stopped spare only costs EBS.
     assert run_resource("gpu-spend-cap", NG, gpu_group(max_size=6), SPEND) == []
+
+
+def test_a_record_nobody_fails_over_to_needs_no_health_check():
+    # One answer for its name and not the configured hostname: a health check would change nothing.
+    assert run_resource("route53-record-health-check", R53, record(name="llm.us-east-1.example.com"),
+                        {"hostnames": ["llm.example.com"]}) == []
 
 
 def test_rules_ignore_resources_they_do_not_govern():

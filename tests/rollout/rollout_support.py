@@ -162,13 +162,14 @@ class Harness:
         self.store = LocalStateStore(tmp_path / "state", self.plan.environment)
         self.out = io.StringIO()
         self.ids = iter(f"prod-run-{i}" for i in range(1, 100))
+        self.global_workspace: Any = None  # the environment's global stack (plans with traffic steps)
 
     def runner(self, **options: Any) -> Runner:
         return Runner(
             plan=self.plan, plan_path="stacks/prod.yaml", plan_digest="d1", workspace=self.workspace,
             preflight=self.preflight, health=self.health, cost_model=self.cost, store=self.store,
             out=self.out, clock=self.clock, options=RunOptions(approver="tester", **options),
-            rollout_id=lambda env, now: next(self.ids),
+            rollout_id=lambda env, now: next(self.ids), global_workspace=self.global_workspace,
         )
 
     def run(self, **options: Any):

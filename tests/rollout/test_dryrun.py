@@ -76,6 +76,13 @@ def test_dry_run_verdicts_and_exit_code(tmp_path):
     doc = report.to_dict()
     assert doc["would_stop"] == [{"stack": "prod", "gates": ["policy", "cost"]}]
     assert [w["name"] for w in doc["waves"]] == ["canary", "main"]
+    # The weight steps of each wave (what proves the rollout moves traffic): before the first up,
+    # what each region then serves, and the declared weights the bake ends with.
+    canary, main_wave = (w["traffic"] for w in doc["waves"])
+    assert canary == {"weights_before_up": {"prod-us-west-2": 10, "prod": 90},
+                      "weights_after_bake": {"prod-us-west-2": 40, "prod": 60},
+                      "serves_pct": {"prod-us-west-2": 10, "prod": 90}}
+    assert main_wave["weights_before_up"] == {"prod-us-west-2": 80, "prod": 20}
     # Sizing got the regional spec (40 % + 60 % absorbed = the whole declared load here).
     assert evaluator.specs["prod-us-west-2"].workload.concurrent_requests == 200
 

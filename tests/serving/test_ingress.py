@@ -193,3 +193,33 @@ def test_rollout_health_gate_probes_the_unauthenticated_route_of_its_region(stac
     gateway = next(o for o in objects if o["kind"] == "Gateway")
     assert url.hostname in {li["hostname"] for li in gateway["spec"]["listeners"]}
     assert url.hostname == spec.config.regional_hostname != spec.config.ingress.hostname
+
+
+def test_the_gateway_service_has_a_fixed_name_and_the_gateway_waits_for_its_address(prod_spec: ServingSpec):
+    """The global stack's alias records need the NLB's DNS name: the Envoy Service is named (so the
+    workloads can read it back) and the Gateway is awaited until Envoy Gateway marks it Programmed
+    (it does once the Service has an address). pulumi-kubernetes reads `pulumi.com/waitFor` from
+    4.18 on (its await logic for custom resources); we pin a later one in requirements.txt."""
+    proxy = ingress.envoy_proxy(prod_spec, TAGS)["spec"]["provider"]["kubernetes"]["envoyService"]
+    assert proxy["name"] == ingress.GATEWAY_SERVICE_NAME
+    assert ingress.gateway(prod_spec)["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Programmed"}
+
+
+@pytest.mark.parametrize("status,hostname", [
+    ({"loadBalancer": {"ingress": [{"hostname": "a-1.elb.us-east-1.amazonaws.com"}]}}, "a-1.elb.us-east-1.amazonaws.com"),
+    ({"load_balancer": {"ingress": [{"hostname": "b-2.elb.us-west-2.amazonaws.com"}]}}, "b-2.elb.us-west-2.amazonaws.com"),
+])
+def test_the_nlb_hostname_is_read_from_the_service_status(status, hostname):
+    assert ingress.load_balancer_hostname(status) == hostname
+
+
+@pytest.mark.parametrize("status", [None, {}, {"loadBalancer": {}}, {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}])
+def test_a_service_without_a_load_balancer_hostname_is_an_error_not_an_empty_record(status):
+    with pytest.raises(ValueError, match="no load balancer hostname"):
+        ingress.load_balancer_hostname(status)
+
+
+def test_the_workloads_read_the_gateway_service_back_once_the_gateway_exists(serving_run):
+    [read] = [n for n in serving_run.resources if n.type == "kubernetes:core/v1:Service"]
+    assert read.inputs == {}  # a read: nothing of ours to price or to apply
+    assert read.name == "serving-ingress-gateway-service"

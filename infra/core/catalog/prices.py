@@ -9,7 +9,9 @@ rows are estimates: see `basis`). Four sections, each keyed by region:
 * `services` - EKS, NAT gateway, public IPv4, NLB, EBS gp3, S3 and KMS unit prices;
 * `capacity_blocks` - EC2 Capacity Blocks for ML, per instance-hour, where a rate is published;
 
-plus `unpriced` (region -> instance type -> why no on-demand price exists). A capacity type is
+plus `global_services` (services billed per account, whatever the region: Route 53's hosted
+zones, queries and health checks; keyed by price, not by region) and `unpriced` (region ->
+instance type -> why no on-demand price exists). A capacity type is
 priced by `capacity_price`: on-demand and reservation (an On-Demand Capacity Reservation bills at
 the on-demand rate, used or not) from `instances`, capacity-block from `capacity_blocks`.
 
@@ -54,6 +56,20 @@ SERVICE_KEYS: dict[str, str] = {
     "kms_usd_per_10000_requests": "KMS API requests, per 10,000 requests",
 }
 
+# Global service price keys (Route 53 has no region): unit in the name, one line each on what is billed.
+GLOBAL_SERVICE_KEYS: dict[str, str] = {
+    "route53_hosted_zone_usd_per_month": "Route 53 hosted zone, per zone-month (the first 25 zones of an account)",
+    "route53_standard_queries_usd_per_million": "Route 53 standard queries (simple, weighted, failover), per million "
+                                                "(the first billion a month)",
+    "route53_latency_queries_usd_per_million": "Route 53 latency-based routing queries, per million (the first "
+                                               "billion a month)",
+    "route53_geo_queries_usd_per_million": "Route 53 geolocation and geoproximity queries, per million (the first "
+                                           "billion a month)",
+    "route53_health_check_usd_per_month": "Route 53 health check of an AWS endpoint, per check-month",
+    "route53_health_check_option_usd_per_month": "Route 53 health check option on an AWS endpoint (HTTPS, string "
+                                                 "matching, fast interval, latency measurement), per option-month",
+}
+
 _SECTIONS = ("instances", "general_instances", "services", "capacity_blocks")
 # Sections of instance rows (amount key usd_per_hour), as opposed to service rows.
 _INSTANCE_SECTIONS = ("instances", "general_instances", "capacity_blocks")
@@ -82,6 +98,7 @@ class PriceBook:
     services: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     capacity_blocks: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     unpriced: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    global_services: Mapping[str, PriceRow] = field(default_factory=dict)
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -125,6 +142,16 @@ class PriceBook:
             )
         return row
 
+    def require_global_service(self, key: str) -> PriceRow:
+        """A global service's price (Route 53); InputError naming the key when the book has none."""
+        if key not in GLOBAL_SERVICE_KEYS:
+            raise KeyError(f"unknown global service price key {key!r}; known: {', '.join(GLOBAL_SERVICE_KEYS)}")
+        row = self.global_services.get(key)
+        if row is None:
+            raise InputError("global_services", key, "a row in infra/core/catalog/prices.yaml for every global service key",
+                             hint="add the row to the global_services section")
+        return row
+
     def with_rows(self, section: str, region: str, rows: Mapping[str, PriceRow]) -> "PriceBook":
         """A copy with `rows` merged into `section[region]` (used by `prices refresh`)."""
         if section not in _SECTIONS:
@@ -139,6 +166,7 @@ class PriceBook:
         for section in _SECTIONS:
             for region, rows in sorted(getattr(self, section).items()):
                 out.extend((section, region, k) for k, row in sorted(rows.items()) if not row.confirmed)
+        out.extend(("global_services", "", k) for k, row in sorted(self.global_services.items()) if not row.confirmed)
         return out
 
 
@@ -179,9 +207,10 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
         doc = {}
     if not isinstance(doc, Mapping):
         raise InputError(where, type(doc).__name__, f"a mapping with {', '.join(_SECTIONS)}")
-    unknown = set(doc) - set(_SECTIONS) - {"unpriced"}
+    unknown = set(doc) - set(_SECTIONS) - {"unpriced", "global_services"}
     if unknown:
-        raise InputError(f"{where}.{sorted(unknown)[0]}", "(section)", f"sections: {', '.join(_SECTIONS)}, unpriced")
+        raise InputError(f"{where}.{sorted(unknown)[0]}", "(section)",
+                         f"sections: {', '.join(_SECTIONS)}, global_services, unpriced")
     sections: dict[str, dict[str, dict[str, PriceRow]]] = {}
     for section in _SECTIONS:
         by_region: dict[str, dict[str, PriceRow]] = {}
@@ -203,7 +232,16 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
         str(region): {str(k): str(v) for k, v in (rows or {}).items()}
         for region, rows in (doc.get("unpriced") or {}).items()
     }
-    return PriceBook(unpriced=unpriced, **sections)
+    global_rows = doc.get("global_services") or {}
+    if not isinstance(global_rows, Mapping):
+        raise InputError(f"{where}.global_services", global_rows, "a mapping of rows")
+    global_services = {}
+    for key, raw in global_rows.items():
+        path = f"{where}.global_services.{key}"
+        if key not in GLOBAL_SERVICE_KEYS:
+            raise InputError(path, key, f"global service keys: {', '.join(GLOBAL_SERVICE_KEYS)}")
+        global_services[str(key)] = _row(raw, path, GLOBAL_SERVICE_KEYS[key], "usd")
+    return PriceBook(unpriced=unpriced, global_services=global_services, **sections)
 
 
 def read_price_book(path: Path | str) -> PriceBook:
@@ -235,6 +273,7 @@ _HEADER = """\
 # general_instances: the same for non-GPU types a system node group may use
 # services:          fixed infrastructure, unit in the key name
 # capacity_blocks:   EC2 Capacity Blocks for ML, $/instance-hour (reservations bill at on-demand)
+# global_services:   services with no region (Route 53), unit in the key name
 # unpriced:          types with no on-demand price in a region, and why
 """
 
@@ -282,6 +321,10 @@ def render_price_document(book: PriceBook) -> str:
                     service = section not in _INSTANCE_SECTIONS
                     amount = "usd" if service else "usd_per_hour"
                     lines.append(f"    {key}: {_row_text(rows[key], amount, service)}")
+    lines.append("global_services:" + ("" if book.global_services else " {}"))
+    for key in GLOBAL_SERVICE_KEYS:
+        if key in book.global_services:
+            lines.append(f"  {key}: {_row_text(book.global_services[key], 'usd', True)}")
     lines.append("unpriced:" + ("" if book.unpriced else " {}"))
     for region in _region_order(list(book.unpriced)):
         lines.append(f"  {region}:")

@@ -40,6 +40,7 @@ class Assumptions:
     weights_gb: Decimal | None = None  # model weights size when the document has no plan
     stream_bytes_per_output_token: int = 256  # bytes through the NLB per streamed token (SSE)
     default_node_disk_gb: int = 20  # EKS default disk of a node group without launch template
+    dns_queries_per_month: int = 10_000_000  # per hostname, for records whose queries are billed
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, where: str = "cost config") -> "Assumptions":
@@ -65,7 +66,8 @@ class Assumptions:
                 if not isinstance(data[key], Mapping):
                     raise InputError(f"{where}.{key}", data[key], "a mapping of name to USD amount")
                 kwargs[key] = {str(k): money(f"{key}.{k}", v) for k, v in data[key].items()}
-        for key, low in (("scale_events_per_month", 0), ("stream_bytes_per_output_token", 1), ("default_node_disk_gb", 1)):
+        for key, low in (("scale_events_per_month", 0), ("stream_bytes_per_output_token", 1), ("default_node_disk_gb", 1),
+                         ("dns_queries_per_month", 0)):
             if data.get(key) is not None:
                 v = as_int(data[key])
                 if v is None or v < low:
@@ -217,6 +219,16 @@ class PricingContext:
             return PriceRow(self.assume.service_usd[key], key, "override (cost config)", "", True)
         row = self.prices.require_service(self.region, key)
         self._used(row, key)
+        return row
+
+    def global_service(self, key: str) -> PriceRow:
+        """A service billed per account whatever the region (Route 53): config override, else the book."""
+        if key in self.assume.service_usd:
+            return PriceRow(self.assume.service_usd[key], key, "override (cost config)", "", True)
+        row = self.prices.require_global_service(key)
+        if not row.confirmed:
+            self.note("unconfirmed Route 53 prices used (estimates that `prices refresh` does not read; confirm them "
+                      "on the Route 53 pricing page): the global_services rows of infra/core/catalog/prices.yaml")
         return row
 
     def _book_row(self, itype: str, capacity_type: str) -> tuple[PriceRow | None, str, str]:

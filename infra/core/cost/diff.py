@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from infra.core import money
+from infra.core.labels import GLOBAL_PROJECT
 from infra.core.cost.report import SCENARIOS, ZERO, CostReport
 
 
@@ -73,8 +74,14 @@ class PlanFailure:
         return {"exit_code": self.exit_code, "error": self.error}
 
 
-def failure_document(stack: str, exit_code: int, error: str) -> dict[str, Any]:
-    return {"stack": stack, "exit_code": exit_code, "error": error}
+def failure_document(stack: str, exit_code: int, error: str, project: str | None = None) -> dict[str, Any]:
+    return {"stack": stack, "exit_code": exit_code, "error": error, **({"project": project} if project else {})}
+
+
+def diff_key(stack: str, project: Any = None) -> str:
+    """How a side's document is keyed: its stack, or `<project>/<stack>` for a global stack, which
+    is named after its environment and so after a region stack too (prod and llm-fleet-global/prod)."""
+    return f"{GLOBAL_PROJECT}/{stack}" if project == GLOBAL_PROJECT else stack
 
 
 def pct(before: Decimal, after: Decimal) -> Decimal | None:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 from infra.core.catalog import Catalog, load_catalog
 from infra.core.catalog.prices import PriceBook, load_price_book
 from infra.core.cost.context import Assumptions, PricingContext, facts_of
+from infra.core.cost.diff import diff_key
 from infra.core.cost.nodegroup import plan_node_groups
 from infra.core.cost.pricers import price_graph
 from infra.core.cost.report import CostReport, GpuGroup
@@ -57,7 +58,7 @@ def cost_of_document(
     ctx.note("not modelled: CloudWatch logs, S3/KMS request charges, cross-AZ and internet data transfer")
     groups = tuple(GpuGroup(g.shape.name, g.az, g.shape.instance_types, g.shape.sizes())
                    for g in ctx.facts.groups if g.gpu)
-    return CostReport(graph.stack, region, graph.kind, tuple(items), ctx.facts.gpu, ctx.facts.output_tokens_per_s,
+    return CostReport(diff_key(graph.stack, graph.extras.get("project")), region, graph.kind, tuple(items), ctx.facts.gpu, ctx.facts.output_tokens_per_s,
                       tuple(ctx.notes), tuple(ctx.unpriced), gpu_groups=groups)
 
 

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Mapping
 
-from infra.core import clock
+from infra.core import clock, patterns
 from infra.core.catalog import HOURS_PER_MONTH
 from infra.core.catalog.eks import extended_support_on
 from infra.core.catalog.prices import PriceRow
 from infra.core.cost.context import GroupFacts, PricingContext, usd_text
 from infra.core.cost.nodegroup import ebs_gb
 from infra.core.cost.report import (
+    DNS_HEALTH_CHECKS,
+    DNS_QUERIES,
+    DNS_ZONES,
     EKS,
     GPU_NODES,
     GPU_WARM_POOL,
@@ -45,8 +48,14 @@ from infra.core.graph import (
     LOAD_BALANCER as AWS_LB,
     NAT_GATEWAY,
     NODE_GROUP,
+    ROUTE53_HEALTH_CHECK,
+    ROUTE53_RECORD,
+    ROUTE53_ZONE,
     Node,
+    as_bool,
+    as_int,
     is_unknown,
+    listify,
     mapping_at,
     own_az,
 )
@@ -310,3 +319,82 @@ def price_bucket(node: Node, ctx: PricingContext) -> list[LineItem]:
 def price_kms_key(node: Node, ctx: PricingContext) -> list[LineItem]:
     row = ctx.service("kms_key_usd_per_month")
     return [LineItem(KMS, REGIONAL, node.name, "1 key", (row.usd,) * 3, row.source, row.confirmed)]
+
+
+# --- Route 53 (billed per account, whatever the region: the price book's global services) -----------
+
+MILLION = Decimal(1_000_000)
+FAST_INTERVAL_S = 10  # a health check's request interval billed as the "fast interval" option
+
+
+@pricer(ROUTE53_ZONE)
+def price_hosted_zone(node: Node, ctx: PricingContext) -> list[LineItem]:
+    row = ctx.global_service("route53_hosted_zone_usd_per_month")
+    zone = node.inputs.get("name") or node.name
+    return [LineItem(DNS_ZONES, REGIONAL, node.name, f"1 hosted zone ({zone})", (row.usd,) * 3, row.source, row.confirmed)]
+
+
+def _query_price_key(inputs: Mapping[str, Any]) -> tuple[str, str]:
+    """(what queries of the record's routing policy are, their price key)."""
+    if listify(inputs.get("latencyRoutingPolicies")):
+        return "latency-based", "route53_latency_queries_usd_per_million"
+    if listify(inputs.get("geolocationRoutingPolicies")) or inputs.get("geoproximityRoutingPolicy"):
+        return "geo", "route53_geo_queries_usd_per_million"
+    return "standard", "route53_standard_queries_usd_per_million"
+
+
+def _alias_of_load_balancer(inputs: Mapping[str, Any]) -> bool:
+    names = [a.get("name") for a in listify(inputs.get("aliases")) if isinstance(a, Mapping)]
+    return bool(names) and all(patterns.matches(patterns.ELB_DNS_NAME, n) for n in names)
+
+
+@pricer(ROUTE53_RECORD)
+def price_record_queries(node: Node, ctx: PricingContext) -> list[LineItem]:
+    """The queries of the record's name: `dns_queries_per_month` per name (billed once, on its first
+    record), at its routing policy's rate; queries answered by an alias of an ELB load balancer are
+    free (what every global record is)."""
+    inputs = node.inputs
+    kind, key = _query_price_key(inputs)
+    row = ctx.global_service(key)
+    name = inputs.get("name") or node.name
+    if _alias_of_load_balancer(inputs):
+        return [LineItem(DNS_QUERIES, REGIONAL, node.name, f"{kind} queries of {name}: alias to a load balancer (free)",
+                         (ZERO,) * 3, row.source, row.confirmed)]
+    same_name = [n for n in ctx.graph.of_type(ROUTE53_RECORD)
+                 if (n.inputs.get("zoneId"), n.inputs.get("name"), n.inputs.get("type"))
+                 == (inputs.get("zoneId"), inputs.get("name"), inputs.get("type"))]
+    if same_name and same_name[0] is not node:
+        return []  # one name's queries are billed once, on its first record
+    volume = ctx.assume.dns_queries_per_month
+    amount = row.usd * volume / MILLION
+    return [LineItem(DNS_QUERIES, REGIONAL, node.name,
+                     f"{volume / MILLION:g}M {kind} queries of {name} @ {usd_text(row.usd)}/M (assumed volume)",
+                     (amount,) * 3, row.source, row.confirmed)]
+
+
+def health_check_options(inputs: Mapping[str, Any]) -> list[str]:
+    """The options Route 53 bills on top of a basic health check, as its inputs choose them."""
+    kind = str(inputs.get("type") or "")
+    options = []
+    if kind.startswith("HTTPS"):
+        options.append("HTTPS")
+    if kind.endswith("STR_MATCH"):
+        options.append("string matching")
+    if as_int(inputs.get("requestInterval")) == FAST_INTERVAL_S:
+        options.append("fast interval")
+    if as_bool(inputs.get("measureLatency")):
+        options.append("latency measurement")
+    return options
+
+
+@pricer(ROUTE53_HEALTH_CHECK)
+def price_health_check(node: Node, ctx: PricingContext) -> list[LineItem]:
+    """A health check on an AWS endpoint (our gateway's NLB): the basic check and each option."""
+    base = ctx.global_service("route53_health_check_usd_per_month")
+    option = ctx.global_service("route53_health_check_option_usd_per_month")
+    options = health_check_options(node.inputs)
+    amount = base.usd + option.usd * len(options)
+    detail = (f"1 {node.inputs.get('type') or 'health'} check @ {usd_text(base.usd)}/month"
+              + (f" + {', '.join(options)} @ {usd_text(option.usd)}/month each" if options else ""))
+    return [LineItem(DNS_HEALTH_CHECKS, REGIONAL, node.name, detail, (amount,) * 3, base.source,
+                     base.confirmed and option.confirmed)]

@@ -35,8 +35,11 @@ LOAD_BALANCER = "load-balancer"
 HYDRATION = "hydration-transfer"
 S3 = "s3-storage"
 KMS = "kms"
+DNS_ZONES = "dns-zones"
+DNS_QUERIES = "dns-queries"
+DNS_HEALTH_CHECKS = "dns-health-checks"
 COMPONENTS = (GPU_NODES, GPU_WARM_POOL, SYSTEM_NODES, NODE_STORAGE, EKS, NAT, PUBLIC_IPV4, LOAD_BALANCER,
-              HYDRATION, S3, KMS)
+              HYDRATION, S3, KMS, DNS_ZONES, DNS_QUERIES, DNS_HEALTH_CHECKS)
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")

@@ -2,7 +2,8 @@
 
 For each wave and stack: the region's share and what it is sized for, the offline plan summary,
 the cost delta against the stack's last deployed cost (cost gate), the policy verdict (policy
-gate), and the steps the real run would take. The plan, cost and policy numbers come from an
+gate), and the steps the real run would take; for each wave with a traffic step, the weights the
+global stack holds from its first up to the end of its bake and what each region then serves. The plan, cost and policy numbers come from an
 `OfflineEvaluator` (the resolver, the program under mocks, the cost model and the pack, wired by
 `infra.cli.adapters.ProjectEvaluator`; a fake in tests), so this module stays pure.
 """
@@ -18,6 +19,7 @@ from infra.core.errors import EXIT_OK, EXIT_POLICY, EXIT_ROLLOUT_HALTED, EXIT_US
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict, usd
 from infra.core.rollout.regions import sizing_share_pct
 from infra.core.rollout.spec import RolloutPlan, Wave
+from infra.core.rollout.traffic import changes, declared_weights, routed_pct, served_text, weights_during
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,35 @@ class StackDryRun:
         }
 
 
+@dataclass(frozen=True)
+class TrafficStep:
+    """A wave's traffic step as the real run takes it (through the global stack)."""
+
+    declared: dict[str, int]  # the weights restored after the bake when nothing else held them
+    during: dict[str, int]
+    served_pct: dict[str, Decimal]  # what each region in DNS serves meanwhile (worst case for latency)
+    served: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights_before_up": self.during, "weights_after_bake": self.declared,
+                "serves_pct": {s: money.number(p) for s, p in self.served_pct.items()}}
+
+
+def traffic_step(plan: RolloutPlan, wave: Wave) -> TrafficStep | None:
+    if not wave.traffic or plan.global_ is None:
+        return None
+    during = weights_during(plan, wave)
+    return TrafficStep(declared_weights(plan), during, routed_pct(plan.regions, during, plan.global_.routing),
+                       served_text(plan, during))
+
+
 @dataclass
 class DryRunReport:
     environment: str
     plan_path: str
     waves: list[tuple[Wave, list[StackDryRun]]]
     on_failure: str
+    traffic: dict[str, TrafficStep] = field(default_factory=dict)  # wave -> its traffic step
 
     @property
     def stacks(self) -> list[StackDryRun]:
@@ -109,7 +134,9 @@ class DryRunReport:
             "environment": self.environment, "plan": self.plan_path, "dry_run": True,
             "on_failure": self.on_failure,
             "waves": [
-                {"name": w.name, "bake_minutes": w.bake_minutes, "stacks": [s.to_dict() for s in stacks]}
+                {"name": w.name, "bake_minutes": w.bake_minutes,
+                 "traffic": self.traffic[w.name].to_dict() if w.name in self.traffic else None,
+                 "stacks": [s.to_dict() for s in stacks]}
                 for w, stacks in self.waves
             ],
             "would_stop": [{"stack": s.stack, "gates": s.stops} for s in self.stacks if s.stops],
@@ -175,6 +202,7 @@ def dry_run(
 ) -> DryRunReport:
     scenario = plan.gates.cost.scenario
     waves: list[tuple[Wave, list[StackDryRun]]] = []
+    traffic = {w.name: step for w in plan.waves if (step := traffic_step(plan, w)) is not None}
     for wave in plan.waves:
         rows = []
         for stack in wave.stacks:
@@ -192,6 +220,10 @@ def dry_run(
                 continue
             cfg, doc = offline.config, offline.document
             row.steps = _steps(plan, stack, cfg.deploys_in_vpc)
+            if wave.name in traffic and stack == wave.stacks[0]:
+                step = traffic[wave.name]
+                row.steps.insert(-2, f"traffic: global stack {plan.environment} to {changes(step.declared, step.during)} "
+                                     f"before this up, until wave {wave.name} has baked")
             row.concurrent_requests = offline.spec.workload.concurrent_requests
             row.output_tokens_per_s = offline.spec.workload.output_tokens_per_s
             row.budget_usd = cfg.budget.monthly_usd
@@ -205,7 +237,7 @@ def dry_run(
             row.policy = policy_verdict(plan.gates.policy, violations, evaluated)
             row.policy_note = note
         waves.append((wave, rows))
-    return DryRunReport(plan.environment, plan_path, waves, plan.on_failure.rollback)
+    return DryRunReport(plan.environment, plan_path, waves, plan.on_failure.rollback, traffic)
 
 
 def _pct(d: Decimal) -> str:
@@ -228,6 +260,12 @@ def render_text(report: DryRunReport) -> str:
     for i, (wave, rows) in enumerate(report.waves, 1):
         kind = " (canary)" if i == 1 and wave.name != "canary" else ""
         lines.append(f"wave {i}/{n} {wave.name}{kind}: {', '.join(wave.stacks)}; bake {wave.bake_minutes:g} min")
+        step = report.traffic.get(wave.name)
+        if step is not None:
+            lines.append(f"  traffic   before the first up: {changes(step.declared, step.during)} (global stack "
+                         f"{report.environment}; {step.served})")
+            lines.append(f"  traffic   after the bake: back to the weights found before the wave (the declared "
+                         f"shares when nothing else holds them: {changes(step.during, step.declared)})")
         for row in rows:
             sized = f"sized for {_pct(row.sized_pct)}"
             if row.absorbs and row.sized_pct != row.share_pct:

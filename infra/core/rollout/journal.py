@@ -4,6 +4,8 @@ One journal per environment is "current" (`running` or `halted`) until it comple
 and abandoned journals move to history. A stack is `done` only after up and its health check;
 a wave is `done` only after its bake. Resuming re-runs every stack that is not `done` (from
 preflight: each step is safe to repeat) and finishes an interrupted bake for its remaining time.
+A wave's traffic step records the global stack's weights before it changed them (`traffic`), so
+the weights restored after its bake are those, whatever the weights are when a run resumes.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ JOURNAL_VERSION = 1
 StackStatus = Literal["pending", "running", "done", "failed", "rolled-back"]
 WaveStatus = Literal["pending", "deploying", "baking", "done", "failed"]
 RolloutStatus = Literal["running", "halted", "completed", "abandoned"]
+TrafficStatus = Literal["setting", "set", "restoring", "restored"]
 
 
 class _Model(BaseModel):
@@ -47,6 +50,18 @@ class WaveRecord(_Model):
     bake_minutes: float = 0
     bake_started_at: float | None = None
     bake_finished_at: float | None = None
+
+
+class TrafficRecord(_Model):
+    """A wave's traffic step: the weights it holds from its first up to the end of its bake."""
+
+    before: dict[str, int]  # the global stack's weights before the step: what is restored after the bake
+    during: dict[str, int]
+    status: TrafficStatus = "setting"
+
+    @property
+    def held(self) -> bool:
+        return self.status != "restored"
 
 
 class Event(_Model):
@@ -81,6 +96,7 @@ class Journal(_Model):
     approvals: list[dict[str, str]] = Field(default_factory=list)  # {"stack", "by", "gate"}
     waves: dict[str, WaveRecord]
     stacks: dict[str, StackRecord]
+    traffic: dict[str, TrafficRecord] = Field(default_factory=dict)  # wave -> its traffic step, once taken
     events: list[Event] = Field(default_factory=list)
 
     @property

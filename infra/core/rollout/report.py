@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from infra.core.errors import EXIT_OK, EXIT_ROLLOUT_HALTED
 from infra.core.rollout.gates import signed_usd
 from infra.core.rollout.journal import Journal
+from infra.core.rollout.traffic import changes
 
 
 def exit_code(journal: Journal) -> int:
@@ -53,6 +54,10 @@ def render_text(journal: Journal, plan_path: str, repeat: Sequence[str] = ()) ->
     for name, rec in journal.stacks.items():
         if rec.rollback:
             lines.append(f"rollback {name}: {rec.rollback}")
+    for wave, step in journal.traffic.items():
+        state = ("restored after the bake" if not step.held
+                 else "HELD: the weights before the wave are restored once it has baked (--resume)")
+        lines.append(f"traffic {wave}: {changes(step.before, step.during)}; {state}")
     if journal.halted:
         lines.append(f"reason: {journal.halted.reason}")
         lines.append(f"resume: {rollout_command(plan_path, '--resume', repeat=repeat)}   (stacks already done are skipped)")

@@ -4,8 +4,12 @@
     regions:            # region stacks and their traffic shares (infra/core/rollout/regions.py)
       - {stack: prod-us-west-2, region: us-west-2, traffic_share_pct: 40, absorb_region_failure: true}
       - {stack: prod, region: us-east-1, traffic_share_pct: 60, absorb_region_failure: true}
+    global:             # optional: one public hostname over every region (global/Pulumi.yaml)
+      zone_name: example.com
+      routing: weighted   # or latency (the default)
+      health_check: {request_interval_s: 30, failure_threshold: 3}
     waves:              # in order; the first is the canary (exactly one stack)
-      - {name: canary, stacks: [prod-us-west-2], bake_minutes: 60}
+      - {name: canary, stacks: [prod-us-west-2], bake_minutes: 60, traffic: {prod-us-west-2: 10}}
       - {name: main, stacks: [prod], bake_minutes: 30}
     gates:
       policy: {fail_on_advisory: false}
@@ -25,12 +29,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.core.files import read_yaml_file
 from infra.core.errors import UserError, shown
 from infra.core import metrics, patterns
 from infra.core.config import MAX_MONTHLY_USD, StrictModel, Workload, joined_problems, problem_lines
+
+Routing = Literal["latency", "weighted"]
 
 SHARE_TOTAL_TOLERANCE = Decimal("0.01")
 # Placeholders a health URL or query may use; filled per stack.
@@ -74,6 +80,60 @@ class Wave(StrictModel):
     bake_minutes: float = Field(
         ge=0, le=7 * 24 * 60, description="Minutes to watch the wave's health after its last stack is up."
     )
+    traffic: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="Region stack -> percent of the environment's traffic it gets from the wave's first up until "
+        "its bake ends (0 takes it out of DNS; the other regions share the rest by their shares); restored after "
+        "the bake. Needs a global section.",
+    )
+
+    @field_validator("traffic", mode="before")
+    @classmethod
+    def _traffic_numbers(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for stack, pct in value.items():
+                if isinstance(pct, bool) or not isinstance(pct, (int, float, str, Decimal)):
+                    raise ValueError(f"{stack}: {shown(pct)} is not a percent of traffic (0 to 100)")
+        return value
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic_range(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for stack, pct in value.items():
+            if not Decimal(0) <= pct <= Decimal(100):
+                raise ValueError(f"{stack}: {pct} is not allowed; a percent of traffic from 0 to 100")
+        return value
+
+
+class HealthCheckSettings(StrictModel):
+    """The Route 53 health check of each region's record: HTTPS GET of its /health route."""
+
+    request_interval_s: Literal[10, 30] = Field(
+        default=30, description="Seconds between checks from each Route 53 checker: 30, or 10 (billed as fast interval).")
+    failure_threshold: int = Field(
+        default=3, ge=1, le=10, description="Consecutive failed (or passed) checks that make a region unhealthy (healthy).")
+
+
+class GlobalEndpoint(StrictModel):
+    """One public hostname for every region of the environment (the global/ Pulumi project).
+
+    The hostname is the regions' `ingress.hostname` (they must agree): each gateway already serves it
+    and its certificate covers it. Records are alias A records to each region's gateway NLB in the
+    hosted zone, one per region with a health check on the region's /health.
+    """
+
+    zone_name: str = Field(max_length=253, pattern=patterns.HOSTNAME,
+                           description="Public Route 53 hosted zone holding the hostname (and the regional hostnames).")
+    zone_id: str | None = Field(default=None, pattern=patterns.ROUTE53_ZONE_ID,
+                                description="The zone's id, when several public zones share its name.")
+    routing: Routing = Field(
+        default="latency",
+        description="latency: each client to the region nearest it; weighted: by traffic_share_pct (whole percents).")
+    health_check: HealthCheckSettings = Field(default_factory=HealthCheckSettings,
+                                              description="Interval and failure threshold of every region's health check.")
+    budget_monthly_usd: Decimal = Field(
+        default=Decimal(100), gt=0, le=MAX_MONTHLY_USD,
+        description="Spending cap of the global stack itself (Route 53 health checks, queries), USD a month.")
 
 
 class PolicyGate(StrictModel):
@@ -221,8 +281,13 @@ class StateConfig(StrictModel):
 class RolloutPlan(StrictModel):
     """`stacks/<env>.yaml`."""
 
+    # `global` is a Python keyword: the field is `global_`, read and written as `global`.
+    model_config = ConfigDict(**StrictModel.model_config, serialize_by_alias=True)
+
     environment: str = Field(pattern=patterns.DNS_LABEL, description="Environment name (the lock and journal key).")
     regions: tuple[RegionShare, ...] = Field(min_length=1, description="Region stacks and their traffic shares.")
+    global_: GlobalEndpoint | None = Field(
+        default=None, alias="global", description="One public hostname over every region (Route 53, global/).")
     waves: tuple[Wave, ...] = Field(min_length=1, description="Waves in order; the first (canary) has one stack.")
     gates: Gates = Field(description="Policy, cost and health gates.")
     on_failure: OnFailure = Field(default_factory=OnFailure, description="Halt, and optionally roll back.")
@@ -286,6 +351,52 @@ def cross_checks(plan: RolloutPlan) -> list[str]:
             f"waves.0.stacks: {shown(list(plan.waves[0].stacks))} is not allowed; the first wave is the canary "
             "and holds exactly one stack"
         )
+    return problems + _routing_checks(plan)
+
+
+def _routing_checks(plan: RolloutPlan) -> list[str]:
+    """The global section and the waves' traffic steps (what Route 53 records can express)."""
+    problems = []
+    endpoint = plan.global_
+    if endpoint is not None and endpoint.routing == "weighted":
+        for i, r in enumerate(plan.regions):
+            if r.traffic_share_pct != r.traffic_share_pct.to_integral_value():
+                problems.append(f"regions.{i}.traffic_share_pct: {r.traffic_share_pct} is not allowed with "
+                                "global.routing weighted; Route 53 weights are whole numbers (write a whole percent)")
+    stacks = {r.stack for r in plan.regions}
+    for i, wave in enumerate(plan.waves):
+        if not wave.traffic:
+            continue
+        where = f"waves.{i}.traffic"
+        if endpoint is None:
+            problems.append(f"{where}: is not allowed without a global section; weights are the global stack's "
+                            "Route 53 records")
+            continue
+        for stack, pct in wave.traffic.items():
+            if stack not in stacks:
+                problems.append(f"{where}: {shown(stack)} is not allowed; traffic names region stacks "
+                                f"({', '.join(r.stack for r in plan.regions)})")
+            elif endpoint.routing == "latency" and pct != 0:
+                problems.append(f"{where}.{stack}: {pct} is not allowed with global.routing latency; latency "
+                                "records take no weight: 0 takes the region out of DNS, or set routing: weighted")
+            elif pct != pct.to_integral_value():
+                problems.append(f"{where}.{stack}: {pct} is not allowed; Route 53 weights are whole numbers")
+        named = sum((p for s, p in wave.traffic.items() if s in stacks), Decimal(0))
+        rest = [r.stack for r in plan.regions if r.stack not in wave.traffic]
+        if not rest and named == 0:
+            problems.append(f"{where}: every region at 0 is not allowed; at least one region must stay in DNS")
+        elif not rest and abs(named - 100) > SHARE_TOTAL_TOLERANCE:
+            problems.append(f"{where}: percents total {named} is not allowed; naming every region they add up to 100")
+        elif rest and named >= 100:
+            problems.append(f"{where}: percents total {named} is not allowed; they must leave the regions not named "
+                            f"({', '.join(rest)}) some traffic (name them with 0 to take them out of DNS)")
+        queries = plan.gates.health.queries if plan.gates.health else ()
+        blind = [q.name for q in queries if q.on_no_data == "fail"]
+        for stack in wave.stacks:
+            if wave.traffic.get(stack) == 0 and blind:
+                problems.append(f"{where}.{stack}: 0 is not allowed while health queries {', '.join(blind)} fail on no "
+                                f"data: {stack} would serve nothing while its health gate waits for samples; give it a "
+                                "canary percent, or set on_no_data: pass on those queries")
     return problems
 
 

@@ -2,12 +2,15 @@
 
 For each wave in order, for each of its stacks in order:
 
-    preflight -> preview (policy pack) -> policy gate -> cost gate -> up -> health gate
+    preflight -> preview (policy pack) -> policy gate -> cost gate -> [traffic] -> up -> health gate
 
 then the wave bakes (health checked every `interval_s` for `bake_minutes`) before the next
-wave starts. The first failure halts the rollout: the journal records where and why, the failed
-wave is optionally rolled back (each stack updated in this rollout is re-applied with the config
-it had before), and `--resume` later continues with the first stack that is not done.
+wave starts. A wave with a traffic step holds its weights through the environment's global stack
+from before its first up until its bake ends, then restores the weights it found (journaled, so
+a resumed rollout restores those). The first failure halts the rollout: the journal records
+where and why, the failed wave is optionally rolled back (each stack updated in this rollout is
+re-applied with the config it had before, and its weights restored once all are), and `--resume`
+later continues with the first stack that is not done.
 
 Only the interfaces in `infra.core.rollout.interfaces` are touched here (no pulumi, no boto3), so
 tests drive every path with fakes and a fake clock.
@@ -17,20 +20,21 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Callable, Mapping, TextIO
 
 from infra.core.errors import UserError
 from infra.core.errors import WorkspaceError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict
 from infra.core.rollout.interfaces import Clock, CostModel, HealthChecker, Preflight, SystemClock, Workspace
-from infra.core.rollout.journal import Halt, Journal, journal_mismatch, new_journal, parse_journal
+from infra.core.rollout.journal import Halt, Journal, TrafficRecord, journal_mismatch, new_journal, parse_journal
 from infra.core.rollout.report import rollout_command
 from infra.core.rollout.spec import RolloutPlan, Wave
+from infra.core.rollout.traffic import changes as weight_changes
+from infra.core.rollout.traffic import weights_during
 from infra.ops.rollout.state import StateStore
+from infra.ops.rollout.traffic import GlobalTraffic, up_with_config
 
 
 
@@ -85,6 +89,7 @@ class Runner:
     clock: Clock = field(default_factory=SystemClock)
     options: RunOptions = field(default_factory=RunOptions)
     rollout_id: Callable[[str, float], str] = default_rollout_id
+    global_workspace: Workspace | None = None  # the environment's global stack (waves with traffic steps)
 
     # --- progress ------------------------------------------------------------------------
 
@@ -118,6 +123,10 @@ class Runner:
         code. Lock contention raises RolloutLockedError; a journal that does not fit raises UserError.
         """
         self._t0 = self.clock.now()
+        self._traffic_held: set[str] = set()  # waves whose traffic step this run has applied
+        if any(w.traffic for w in self.plan.waves) and self.global_workspace is None:
+            raise UserError(f"{self.plan_path}: waves with a traffic step need the environment's global stack "
+                            "(global/Pulumi.yaml), and this rollout has none")
         holder = {
             "user": _who(), "host": socket.gethostname(), "pid": os.getpid(),
             "since": self._t0, "plan": self.plan_path,
@@ -239,6 +248,7 @@ class Runner:
                 continue
             self._run_stack(journal, wave, stack)
         self._bake(journal, wave, label)
+        self._restore_traffic(journal, wave)
         record.status = "done"
         self._log(journal, "wave", "ok", "deployed and baked", wave=wave.name)
 
@@ -253,7 +263,7 @@ class Runner:
 
     def _fail(self, journal: Journal, wave: Wave, stack: str, step: str, reason: str) -> _Stop:
         self._log(journal, step, "fail", reason, wave=wave.name, stack=stack)
-        self.say(f"  {stack}: {step:<11} FAILED: {reason}")
+        self.say(f"  {stack or 'wave ' + wave.name}: {step:<11} FAILED: {reason}")
         return _Stop(wave.name, stack, step, reason)
 
     def _run_stack(self, journal: Journal, wave: Wave, stack: str) -> None:
@@ -312,7 +322,8 @@ class Runner:
         rec.cost = {k: str(v) for k, v in (verdict.data or {}).items()} | {"status": verdict.status}
         self._gate(journal, wave, stack, "gate-cost", verdict)
 
-        # 4. up
+        # 4. the wave's traffic step (once per run, before its first up), then up
+        self._hold_traffic(journal, wave, stack)
         self._step(journal, wave, stack, "up")
         if not rec.up_attempted:
             rec.previous = previous  # what a rollback of this wave re-applies
@@ -339,6 +350,48 @@ class Runner:
         })
         rec.status = "done"
         self._log(journal, "stack", "ok", "up and healthy", wave=wave.name, stack=stack)
+
+    # --- traffic (the environment's global stack) ----------------------------------------
+
+    def _global(self) -> GlobalTraffic:
+        assert self.global_workspace is not None
+        return GlobalTraffic(self.plan, self.global_workspace)
+
+    def _hold_traffic(self, journal: Journal, wave: Wave, stack: str) -> None:
+        """Apply the wave's weights before its first up in this run; the weights found are
+        journaled the first time, so the restore after the bake puts those back."""
+        if not wave.traffic or wave.name in self._traffic_held:
+            return
+        record = journal.traffic.get(wave.name)
+        self._step(journal, wave, stack, "traffic")
+        try:
+            if record is None:
+                record = TrafficRecord(before=self._global().current(), during=weights_during(self.plan, wave))
+                journal.traffic[wave.name] = record
+                self._save(journal)
+            record.status = "setting"
+            self._global().apply(record.during, self._pulumi_line)
+        except WorkspaceError as exc:
+            raise self._fail(journal, wave, stack, "traffic", f"global stack {self.plan.environment}: {exc}") from None
+        record.status = "set"
+        self._traffic_held.add(wave.name)
+        self._ok(journal, wave, stack, "traffic", f"{weight_changes(record.before, record.during)} (until the bake ends)")
+
+    def _restore_traffic(self, journal: Journal, wave: Wave) -> None:
+        """Put back the weights journaled before the wave's traffic step."""
+        record = journal.traffic.get(wave.name)
+        if record is None or not record.held:
+            return
+        self._log(journal, "traffic-restore", "start", wave=wave.name)
+        record.status = "restoring"
+        try:
+            self._global().apply(record.before, self._pulumi_line)
+        except WorkspaceError as exc:
+            raise self._fail(journal, wave, "", "traffic-restore", f"global stack {self.plan.environment}: {exc}") from None
+        record.status = "restored"
+        detail = f"{weight_changes(record.during, record.before)} (the weights before the wave)"
+        self._log(journal, "traffic-restore", "ok", detail, wave=wave.name)
+        self.say(f"  wave {wave.name}: traffic restored: {detail}")
 
     def _gate(self, journal: Journal, wave: Wave, stack: str, step: str, verdict: GateVerdict) -> None:
         if verdict.stops:
@@ -426,7 +479,8 @@ class Runner:
 
     def _halt(self, journal: Journal, stop: _Stop) -> None:
         wave = next(w for w in self.plan.waves if w.name == stop.wave)
-        journal.waves[wave.name].status = "failed"
+        if stop.step != "traffic-restore":  # a failed restore is retried on resume, without a second bake
+            journal.waves[wave.name].status = "failed"
         failed = journal.stacks[stop.stack] if stop.stack else None
         if failed is not None:
             failed.status = "failed"
@@ -458,23 +512,25 @@ class Runner:
                 self.say(f"  {stack}: rollback    skipped: {rec.rollback}")
                 continue
             self._log(journal, "rollback", "start", "re-applying the last deployed config", wave=wave.name, stack=stack)
-            fd, path = tempfile.mkstemp(prefix=f"rollback-{stack}-", suffix=".yaml")
             try:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(str(config))
-                result = self.workspace.up(stack, on_output=self._pulumi_line, config_file=path)
+                result = up_with_config(self.workspace, stack, str(config), self._pulumi_line)
                 ok = result.result == "succeeded"
                 detail = f"re-applied the config of rollout {previous.get('rollout_id', '?')}: update {result.result}"
             except WorkspaceError as exc:
                 ok, detail = False, f"rollback failed: {exc}"
-            finally:
-                Path(path).unlink(missing_ok=True)
             rec.rollback = detail
             if ok:
                 rec.status = "rolled-back"
                 self.store.write_deployed(stack, dict(previous))
             self._log(journal, "rollback", "ok" if ok else "fail", detail, wave=wave.name, stack=stack)
             self.say(f"  {stack}: rollback    {'ok' if ok else 'FAILED'}: {detail}")
+        attempted = [journal.stacks[s] for s in wave.stacks if journal.stacks[s].up_attempted]
+        if attempted and all(rec.status == "rolled-back" for rec in attempted):
+            # The wave is back on its old config: its traffic goes back too (else it stays held).
+            try:
+                self._restore_traffic(journal, wave)
+            except _Stop:
+                pass  # logged; the weights stay held and the report says so
 
 
 def _changes_text(changes: Mapping[str, int]) -> str:

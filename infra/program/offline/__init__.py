@@ -1,8 +1,12 @@
-"""The offline plan: the real Pulumi programs (`__main__.py`, `workloads/__main__.py`) under mocks.
+"""The offline plan: the real Pulumi programs (`__main__.py`, `workloads/__main__.py`,
+`global/__main__.py`) under mocks.
 
-`run_program` executes both projects exactly as `pulumi up` would (same files, same config keys)
-against the mocks of `mocks` (a fake AWS world) in the isolated runtime of `isolation`: the base
-first, then the workloads with their StackReference answered from the base run's outputs.
+`run_program` executes a region stack's two projects exactly as `pulumi up` would (same files, same
+config keys) against the mocks of `mocks` (a fake AWS world) in the isolated runtime of
+`isolation`: the base first, then the workloads with their StackReference answered from the base
+run's outputs. `plan_global` plans an environment's global stack: every region stack's own
+offline plan first, then the global program with its StackReferences answered from those plans'
+workloads outputs.
 `lean_imports` only makes pulumi_aws import faster. The plan comes from the resolver, which each
 program itself calls with the same inputs (memoised, so it is sized once).
 """
@@ -12,14 +16,17 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from infra.core import money
 from infra.core.config import parse_stack_config, stack_file_entries
-from infra.core.deploy import base_stack_reference
+from infra.core.deploy import base_stack_reference, workloads_stack_reference
+from infra.core.global_stack import ROUTE53_REGION, GlobalStack, resolve_global
 from infra.core.graph import ResourceGraph
-from infra.core.labels import PROJECT, WORKLOADS_PROJECT
-from infra.core.paths import REPO_ROOT, WORKLOADS_DIRNAME
+from infra.core.labels import GLOBAL_PROJECT, PROJECT, WORKLOADS_PROJECT
+from infra.core.paths import GLOBAL_DIRNAME, REPO_ROOT, WORKLOADS_DIRNAME
 from infra.core.resolve import ResolvedStack, resolve
+from infra.core.rollout.traffic import WEIGHTS_KEY
 from infra.core.sizing.plan import FleetPlan
 from infra.program.offline.isolation import MockedRun, normalize, run_mocked
 from infra.program.offline.mocks import MOCK_ACCOUNT_ID, MOCK_ORGANIZATION, FleetMocks, StackOutputs, region_azs
@@ -36,6 +43,7 @@ class Program:
 BASE_PROGRAM = Program(PROJECT, REPO_ROOT / "__main__.py")
 WORKLOADS_PROGRAM = Program(WORKLOADS_PROJECT, REPO_ROOT / WORKLOADS_DIRNAME / "__main__.py")
 PROGRAMS = (BASE_PROGRAM, WORKLOADS_PROGRAM)  # in deploy order: the workloads read the base's outputs
+GLOBAL_PROGRAM = Program(GLOBAL_PROJECT, REPO_ROOT / GLOBAL_DIRNAME / "__main__.py")  # one per environment
 PROGRAM = BASE_PROGRAM.path
 
 
@@ -120,8 +128,63 @@ def plan_stack(stack: str = "prod", project_dir: Path = REPO_ROOT) -> ProgramRun
     return run_program(stack_entries(stack, project_dir), stack=stack)
 
 
+@dataclass
+class GlobalRun(MockedRun):
+    """A mocked run of an environment's global stack, and the region plans that answered its references."""
+
+    resolved: GlobalStack | None = None
+    regions: dict[str, ProgramRun] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"stack", "project", "region", "environment", "hostname", "routing", "regions", "resources",
+        "projects"}`: the global project's own document (`plan --project global --json` adds cost and policy)."""
+        g = self.resolved
+        assert g is not None
+        served = g.routed_pct()
+        return {
+            "stack": self.stack, "project": GLOBAL_PROJECT, "region": self.region, "environment": g.environment,
+            "hostname": g.hostname, "zone_name": g.endpoint.zone_name, "routing": g.endpoint.routing,
+            "health_check": g.endpoint.health_check.model_dump(),
+            "regions": [{"stack": r.stack, "region": r.region,
+                         "traffic_share_pct": money.number(r.share.traffic_share_pct),
+                         "sized_for_pct": money.number(r.sized_pct), "weight": r.weight,
+                         "serves_pct": money.number(served[r.stack]) if r.stack in served else 0,
+                         "outputs": public_outputs(self.regions[r.stack].project(WORKLOADS_PROJECT))}
+                        for r in g.regions],
+            "resources": self.graph.resources(),
+            "projects": {GLOBAL_PROJECT: {"resources": len(self.resources), "outputs": public_outputs(self)}},
+        }
+
+
+def run_global(stack: GlobalStack, regions: Mapping[str, ProgramRun], *,
+               body: Callable[[], Any] | None = None) -> GlobalRun:
+    """The global program under mocks, its StackReferences answered by the region runs' workloads
+    outputs; the stack's weights that differ from the declared ones are passed as its config, as a
+    traffic step passes them. `body` replaces the program file (tests run the composition on a
+    stack resolved from another directory)."""
+    references = {
+        workloads_stack_reference(MOCK_ORGANIZATION, name): StackOutputs(run.project(WORKLOADS_PROJECT).outputs,
+                                                                       run.project(WORKLOADS_PROJECT).secret_outputs)
+        for name, run in regions.items()
+    }
+    entries = {WEIGHTS_KEY: {s: w for s, w in stack.weights.items() if w != stack.declared[s]}}
+    if body is None:
+        run = _run_one(GLOBAL_PROGRAM, entries, stack.environment, ROUTE53_REGION, references)
+    else:
+        run = run_mocked(body, stack.environment, ROUTE53_REGION, config=entries, project=GLOBAL_PROJECT,
+                         stack_outputs=references)
+    return GlobalRun(run.graph, run.outputs, run.secret_outputs, run.diagnostics, stack, dict(regions))
+
+
+def plan_global(environment: str = "prod", project_dir: Path = REPO_ROOT) -> GlobalRun:
+    """The offline plan of an environment's global stack: every region stack's offline plan, then
+    the global program against their outputs."""
+    stack = resolve_global(environment, project_dir)  # config and routing problems first (exit 2)
+    return run_global(stack, {r.stack: plan_stack(r.stack, project_dir) for r in stack.regions})
+
+
 __all__ = [
-    "BASE_PROGRAM", "MOCK_ACCOUNT_ID", "PROGRAMS", "WORKLOADS_PROGRAM", "FleetMocks", "MockedRun", "Program",
+    "BASE_PROGRAM", "GLOBAL_PROGRAM", "GlobalRun", "MOCK_ACCOUNT_ID", "PROGRAMS", "plan_global", "run_global", "WORKLOADS_PROGRAM", "FleetMocks", "MockedRun", "Program",
     "ProgramRun", "normalize", "plan_stack", "public_outputs", "region_azs", "run_mocked", "run_program",
     "stack_entries",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 # lives in (`LaunchTemplate` -> `launch_template.py`) and falls back to running the package's
 # real `__init__` for anything else. Classes and functions are the very same objects; only
 # import order changes. `pulumi up` never goes through this.
-LEAN_AWS_PACKAGES = ("ec2", "eks", "s3", "iam", "kms", "cloudwatch", "vpc", "codebuild")
+LEAN_AWS_PACKAGES = ("ec2", "eks", "s3", "iam", "kms", "cloudwatch", "vpc", "codebuild", "lb", "route53")
 _CAMEL_RE = re.compile(r"(?<!^)(?=[A-Z])")
 
 

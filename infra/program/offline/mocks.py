@@ -119,6 +119,8 @@ class FleetMocks:
             return "", {}
         if typ == STACK_REFERENCE:
             return self._stack_reference(str(inputs.get("name") or args.resource_id or name))
+        if typ == "kubernetes:core/v1:Service" and getattr(args, "resource_id", None):
+            return self._read_service(str(args.resource_id))
         out = self._outputs(typ, name, inputs)
         rid = out.pop("__id")
         return rid, {**inputs, **out}
@@ -129,6 +131,15 @@ class FleetMocks:
                               f"(known: {', '.join(sorted(self.stack_outputs)) or 'none'})")
         ref = self.stack_outputs[stack]
         return stack, {"name": stack, "outputs": dict(ref.outputs), "secretOutputNames": list(ref.secret_names)}
+
+    def _read_service(self, service_id: str) -> tuple[str, dict]:
+        """A LoadBalancer Service read back (the gateway's): its NLB's DNS name, as the in-tree
+        controller names NLBs (`<32 hex>-<16 hex>.elb.<region>.amazonaws.com`)."""
+        namespace, _, svc = service_id.rpartition("/")
+        host = (f"{self._hex(self.region, service_id, n=32)}-{self._hex(self.region, service_id, 'lb', n=16)}"
+                f".elb.{self.region}.{self.dns_suffix}")
+        return service_id, {"metadata": {"name": svc, "namespace": namespace or "default"},
+                            "status": {"loadBalancer": {"ingress": [{"hostname": host}]}}}
 
     def _outputs(self, typ: str, name: str, inputs: dict) -> dict:  # noqa: C901 - a lookup table
         h = self._hex(typ, name)
@@ -241,6 +252,13 @@ class FleetMocks:
             }
         if typ.startswith("aws:s3/"):
             return {"__id": inputs.get("bucket") or f"{name}-{h[:7]}"}
+        if typ == "aws:route53/healthCheck:HealthCheck":
+            hc = self._uuid(typ, name)
+            return {"__id": hc, "arn": f"arn:{self.partition}:route53:::healthcheck/{hc}"}
+        if typ == "aws:route53/record:Record":
+            rname, rtype, ident = inputs.get("name", name), inputs.get("type", "A"), inputs.get("setIdentifier")
+            return {"__id": "_".join(str(p) for p in (inputs.get("zoneId", ""), rname, rtype, ident) if p),
+                    "fqdn": rname}
         return {"__id": f"{name}-{h[:12]}"}
 
     # -- invokes -------------------------------------------------------------------------------
@@ -284,5 +302,15 @@ class FleetMocks:
         if token == "aws:index/getRegion:getRegion":
             return {"id": self.region, "name": self.region, "region": self.region,
                     "endpoint": f"ec2.{self.region}.{self.dns_suffix}", "description": self.region}, []
+        if token == "aws:lb/getHostedZoneId:getHostedZoneId":
+            # A canonical hosted zone per region and load balancer type (a fixed table in the provider).
+            region = a.get("region") or self.region
+            return {"id": "Z" + self._hex(region, str(a.get("loadBalancerType") or "application"), n=13).upper()}, []
+        if token == "aws:route53/getZone:getZone":
+            zone = str(a.get("name") or "").rstrip(".")
+            zone_id = "Z" + self._hex("zone", zone, n=20).upper()
+            return {"id": zone_id, "zoneId": zone_id, "name": zone, "privateZone": False,
+                    "arn": f"arn:{self.partition}:route53:::hostedzone/{zone_id}",
+                    "nameServers": [f"ns-{i}.awsdns-{i:02d}.net" for i in (1, 2, 3, 4)]}, []
         # The program called a data source the mocks do not answer: a bug in this file, loudly.
         raise LookupError(f"offline plan: no mock answer for invoke {token}; add one to infra/program/offline/mocks.py")

@@ -15,7 +15,10 @@ the OpenAI route:
 
 Load balancer: the NLB is requested with annotations on the Envoy Service (through the
 EnvoyProxy resource), which the in-tree AWS service controller of EKS honours with the cluster
-role's permissions: nothing else to install or grant. TLS ends at the NLB with the ACM
+role's permissions: nothing else to install or grant. The Service has a fixed name
+(`GATEWAY_SERVICE_NAME`), and the Gateway waits (`pulumi.com/waitFor`) until Envoy Gateway marks it
+Programmed, which it does once the Service has its load balancer's address: the workloads then
+read that Service back for the NLB's DNS name, which the global stack's alias records point at. TLS ends at the NLB with the ACM
 certificate (tls_certificate_arn) or at Envoy with a Kubernetes secret (tls_secret_name).
 Limits of that choice (instance targets, no access logs) are in docs/serving.md.
 
@@ -37,8 +40,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart
 from infra.core.config import LISTENER_PORT
@@ -58,6 +63,11 @@ CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"  # gateway-hel
 GATEWAY_CLASS = "llm-fleet"
 GATEWAY_NAME = "llm-fleet"
 PROXY_CONFIG_NAME = "llm-fleet-proxy"
+GATEWAY_SERVICE_NAME = "llm-fleet-gateway"  # the Envoy Service (the NLB), in the controller's namespace
+# pulumi-kubernetes (>= 4.18) waits on a custom resource for what this annotation names; Envoy
+# Gateway sets Programmed once the Gateway's Service has an address (the NLB's DNS name).
+WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
+GATEWAY_READY = "condition=Programmed"
 ROUTE_NAME = "openai"
 HEALTH_ROUTE_NAME = "health"
 LISTENER_NAME = "https"
@@ -161,6 +171,7 @@ def envoy_proxy(spec: ServingSpec, tags: dict[str, str]) -> dict:
                         }},
                     },
                     "envoyService": {
+                        "name": GATEWAY_SERVICE_NAME,
                         "type": "LoadBalancer",
                         # Keep the client address and send NLB traffic only to nodes with an Envoy.
                         "externalTrafficPolicy": "Local",
@@ -218,7 +229,8 @@ def gateway(spec: ServingSpec) -> dict:
     return {
         "apiVersion": f"{GATEWAY_API}/v1",
         "kind": "Gateway",
-        "metadata": {"name": GATEWAY_NAME, "namespace": spec.namespace, "labels": common_labels("ingress")},
+        "metadata": {"name": GATEWAY_NAME, "namespace": spec.namespace, "labels": common_labels("ingress"),
+                     "annotations": {WAIT_FOR_ANNOTATION: GATEWAY_READY}},
         "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [
             _listener(spec, LISTENER_NAME, spec.config.ingress.hostname),
             _listener(spec, REGIONAL_LISTENER_NAME, spec.config.regional_hostname),
@@ -416,6 +428,12 @@ class Ingress(pulumi.ComponentResource):
             (obj["kind"], obj["metadata"]["name"]): kube.custom_resource(resource_name(name, obj), obj, after_crds)
             for obj in ingress_objects(spec, args.tags)
         }
+        # Read once the Gateway is created and Programmed: its id is unknown until then (a first
+        # preview skips the read), and the Service exists with the NLB's hostname from then on.
+        service_id = self.objects[("Gateway", GATEWAY_NAME)].id.apply(
+            lambda _: f"{spec.defaults.gateway_namespace}/{GATEWAY_SERVICE_NAME}")
+        self.service = k8s.core.v1.Service.get(f"{name}-gateway-service", service_id, opts=child)
+        self.dns_name = self.service.status.apply(load_balancer_hostname)
         self.register_outputs({
             "hostname": spec.config.ingress.hostname,
             "regional_hostname": spec.config.regional_hostname,
@@ -423,6 +441,16 @@ class Ingress(pulumi.ComponentResource):
             "health_path": HEALTH_PATH,
             "admission_per_proxy": admission_per_proxy(spec),
         })
+
+
+def load_balancer_hostname(status: Any) -> str:
+    """The DNS name a LoadBalancer Service's status carries (`status.loadBalancer.ingress[0].hostname`)."""
+    lb = (status or {}).get("load_balancer") or (status or {}).get("loadBalancer") or {}
+    ingress = lb.get("ingress") or [{}]
+    hostname = ingress[0].get("hostname")
+    if not hostname:
+        raise ValueError(f"the gateway Service {GATEWAY_SERVICE_NAME} has no load balancer hostname yet: {status!r}")
+    return str(hostname)
 
 
 def resource_name(component: str, obj: dict) -> str:
