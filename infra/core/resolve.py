@@ -57,14 +57,8 @@ class ResolvedStack:
 
 
 def lengths_digest(lengths: Lengths | None) -> str:
-    """What simulated requests look like: the declared fixed lengths (None) or a trace's rows."""
-    if lengths is None:
-        return "declared"
-    h = hashlib.sha256(f"{lengths.kind}:{lengths.input_tokens}:{lengths.output_tokens}".encode())
-    if lengths.trace is not None:
-        for column in (lengths.trace.arrival_s, lengths.trace.input_tokens, lengths.trace.output_tokens):
-            h.update(column.tobytes())
-    return h.hexdigest()[:20]
+    """What simulated requests look like: the declared fixed lengths (None) or `Lengths.digest`."""
+    return "declared" if lengths is None else lengths.digest()
 
 
 def plan_digest(spec: SizingSpec, catalog: Catalog | None = None) -> str:

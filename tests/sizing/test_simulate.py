@@ -16,7 +16,8 @@ from infra.core.sizing.perf import ReplicaModel, engine_params
 from infra.core.sizing.simulate.engine import DECODE, DONE, PREFILL, REJECTED, WAITING, Engine, Requests
 from infra.core.sizing.simulate.fleet import _Hpa
 from infra.core.sizing.simulate.replica import run_closed, run_open
-from infra.core.sizing.simulate.scenarios import run_scenario
+from infra.core.sizing.simulate import scenarios
+from infra.core.sizing.simulate.scenarios import run_scenario, verify
 from infra.core.sizing.simulate.stats import Latencies
 from infra.core.sizing.simulate.workload import Lengths, RateProfile, fixed_count, poisson_arrivals
 
@@ -171,3 +172,21 @@ def test_admission_sheds_beyond_the_limit_and_the_shed_requests_are_misses(prod)
     assert r.rejected == int((states == REJECTED).sum()) > 0.05 * r.requests
     assert r.attainment_pct <= 100.0 * (1 - r.rejected / r.requests) + 0.01  # rounded to 2 decimals
     assert not r.passed and "sustained: " in r.why
+
+
+def test_a_verdict_is_simulated_once_per_inputs_and_again_when_an_input_changes(prod, monkeypatch):
+    """Runs are deterministic, so equal inputs share one simulation (prod and its second region,
+    which differ only in region, verify once); any input the fleet reads starts a new one."""
+    seeds = []
+    simulate = scenarios.simulate_fleet
+    monkeypatch.setattr(scenarios, "simulate_fleet", lambda *a, **kw: seeds.append(kw["seed"]) or simulate(*a, **kw))
+    plan, w = prod.plan, prod.spec.workload
+    plan = dataclasses.replace(plan, control=dataclasses.replace(plan.control, admission_limit_per_replica=3))
+    kw = dict(lengths=Lengths(w.input_tokens, w.output_tokens), rate_per_s=10.0, names=("sustained",))
+    first = verify(plan, w, seed=7, **kw)
+    assert verify(dataclasses.replace(plan, region="us-west-2"), w, seed=7, **kw) is first
+    assert seeds == [7]
+    verify(plan, w, seed=8, **kw)
+    verify(dataclasses.replace(plan, control=dataclasses.replace(plan.control, admission_limit_per_replica=4)), w,
+           seed=7, **kw)
+    assert seeds == [7, 8, 7]

@@ -140,6 +140,7 @@ class ReplicaModel:
     ) -> None:
         self.arch, self.gpu, self.tp = arch, gpu, tp
         self.precision, self.kv_dtype, self.engine = precision, kv_dtype, engine
+        self.gpu_memory_utilization = gpu_memory_utilization
         self.max_num_seqs = max_num_seqs or engine.default_max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens or engine.default_max_num_batched_tokens
         self.memory = memory.memory_plan(
@@ -177,6 +178,13 @@ class ReplicaModel:
         # Ring all-reduce moves 2(TP-1)/TP of the buffer over one direction of each link.
         self._link_bw = gpu.interconnect_gb_per_s * 1e9 / 2 * engine.link_eff
         self._overhead_s = engine.step_overhead_ms / 1e3
+
+    @property
+    def identity(self) -> str:
+        """Everything the replica's behaviour depends on (the catalog records in full): equal
+        identities simulate identically."""
+        return repr((self.arch, self.gpu, self.tp, self.precision, self.kv_dtype, self.engine,
+                     self.gpu_memory_utilization, self.max_num_seqs, self.max_num_batched_tokens))
 
     # -- memory -----------------------------------------------------------------------------
     @property

@@ -24,6 +24,7 @@ from infra.core.sizing.control import KneeFigures, derive_control
 from infra.core.sizing.load import steady_state
 from infra.core.sizing.perf import ReplicaModel
 from infra.core.sizing.plan import Control, FleetPlan, ScenarioResult
+from infra.core.sizing.simulate.memo import memoised
 from infra.core.sizing.simulate.replica import Knee, concurrency_knee, find_knee, run_open
 from infra.core.sizing.simulate.scenarios import SCENARIOS, targets_ms, verify
 from infra.core.sizing.simulate.workload import Lengths, OpenLoop
@@ -166,6 +167,15 @@ class VerifiedSearch:
               guess_concurrency: int | None) -> CandidateKnee:
         """max-num-seqs from the closed-loop knee, then the rate knee with that cap."""
         spec, w = self.spec, self.spec.workload
+        inputs = ("knee", self.arch, cand.rm.gpu, cand.tp, cand.precision, spec.model.kv_cache_dtype, cand.rm.engine,
+                  spec.fleet.gpu_memory_utilization, cand.max_num_batched_tokens, spec.model.max_model_len,
+                  w.input_tokens, w.output_tokens, targets_ms(w), w.slo_attainment_pct, self.lengths.digest(),
+                  self.seed, self.knee_requests, guess_per_s, guess_step, guess_concurrency)
+        return memoised(inputs, lambda: self._simulate_knee(cand, guess_per_s, guess_step, guess_concurrency))
+
+    def _simulate_knee(self, cand, guess_per_s: float | None, guess_step: float,
+                       guess_concurrency: int | None) -> CandidateKnee:
+        spec, w = self.spec, self.spec.workload
         engine = cand.rm.engine
         models: dict[int, ReplicaModel] = {}
 
@@ -195,10 +205,10 @@ class VerifiedSearch:
 
     def mean_latency_s(self, ck: CandidateKnee, per_replica_per_s: float) -> float:
         """Mean end-to-end latency of one replica at a Poisson rate (the knee's draws)."""
-        key = round(math.log(per_replica_per_s) / math.log(1.01))  # rates within 1 % share a run
-        if key not in ck.latency_memo:
-            n = self.knee_requests
-            gaps = np.random.default_rng(self.seed).exponential(1.0 / per_replica_per_s, n)
+        key = round(math.log(per_replica_per_s) / math.log(1.01))  # rates within 1 % share a run:
+        if key not in ck.latency_memo:  # the bucket's own rate, so the answer has no history
+            n, rate = self.knee_requests, 1.01 ** key
+            gaps = np.random.default_rng(self.seed).exponential(1.0 / rate, n)
             ins, outs = self.lengths.draw(np.random.default_rng(self.seed + 1), n)
             r = run_open(ck.rm, OpenLoop(np.cumsum(gaps) - gaps[0], ins, outs))
             ck.latency_memo[key] = float(np.mean(r.latencies.e2e_s))

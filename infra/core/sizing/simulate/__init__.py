@@ -7,4 +7,5 @@ scenarios.py  the three verification scenarios of a plan, on the plan's control 
 workload.py   lengths and arrivals (fixed, lognormal, trace; Poisson, ramps)
 trace.py      the Azure LLM inference trace format
 stats.py      percentiles, SLO pass and joint attainment with misses counted
+memo.py       results kept per process, keyed by every input (runs are deterministic)
 """

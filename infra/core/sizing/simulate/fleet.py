@@ -137,7 +137,10 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
     run = FleetRun(R, attempts=[1] * len(arrivals))
     gauges = [GAUGES[g] for g in control.scale_metrics]
     pods: list[Pod] = []
-    heap: list[tuple[float, int]] = []  # (next step start, pod index): busy engines
+    # Engines do not interact between arrivals and control events, so each runs lazily: up to
+    # time t when the router or a controller reads it (`advance`), in a tight loop of its own.
+    active: dict[int, None] = {}  # busy engines (pod indices)
+    steps = 0
     seq = [0]
     in_flight = [0]  # over READY and DRAINING pods
     azs = shape.azs
@@ -152,6 +155,28 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
 
     def finished(rid: int, t: float) -> None:
         in_flight[0] -= 1
+
+    def advance(pi: int, t: float) -> None:
+        """Run pod `pi`'s engine steps that start before `t`."""
+        nonlocal steps
+        p = pods[pi]
+        e = p.engine
+        step = e.step
+        n = 0
+        while e.t < t:
+            step()
+            n += 1
+            if not (e.n_dec or e.pf or e.waiting):  # idle (Engine.busy, inlined: the hot loop)
+                del active[pi]
+                if p.state == DRAINING:
+                    p.state = LOST
+                    node_slots_free[p.az] += 1
+                break
+        steps += n
+
+    def advance_all(t: float) -> None:
+        for pi in list(active):
+            advance(pi, t)
 
     def event(t: float, kind: str, arg: int = 0) -> None:
         seq[0] += 1
@@ -252,6 +277,8 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
     def route(rid: int, t: float) -> None:
         nonlocal di, draws
         n_ready = len(ready)
+        if n_ready and in_flight[0] >= limit * n_ready:
+            advance_all(t)  # the count only falls as engines catch up: exact when it matters
         if n_ready == 0 or in_flight[0] >= limit * n_ready or (max_model_len and R.prompt[rid] + R.output[rid] > max_model_len):
             if retry_after_s is not None and attempt_of[rid] < max_attempts:
                 attempt_of[rid] += 1
@@ -269,20 +296,27 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
             b = int(draws[di + 1] * (n_ready - 1))
             di += 2
             pa, pb = ready[a], ready[b + (b >= a)]
+            if pa in active:
+                advance(pa, t)
+            if pb in active:
+                advance(pb, t)
             pi = pa if pods[pa].engine.in_flight <= pods[pb].engine.in_flight else pb
+        if pi in active:
+            advance(pi, t)
         e = pods[pi].engine
-        idle = not e.busy
         e.waiting.append(rid)
         R.replica[rid] = pi
         in_flight[0] += 1
-        if idle:
+        if pi not in active:
             if e.t < t:
                 e.t = t
-            heapq.heappush(heap, (e.t, pi))
+            active[pi] = None
 
     def control_event(t: float) -> None:
         nonlocal spare_total
         _, _, kind, arg = heapq.heappop(events)
+        if kind in ("scrape", "poll", "az_loss", "sample"):
+            advance_all(t)  # these read (or drop) every engine's state at t
         if kind == "ready":
             p = pods[arg]
             if p.state == STARTING and az_up[p.az]:
@@ -312,11 +346,12 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
             az_up[az] = False
             spare_total -= spare_slots[az]
             spare_slots[az] = node_slots_free[az] = 0
-            for p in pods:
+            for i, p in enumerate(pods):
                 if p.az == az and p.state != LOST:
                     if p.state in (READY, DRAINING):
                         in_flight[0] -= len(p.engine.drop_all(FAILED, t))
                     p.state = LOST
+                    active.pop(i, None)
             ready[:] = [i for i in ready if pods[i].state == READY]
         elif kind == "sample":
             live = [p for p in pods if p.state in (STARTING, READY)]
@@ -324,31 +359,20 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
                                       max(0, spare_total - sum(spare_slots)), last_scrape[0]))
             event(t + sample_every_s, "sample")
 
-    heappop, heappush = heapq.heappop, heapq.heappush
-    steps = 0
+    heappop = heapq.heappop
     t = 0.0
     while True:
         t_arr = arrivals[ai] if ai < n_arr else inf
         t_retry = retries[0][0] if retries else inf
         t_ev = events[0][0]
-        bound = min(t_arr, t_retry, t_ev, until_s)
-        # Engine steps that start before the next arrival or control event.
-        while heap and heap[0][0] < bound:
-            _, pi = heappop(heap)
-            p = pods[pi]
-            if p.state == LOST:
-                continue
-            e = p.engine
-            te = e.step()
-            steps += 1
-            if e.n_dec or e.pf or e.waiting:  # still busy (Engine.busy, inlined: the hot loop)
-                heappush(heap, (te, pi))
-            elif p.state == DRAINING:
-                p.state = LOST
-                node_slots_free[p.az] += 1
-        t = bound
-        if t >= until_s or (t_arr == inf and t_retry == inf and not heap and in_flight[0] == 0):
+        t = min(t_arr, t_retry, t_ev, until_s)
+        if t >= until_s:
+            advance_all(until_s)
             break
+        if t_arr == inf and t_retry == inf:
+            advance_all(t)
+            if not active and in_flight[0] == 0:
+                break
         if progress is not None and t >= next_progress:
             progress(t)
             next_progress = t + 5.0

@@ -25,6 +25,7 @@ from infra.core.sizing.simulate.workload import Lengths, OpenLoop
 
 
 CLIENT_JITTER_S = 0.005  # a closed-loop client's time between an answer and its next request, at most
+LIGHT_REQUESTS = 200  # the unloaded check of find_knee (its latency is the replica's best)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def find_knee(rm: ReplicaModel, lengths: Lengths, targets_ms: dict[str, float | 
               tolerance: float = 0.02) -> Knee:
     """The knee rate, with common random numbers (the same draws at every rate).
 
-    A light load (rate_hi / 64) is tried first: when it fails, nothing passes. Then a bracket is
+    A light load (rate_hi / 64, the first LIGHT_REQUESTS draws) is tried first: when it fails,
+    nothing passes. Then a bracket is
     walked from `guess_per_s` (x guess_step up, / guess_step down) and bisected to `tolerance`.
     """
     rng = np.random.default_rng(seed)
@@ -169,9 +171,9 @@ def find_knee(rm: ReplicaModel, lengths: Lengths, targets_ms: dict[str, float | 
     e2e_ms = targets_ms.get("e2e") or (targets_ms["ttft"] + float(np.max(outs)) * targets_ms["tpot"])
     give_up_s = 2 * e2e_ms / 1e3
 
-    def at(rate: float) -> bool:
+    def at(rate: float, n: int = requests) -> bool:
         if rate not in runs:
-            r, _ = _run_open(rm, OpenLoop(base_t / rate, ins, outs), prefix_hit_fraction, give_up_s)
+            r, _ = _run_open(rm, OpenLoop(base_t[:n] / rate, ins[:n], outs[:n]), prefix_hit_fraction, give_up_s)
             ok = not r.latencies.broken(targets_ms)
             if ok and attainment_pct is not None:
                 ok = r.latencies.attainment_pct(targets_ms) >= attainment_pct
@@ -179,7 +181,7 @@ def find_knee(rm: ReplicaModel, lengths: Lengths, targets_ms: dict[str, float | 
         return runs[rate][0]
 
     light = rate_hi_per_s / 64
-    if not at(light):
+    if not at(light, min(requests, LIGHT_REQUESTS)):  # a light load's steps are many and short: fewer requests
         return Knee(0.0, 0.0, rm.max_num_seqs, None, runs[light][1])
     g = min(max(guess_per_s or rate_hi_per_s / 2, light), rate_hi_per_s)
     step = guess_step  # squared after every step that does not cross: a wrong guess costs few runs

@@ -24,6 +24,7 @@ from infra.core.sizing.perf import ReplicaModel, engine_params
 from infra.core.sizing.plan import FleetPlan, ScenarioResult
 from infra.core.sizing.simulate.engine import DONE
 from infra.core.sizing.simulate.fleet import FleetRun, FleetShape, simulate_fleet
+from infra.core.sizing.simulate.memo import memoised
 from infra.core.sizing.simulate.replica import latencies_of
 from infra.core.sizing.simulate.stats import SLO_METRICS, Latencies
 from infra.core.sizing.simulate.workload import Lengths, RateProfile, open_loop
@@ -193,11 +194,18 @@ def verify(plan: FleetPlan, w: Workload, *, lengths: Lengths, rate_per_s: float,
            catalog: Catalog | None = None, rm: ReplicaModel | None = None, stop_at_first_failure: bool = True,
            names: tuple[str, ...] = SCENARIOS) -> tuple[ScenarioResult, ...]:
     """The plan's verdict in each scenario (cheapest first; by default stopping at the first failure)."""
-    out = []
-    for name in names:
-        r = run_scenario(plan, w, name, lengths=lengths, rate_per_s=rate_per_s, seed=seed, catalog=catalog,
-                         rm=rm).result
-        out.append(r)
-        if stop_at_first_failure and not r.passed:
-            break
-    return tuple(out)
+    rm = rm or replica_model(plan, catalog)
+
+    def run() -> tuple[ScenarioResult, ...]:
+        out = []
+        for name in names:
+            r = run_scenario(plan, w, name, lengths=lengths, rate_per_s=rate_per_s, seed=seed, rm=rm).result
+            out.append(r)
+            if stop_at_first_failure and not r.passed:
+                break
+        return tuple(out)
+
+    # What the fleet simulation reads of the plan: its shape, control block and context window.
+    inputs = ("verify", rm.identity, fleet_shape(plan), plan.control, plan.vllm.max_model_len, w, lengths.digest(),
+              rate_per_s, seed, stop_at_first_failure, names)
+    return memoised(inputs, run)

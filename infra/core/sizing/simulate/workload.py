@@ -8,8 +8,10 @@ replica driver does that).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 from infra.core.sizing.simulate.trace import Trace
@@ -34,6 +36,14 @@ class Lengths:
     def from_trace(cls, trace: Trace) -> "Lengths":
         return cls(int(round(float(np.mean(trace.input_tokens)))), int(round(float(np.mean(trace.output_tokens)))),
                    "trace", trace)
+
+    def digest(self) -> str:
+        """What requests drawn from these lengths look like (a trace: its rows)."""
+        h = hashlib.sha256(f"{self.kind}:{self.input_tokens}:{self.output_tokens}:{self.max_total_tokens}".encode())
+        if self.trace is not None:
+            for column in (self.trace.arrival_s, self.trace.input_tokens, self.trace.output_tokens):
+                h.update(column.tobytes())
+        return h.hexdigest()[:20]
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "fixed":
