@@ -23,6 +23,7 @@ from infra.cli.size import add_trace_arguments, load_trace, replica_from_args
 from infra.core.errors import InputError
 from infra.core.files import atomic_write
 from infra.core.paths import REPO_ROOT
+from infra.core.sizing.simulate.stats import SLO_QUANTILE_PCT
 from infra.core.tables import table
 
 SCENARIO_CHOICES = ("sustained", "az-loss", "burst", "all")
@@ -281,7 +282,7 @@ def plot_timeline(doc: dict[str, Any], path: str, targets: dict[str, float | Non
         ax = axes[3][col]
         ax.plot(t, [row["attainment_pct"] if row["attainment_pct"] is not None else math.nan for row in tl],
                 label="within every SLO", color="tab:green")
-        ax.axhline(attainment_pct.get(s["name"], 95.0), color="grey", linewidth=0.8, linestyle=":", label="target")
+        ax.axhline(attainment_pct.get(s["name"], SLO_QUANTILE_PCT), color="grey", linewidth=0.8, linestyle=":", label="target")
         ax.set_ylim(0, 101)
         ax.set_ylabel("attainment %")
         ax.set_xlabel("simulated time (s)")

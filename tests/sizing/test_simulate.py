@@ -18,7 +18,7 @@ from infra.core.sizing.simulate.fleet import _Hpa
 from infra.core.sizing.simulate.replica import run_closed, run_open
 from infra.core.sizing.simulate import scenarios
 from infra.core.sizing.simulate.scenarios import run_scenario, verify
-from infra.core.sizing.simulate.stats import Latencies
+from infra.core.sizing.simulate.stats import SLO_QUANTILE_PCT, Latencies
 from infra.core.sizing.simulate.workload import Lengths, RateProfile, fixed_count, poisson_arrivals
 
 BUDGET = 256
@@ -190,3 +190,24 @@ def test_a_verdict_is_simulated_once_per_inputs_and_again_when_an_input_changes(
     verify(dataclasses.replace(plan, control=dataclasses.replace(plan.control, admission_limit_per_replica=4)), w,
            seed=7, **kw)
     assert seeds == [7, 8, 7]
+
+
+def test_in_a_burst_the_fleet_scales_out_before_attainment_falls_below_target(prod):
+    """The control loop, as deployed: with room to grow (3 serving nodes per AZ, up to 6) and a
+    ramp slower than the node tier's time to serve, replicas rise above the baseline before any
+    interval's joint attainment drops under the target."""
+    plan, w = prod.plan, prod.spec.workload
+    baseline = 3 * plan.replicas_per_node * plan.azs
+    grow = dataclasses.replace(
+        plan, nodes_per_az=dataclasses.replace(plan.nodes_per_az, min=3, desired=3),
+        control=dataclasses.replace(plan.control, min_replicas=baseline))
+    slow = w.model_copy(update={"burst_factor": 2.0, "burst_ramp_s": 900.0, "burst_hold_s": 60.0})
+    run = run_scenario(grow, slow, "burst", lengths=Lengths(w.input_tokens, w.output_tokens),
+                       rate_per_s=plan.load["arrival_rate_per_s"])
+    rows = run.timeline(scenarios.targets_ms(slow))
+    target = SLO_QUANTILE_PCT
+    rose = next(i for i, r in enumerate(rows) if r["replicas_ready"] > baseline)
+    fell = next((i for i, r in enumerate(rows) if r["attainment_pct"] is not None and r["attainment_pct"] < target),
+                len(rows))
+    assert rows[0]["replicas_ready"] == baseline and run.result.replicas_max > baseline
+    assert rose < fell

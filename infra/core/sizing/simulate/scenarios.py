@@ -26,7 +26,7 @@ from infra.core.sizing.simulate.engine import DONE
 from infra.core.sizing.simulate.fleet import FleetRun, FleetShape, simulate_fleet
 from infra.core.sizing.simulate.memo import memoised
 from infra.core.sizing.simulate.replica import latencies_of
-from infra.core.sizing.simulate.stats import SLO_METRICS, Latencies
+from infra.core.sizing.simulate.stats import SLO_METRICS, SLO_QUANTILE_PCT, Latencies
 from infra.core.sizing.simulate.workload import Lengths, RateProfile, open_loop
 from infra.core.sizing.time_to_serve import NODE_TIER_PATH, after_signal_s, time_to_serve
 
@@ -137,7 +137,7 @@ class ScenarioRun:
 def _p95_ms(values_s: np.ndarray) -> float | None:
     if values_s.size == 0:
         return None
-    q = float(np.percentile(values_s, 95, method="inverted_cdf"))
+    q = float(np.percentile(values_s, SLO_QUANTILE_PCT, method="inverted_cdf"))
     return round(q * 1e3, 1) if np.isfinite(q) else None
 
 
