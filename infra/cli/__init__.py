@@ -17,6 +17,7 @@ from infra.core.errors import EXIT_INTERRUPTED, EXIT_OK, UserError, exit_code_ep
 # built, so `import infra.cli` stays light (the hydrator image imports it for `weights`).
 COMMAND_MODULES = (
     "infra.cli.size",
+    "infra.cli.simulate",
     "infra.cli.weights",
     "infra.cli.plan",
     "infra.cli.cost",

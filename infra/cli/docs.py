@@ -88,7 +88,7 @@ class Facts:
         return ServingSpec(plan=self.prod.plan, config=self.prod.config, weights_bucket=bucket)
 
     @cached_property
-    def calibration(self) -> tuple[dict[str, float], str]:
+    def calibration(self) -> tuple[dict[str, float], str, list]:
         from infra.core.catalog import load_catalog
         from infra.core.sizing import calibrate
         from infra.core.sizing.perf import load_engines
@@ -96,7 +96,19 @@ class Facts:
         engines = dict(load_engines())
         rows, _ = calibrate.read_measurements()
         summary = calibrate.summarise(calibrate.evaluate(rows, engines, load_catalog()))
-        return summary, calibrate.report_for(engines)
+        loaded = calibrate.simulate_load(engines)
+        return summary, calibrate.report_for(engines, loaded=loaded), calibrate.summarise_load(loaded[0])
+
+    @cached_property
+    def prod_scenarios(self) -> list:
+        """The prod plan's verification scenarios, rerun for their timelines (as `simulate --stack prod`)."""
+        from infra.core.sizing.simulate.scenarios import SCENARIOS, run_scenario
+        from infra.core.sizing.simulate.workload import Lengths
+
+        plan, w = self.prod.plan, self.prod.spec.workload
+        return [run_scenario(plan, w, name, lengths=Lengths(w.input_tokens, w.output_tokens),
+                             rate_per_s=plan.load["arrival_rate_per_s"],
+                             warm_pool_state=self.prod.config.gpu_nodes.warm_pool_state) for name in SCENARIOS]
 
 
 # --- blocks --------------------------------------------------------------------------------------
@@ -215,16 +227,22 @@ def cost_diff_sample(f: Facts) -> str:
     return "```\n" + render_diff_markdown(diff).rstrip("\n") + "\n```"
 
 
+def _p95s(v) -> str:
+    def ms(x: float | None, digits: int = 0) -> str:
+        return "miss" if x is None else f"{x:,.{digits}f}"
+
+    return f"{ms(v.ttft_p95_ms)} ms / {ms(v.tpot_p95_ms, 1)} ms / {ms(v.e2e_p95_ms)} ms"
+
+
 def seed_table(f: Facts) -> str:
     p = f.seed_plan
     per_million_at_2 = p.cost.usd_per_million_output_tokens * 2 / p.cost.usd_per_gpu_hour
-    n = p.nodes_per_az
+    n, c = p.nodes_per_az, p.control
     serving = n.desired - p.warm_spares_per_az
-    slots = p.replicas_baseline * p.vllm.max_num_seqs
-    util = p.load["concurrent_requests"] / slots
     pred = p.predicted
-    return "\n".join([
-        "| | seed 004 (hand) | llm-fleet `size` |",
+    by = {v.name: v for v in p.verification}
+    rows = [
+        "| | seed 004 (hand) | llm-fleet `size` (verified in the fleet simulator) |",
         "|---|---|---|",
         f"| shape | 3 nodes x 2 H100, TP=2 | {n.desired * p.azs} x {p.instance_type} ({n.desired} per AZ: {serving} serving "
         f"+ {p.warm_spares_per_az} warm spare), TP={p.tensor_parallel}, {p.replicas_baseline} replicas |",
@@ -235,20 +253,124 @@ def seed_table(f: Facts) -> str:
         f"| $ per 1M output tokens ({p.load['output_tokens_per_s']:,.0f} tok/s) | $0.67 "
         f"(${6 * p.cost.usd_per_gpu_hour / (p.load['output_tokens_per_s'] * 3600 / 1e6):,.2f} on-demand) | ${per_million_at_2:,.2f} at $2/GPU-h, "
         f"${p.cost.usd_per_million_output_tokens:,.2f} on-demand |",
-        f"| predicted p95 with one AZ lost (TTFT / TPOT / e2e) | not checked | {pred.ttft_p95_ms:,.0f} ms / "
+        f"| load simulated | 5,000 tok/s | {p.load['arrival_rate_per_s']:,.1f} requests/s "
+        f"({p.load['arrival_rate_per_s'] * p.load['output_tokens']:,.0f} tok/s: 200 in flight at the simulated latency) |",
+    ]
+    for name, label in (("sustained", "sustained"), ("az-loss", "one AZ lost"), ("burst", f"{p.load['burst_concurrent_requests'] / p.load['concurrent_requests']:g}x burst")):
+        v = by.get(name)
+        if v is not None:
+            rows.append(f"| simulated p95 {label} (TTFT / TPOT / e2e), joint attainment | not checked | {_p95s(v)}, "
+                        f"{v.attainment_pct:.2f} % of {v.requests:,} requests ({'pass' if v.passed else 'FAIL'}) |")
+    rows += [
+        f"| closed form p95 with one AZ lost (the pre-filter) | not checked | {pred.ttft_p95_ms:,.0f} ms / "
         f"{pred.tpot_p95_ms:,.1f} ms / {pred.e2e_p95_ms:,.0f} ms |",
-        f"| burst ({p.load['burst_concurrent_requests']:,.0f} concurrent) | \"2 more nodes via autoscale\" | up to "
-        f"{n.max} nodes per AZ, {p.replicas_max} replicas |",
-        f"| utilisation at sustained load | ~100 % of 6 GPUs | {util * 100:.0f} % of the fleet's running-sequence slots |",
-    ])
+        f"| knee per replica (simulated) | 32 concurrent assumed | {c.knee_rate_per_replica:,.2f} req/s, "
+        f"{c.knee_concurrency_per_replica:,.0f} in flight; max-num-seqs {c.max_num_seqs} |",
+        f"| autoscaling | \"2 more nodes via autoscale\" | {c.min_replicas}-{c.max_replicas} replicas, KEDA on running + "
+        f"waiting > {c.scale_threshold_per_replica} per replica, admission {c.admission_limit_per_replica} per replica |",
+    ]
+    return "\n".join(rows)
+
+
+def prod_budget_verdict(f: Facts) -> str:
+    """Whether the verified prod plan fits prod's budget (the README says so either way)."""
+    report, cfg, plan = f.prod_cost, f.prod.config, f.prod.plan
+    worst, budget = report.total_month("worst"), cfg.budget.monthly_usd
+    fits = worst <= budget
+    return (f"The verified `prod` plan ({plan.nodes_per_az.desired * plan.azs} x {plan.instance_type} at baseline, up to "
+            f"{plan.nodes_per_az.max * plan.azs} at the burst) costs {usd(report.total_month('expected'))} a month expected "
+            f"and {usd(worst)} in the worst case: it {'fits' if fits else 'does **not** fit'} the "
+            f"{usd(budget)} budget{'' if fits else ' (`python -m infra plan --stack prod` exits 3 on gpu-spend-cap)'}.")
+
+
+def prod_scenarios_table(f: Facts) -> str:
+    """The prod plan in each scenario (what `simulate --stack prod` prints)."""
+    rows = ["| scenario | verdict | requests | shed or lost | joint attainment | p95 TTFT / TPOT / e2e | replicas |",
+            "|---|---|---|---|---|---|---|"]
+    for run in f.prod_scenarios:
+        v = run.result
+        rows.append(f"| {v.name} | {'pass' if v.passed else 'FAIL'} | {v.requests:,} | {v.rejected:,} | "
+                    f"{v.attainment_pct:.2f} % | {_p95s(v)} | {v.replicas_min}-{v.replicas_max} |")
+    return "\n".join(rows)
+
+
+def prod_control(f: Facts) -> str:
+    c = f.prod.plan.control
+    lines = [f"- {line}" for line in c.derivation]
+    h = c.hpa
+    lines.append(f"- HPA: scale up at once (stabilization {h.scale_up_stabilization_s} s) by {h.scale_up_pods} pod(s) or "
+                 f"{h.scale_up_percent} % per {h.scale_up_period_s} s, whichever is more; scale down after "
+                 f"{h.scale_down_stabilization_s} s, {h.scale_down_pods} pod per {h.scale_down_period_s} s; KEDA polls every "
+                 f"{c.polling_interval_s} s; min {c.min_replicas}, max {c.max_replicas} replicas.")
+    lines.append(f"- Query: `{c.scale_query}`")
+    return "\n".join(lines)
+
+
+def keda_serving(f: Facts) -> str:
+    """docs/serving.md's autoscaling bullet, from the rendered ScaledObject."""
+    from infra.program.serving import autoscaling
+
+    so = autoscaling.scaled_object(f.serving)["spec"]
+    (trigger,) = so["triggers"]
+    beh = so["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    up, down = beh["scaleUp"], beh["scaleDown"]
+    pods = next(p for p in up["policies"] if p["type"] == "Pods")
+    return (f"- **KEDA** ScaledObject on `{f.serving.deployment_name}`, rendered from the plan's control block (what the "
+            f"fleet simulator ran): Prometheus trigger `{trigger['metadata']['query']}` (running + waiting), AverageValue "
+            f"target {trigger['metadata']['threshold']} per replica, min {so['minReplicaCount']} (baseline), max "
+            f"{so['maxReplicaCount']} (burst), polling {so['pollingInterval']} s, initial cooldown "
+            f"{so['initialCooldownPeriod']} s (one engine load). Scale-up: no stabilization, +{pods['value']} pods or "
+            f"+100 % per {pods['periodSeconds']} s, whichever is more. Scale-down: {down['stabilizationWindowSeconds']} s "
+            f"stabilization, one pod per {down['policies'][0]['periodSeconds'] // 60} minutes. Fallback after "
+            f"{so['fallback']['failureThreshold']} failed reads: `currentReplicasIfHigher` with {so['fallback']['replicas']} "
+            "replicas, so missing metrics never shrink the fleet; a query with no series counts as a failure "
+            "(`ignoreNullValues: false`).")
+
+
+def issue_table(f: Facts) -> str:
+    """The closed form against the replica simulator on the cases that showed the closed form optimistic."""
+    from infra.core.catalog import load_catalog
+    from infra.core.sizing.load import steady_state
+    from infra.core.sizing.perf import ReplicaModel, engine_params
+    from infra.core.sizing.simulate.replica import run_open
+    from infra.core.sizing.simulate.workload import Lengths, fixed_count
+
+    import numpy as np
+
+    cat, e = load_catalog(), engine_params("vllm")
+    cases = [
+        ("long prompts: 70B FP8 TP=2 H100, 8,000 in / 500 out, budget 2,048", "llama-3.3-70b", 2, "fp8", "fp8",
+         8000, 500, 2048, 128, 0.78),
+        ("seed brief: 70B FP8 TP=8 H100, 500 / 200, max-num-seqs 128", "llama-3.3-70b", 8, "fp8", "fp8",
+         500, 200, 8192, 128, 24.0),
+        ("8B BF16 TP=1 H100, 500 / 200", "llama-3.1-8b", 1, "bf16", "auto", 500, 200, 8192, 256, 60.0),
+    ]
+    rows = ["| case | rate per replica | closed form p95 TTFT / TPOT / e2e | simulated p95 TTFT / TPOT / e2e |",
+            "|---|---|---|---|"]
+    for label, model, tp, prec, kv, i, o, mbt, mns, rate in cases:
+        rm = ReplicaModel(cat.model(model), cat.gpu("H100-SXM-80GB"), tp, prec, kv, e, max_num_seqs=mns,
+                          max_num_batched_tokens=mbt)
+        cf = steady_state(rm, i, o, arrival_rate_per_s=rate, request_overhead_ms=e.request_overhead_ms)
+        r = run_open(rm, fixed_count(np.random.default_rng(0), Lengths(i, o), rate, 1500)).to_dict()
+        sim = " / ".join(f"{r[k]['p95']:,.0f} ms" for k in ("ttft_ms", "tpot_ms", "e2e_ms"))
+        closed = (f"{cf.ttft_ms_p95:,.0f} ms / {cf.tpot_ms_p95:,.0f} ms / {cf.e2e_ms_p95:,.0f} ms"
+                  if not cf.saturated else "saturated")
+        rows.append(f"| {label} | {rate:g} req/s | {closed} | {sim} |")
+    return "\n".join(rows)
 
 
 def calibration_summary(f: Facts) -> str:
-    s, _ = f.calibration
-    return (f"- throughput: {s['rows_throughput']} rows, median |error| {s['median_abs_error_throughput'] * 100:.1f} %, "
-            f"most optimistic row {s['max_optimism_throughput'] * 100:+.1f} %;\n"
-            f"- first-token latency: {s['rows_ttft']} rows (2023 TensorRT-LLM), median |error| "
-            f"{s['median_abs_error_ttft'] * 100:.0f} %.")
+    s, _, under_load = f.calibration
+    lines = [f"- throughput: {s['rows_throughput']} rows, median |error| {s['median_abs_error_throughput'] * 100:.1f} %, "
+             f"most optimistic row {s['max_optimism_throughput'] * 100:+.1f} %;",
+             f"- first-token latency: {s['rows_ttft']} rows (2023 TensorRT-LLM), median |error| "
+             f"{s['median_abs_error_ttft'] * 100:.0f} %;"]
+    for x in under_load:
+        lines.append(f"- under load, {x.engine} (the replica simulator): {x.rows} rows, {x.within_20_pct * 100:.0f} % of their "
+                     f"TTFT/TPOT p50/p95 figures within 20 %, median |error| {x.median_abs_error * 100:.1f} %, most "
+                     f"optimistic {x.most_optimistic * 100:+.1f} % (target: never below -25 %);")
+    lines[-1] = lines[-1].rstrip(";") + "."
+    return "\n".join(lines)
 
 
 def calibration_report(f: Facts) -> str:
@@ -399,7 +521,12 @@ BLOCKS = (
     Generated("README.md", "prod-cost", prod_cost_sentence),
     Generated("README.md", "time-to-serve", time_to_serve),
     Generated("README.md", "seed-table", seed_table),
+    Generated("README.md", "prod-budget", prod_budget_verdict),
     Generated("README.md", "calibration", calibration_summary),
+    Generated("docs/simulator.md", "prod-scenarios", prod_scenarios_table),
+    Generated("docs/simulator.md", "prod-control", prod_control),
+    Generated("docs/simulator.md", "closed-form-vs-simulator", issue_table),
+    Generated("docs/serving.md", "keda", keda_serving),
     Generated("docs/program.md", "project-resources", project_resources),
     Generated("docs/program.md", "config-reference", config_reference),
     Generated("docs/weights.md", "exit-codes", exit_codes("weights")),

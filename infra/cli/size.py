@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infra.cli.argtypes import fraction, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json, warn
+from infra.cli.progress import DelayedStatus
 from infra.core.catalog import load_catalog
 from infra.core.config import load_sizing_spec
 from infra.core.errors import InputError
@@ -42,9 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = subparsers.add_parser(
         "size",
-        help="the cheapest fleet plan meeting the SLOs with one AZ lost",
-        description="Search instance type x TP x precision x max-num-seqs for the cheapest plan that meets "
-        "every SLO at sustained load with any one AZ lost.",
+        help="the cheapest fleet plan meeting the SLOs sustained, with an AZ lost and in a burst (simulated)",
+        description="Search instance type x TP x precision x token budget for the cheapest plan that meets "
+        "every SLO: the closed form pre-filters, the fleet simulator verifies the recommendation in three "
+        "scenarios (sustained, the worst AZ lost, the burst) with control settings set at the simulated knee.",
     )
     source = s.add_mutually_exclusive_group(required=True)
     source.add_argument("--workload", metavar="FILE.yaml", help="workload/model/fleet document")
@@ -52,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a stack's Pulumi.<NAME>.yaml, sized as the program sizes it (its region share included)")
     s.add_argument("--project-dir", metavar="DIR", default=None,
                    help="directory holding Pulumi.yaml and Pulumi.<stack>.yaml (default: the repository root)")
+    add_trace_arguments(s)
+    s.add_argument("--verify-alternatives", action="store_true",
+                   help="simulate every alternative's cheapest shape too (slower): their reasons become simulated")
+    s.add_argument("--seed", type=int, default=0, help="simulation seed (default 0): results are deterministic by seed")
     add_json_argument(s, "the FleetPlan")
     s.set_defaults(func=cmd_size)
 
@@ -65,15 +71,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.set_defaults(func=cmd_calibrate)
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from infra.core.sizing.load import steady_state
+def add_trace_arguments(p: argparse.ArgumentParser) -> None:
+    """--trace FILE with --trace-rate R | --trace-scale X (shared by size and simulate)."""
+    p.add_argument("--trace", metavar="FILE.csv",
+                   help="request trace (Azure LLM inference format: TIMESTAMP,ContextTokens,GeneratedTokens): "
+                   "its lengths and arrival pattern replace the declared fixed lengths and Poisson arrivals")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--trace-rate", type=positive_float, metavar="R",
+                       help="replay the trace at a mean of R requests per second (default: at the declared load's rate)")
+    scale.add_argument("--trace-scale", type=positive_float, metavar="X",
+                       help="replay the trace at X times its own rate")
+
+
+def load_trace(args: argparse.Namespace):
+    """The --trace file, rescaled by --trace-rate/--trace-scale; None without --trace."""
+    from infra.core.sizing.simulate.trace import read_trace
+
+    if args.trace is None:
+        if args.trace_rate is not None or args.trace_scale is not None:
+            raise InputError("--trace-rate/--trace-scale", args.trace_rate or args.trace_scale, "only with --trace FILE")
+        return None
+    return read_trace(args.trace).scaled(rate=args.trace_rate, factor=args.trace_scale)
+
+
+def replica_from_args(args: argparse.Namespace):
+    """The replica `--model --gpu --tp --weights --kv --engine ...` describe (predict, simulate);
+    a bad combination exits 2 naming the flag."""
     from infra.core.sizing.perf import ReplicaModel, engine_params
 
     catalog = load_catalog()
     arch = catalog.model(args.model, "--model")
     gpu = catalog.gpu(args.gpu, "--gpu")
-    if args.gpus % args.tp:
-        raise InputError("--gpus", args.gpus, f"a multiple of --tp {args.tp}")
     if arch.num_attention_heads % args.tp:
         raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
     engine = engine_params(args.engine)
@@ -90,6 +118,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"activations {m.activation_bytes / 2**30:.1f} GiB per GPU leave no KV cache within "
             f"{m.usable_bytes / 2**30:.1f} GiB; use more GPUs per replica or a lower precision",
         )
+    return rm
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from infra.core.sizing.load import steady_state
+
+    if args.gpus % args.tp:
+        raise InputError("--gpus", args.gpus, f"a multiple of --tp {args.tp}")
+    rm = replica_from_args(args)
+    arch, gpu, engine = rm.arch, rm.gpu, rm.engine
     replicas = args.gpus // args.tp
     kw: dict = {"request_overhead_ms": engine.request_overhead_ms}
     if args.max_load:
@@ -149,7 +187,7 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
     """The plan as text; `slo_ms` (keys ttft/tpot/e2e) adds the targets beside the predictions."""
     slo_ms = slo_ms or {}
     n = plan.nodes_per_az
-    p, pa, c = plan.predicted, plan.predicted_all_azs, plan.cost
+    p, pa, c, ctl = plan.predicted, plan.predicted_all_azs, plan.cost, plan.control
     lines = [
         f"Fleet plan for {plan.model} ({plan.precision}, KV {plan.vllm.kv_cache_dtype}) in {plan.region}, engine {plan.engine}",
         "",
@@ -163,8 +201,11 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
                 ("GPU nodes per AZ min / desired / max", f"{n.min} / {n.desired} / {n.max}"),
                 ("warm spare nodes per AZ", plan.warm_spares_per_az),
                 ("replicas at burst", plan.replicas_max),
-                ("KEDA queue threshold per replica", plan.keda_queue_threshold),
-                ("admission limit per replica", plan.admission_limit_per_replica),
+                ("simulated knee per replica", f"{ctl.knee_rate_per_replica:,.2f} req/s, "
+                 f"{ctl.knee_concurrency_per_replica:,.1f} in flight"),
+                ("KEDA: running + waiting per replica / polling", f"{ctl.scale_threshold_per_replica} / "
+                 f"{ctl.polling_interval_s} s"),
+                ("admission limit per ready replica", ctl.admission_limit_per_replica),
                 ("vLLM max-num-seqs / max-num-batched-tokens", f"{plan.vllm.max_num_seqs} / {plan.vllm.max_num_batched_tokens}"),
                 ("KV cache per replica (tokens)", plan.kv_cache_tokens_per_replica),
                 ("$/hour baseline / burst", f"{c.usd_per_hour_baseline:,.2f} / {c.usd_per_hour_max:,.2f}"),
@@ -173,8 +214,10 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
             ],
         ),
         "",
+        verification_table(plan, slo_ms),
+        "",
         table(
-            ["predicted (per replica)", "one AZ lost", "all AZs up", "SLO"],
+            ["closed form (per replica)", "one AZ lost", "all AZs up", "SLO"],
             [
                 ("concurrency", p.concurrency_per_replica, pa.concurrency_per_replica, None),
                 ("TTFT p95 (ms)", p.ttft_p95_ms, pa.ttft_p95_ms, slo_ms.get("ttft")),
@@ -203,16 +246,39 @@ def render_plan(plan, slo_ms: dict[str, float | None] | None = None) -> str:
     return "\n".join(lines)
 
 
+def verification_table(plan, slo_ms: dict[str, float | None]) -> str:
+    """The fleet simulator's verdict per scenario (p95s in ms, misses counted)."""
+    if not plan.verification:
+        return "simulated: not verified (closed-form pre-filter only)"
+
+    def ms(v: float | None) -> str:
+        return "miss" if v is None else f"{v:,.0f}"
+
+    slo = "/".join(f"{slo_ms[k]:,.0f}" if slo_ms.get(k) else "-" for k in ("ttft", "tpot", "e2e"))
+    rows = [(v.name, "pass" if v.passed else "FAIL", v.requests, v.rejected, f"{v.attainment_pct:.2f}",
+             f"{ms(v.ttft_p95_ms)} / {ms(v.tpot_p95_ms)} / {ms(v.e2e_p95_ms)}", f"{v.replicas_min}-{v.replicas_max}")
+            for v in plan.verification]
+    return table(["simulated scenario", "verdict", "requests", "shed/lost", "attainment %",
+                  f"p95 TTFT / TPOT / e2e ms (SLO {slo})", "replicas"], rows, right=[2, 3, 4])
+
+
 def cmd_size(args: argparse.Namespace) -> int:
     from infra.core.resolve import resolve, sized
+    from infra.core.sizing.simulate.workload import Lengths
 
-    if args.stack is not None:
-        resolved = resolve(args.stack, Path(args.project_dir) if args.project_dir else REPO_ROOT)
-        spec, plan = resolved.spec, resolved.plan
-        warn(resolved.warnings)
-    else:
-        spec = load_sizing_spec(args.workload)
-        plan = sized(spec)[0]
+    trace = load_trace(args)
+    lengths = Lengths.from_trace(trace) if trace is not None else None
+    rate = trace.rate_per_s if trace is not None and (args.trace_rate or args.trace_scale) else None
+    with DelayedStatus() as note:
+        if args.stack is not None:
+            resolved = resolve(args.stack, Path(args.project_dir) if args.project_dir else REPO_ROOT)
+            spec, plan = resolved.spec, resolved.plan
+            warn(resolved.warnings)
+        else:
+            spec, plan = load_sizing_spec(args.workload), None
+        if plan is None or lengths is not None or args.seed or args.verify_alternatives:
+            plan, _ = sized(spec, lengths=lengths, seed=args.seed, verify_alternatives=args.verify_alternatives,
+                            progress=note, rate_per_s=rate)
     if emit_json(args.json, plan.to_dict()):
         return 0
     w = spec.workload
@@ -224,18 +290,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from infra.core.sizing import calibrate
 
     rows, excluded = calibrate.read_measurements()
-    engines = calibrate.fit(rows)
+    with DelayedStatus() as status:
+        status("fitting the step-time model (public rows, then the replica simulator under load: minutes)")
+        engines, assumptions = calibrate.fit(rows)
     results = calibrate.evaluate(rows, engines, load_catalog())
     summary = calibrate.summarise(results)
     if args.write:
-        calibrate.write_engines(engines)
-        calibrate.write_report(calibrate.render_report(results, excluded, engines))
-    if not emit_json(args.json, {"summary": summary, "engines": {k: vars(v) for k, v in engines.items()}}):
+        calibrate.write_engines(engines, assumptions)
+    loaded = calibrate.simulate_load(engines) if args.write else None
+    if loaded is None:
+        lrows, skipped = calibrate.load_rows.read_load_measurements(assumptions=assumptions)
+        loaded = (calibrate.load_rows.simulate_rows(lrows, engines, load_catalog()), skipped, assumptions)
+    if args.write:
+        calibrate.write_report(calibrate.report_for(engines, loaded=loaded))
+    under_load = [vars(x) for x in calibrate.summarise_load(loaded[0])]
+    doc = {"summary": summary, "under_load": under_load, "load_assumptions": vars(assumptions),
+           "engines": {k: vars(v) for k, v in engines.items()}}
+    if not emit_json(args.json, doc):
         print(
             f"throughput rows {summary['rows_throughput']}: median |error| {summary['median_abs_error_throughput']:.1%}, "
             f"most optimistic {summary['max_optimism_throughput']:+.1%}\n"
             f"first-token rows {summary['rows_ttft']}: median |error| {summary['median_abs_error_ttft']:.1%}"
         )
+        for x in under_load:
+            print(f"under load, {x['engine']}: {x['rows']} rows, {x['within_20_pct']:.0%} of TTFT/TPOT figures within 20 %, "
+                  f"median |error| {x['median_abs_error']:.1%}, most optimistic {x['most_optimistic']:+.1%}")
         if args.write:
             print(f"wrote {calibrate.REPORT_PATH.name} and engines.yaml", file=sys.stderr)
     return 0

@@ -26,6 +26,7 @@ Precision = Literal["bf16", "fp8", "int8", "int4"]
 KvDtype = Literal["auto", "fp8"]
 Engine = Literal["vllm", "trtllm"]
 CapacityType = Literal["on-demand", "capacity-block", "reservation"]
+Scenario = Literal["sustained", "az-loss", "burst"]  # the fleet simulator's verification scenarios
 WarmPoolState = Literal["RUNNING", "STOPPED"]
 
 
@@ -69,6 +70,25 @@ class Workload(StrictModel):
         default=None, gt=0, description="Aggregate generated tokens per second to sustain (optional)."
     )
     availability_pct: float = Field(default=99.9, gt=0, lt=100, description="Availability target per region, percent.")
+    burst_ramp_s: float = Field(
+        default=60.0, ge=0, le=86_400, description="Seconds the burst takes to rise from 1x to burst_factor x (simulated)."
+    )
+    burst_hold_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="Seconds the burst holds at burst_factor x (simulated)."
+    )
+    slo_attainment_pct: dict[Scenario, float] | None = Field(
+        default=None,
+        description="Joint attainment (share of requests within every SLO, percent) each simulated scenario must "
+        "reach on top of the p95s, e.g. {sustained: 99}; default: the p95s alone.",
+    )
+
+    @field_validator("slo_attainment_pct")
+    @classmethod
+    def _attainment_range(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for scenario, pct in (value or {}).items():
+            if not 0 < pct <= 100:
+                raise ValueError(f"{scenario}: {pct} is outside (0, 100] percent")
+        return value
 
 
 class ModelSpec(StrictModel):

@@ -47,6 +47,17 @@ def queue_depth(served_name: str) -> str:
     return f"sum({VLLM_REQUESTS_WAITING}{_selector(served_name)})"
 
 
+# The autoscaling signal: requests in a replica's engine, running or waiting. It rises with the
+# load from the first request on; the queue alone stays 0 until max_num_seqs run.
+IN_FLIGHT_GAUGES = (VLLM_REQUESTS_RUNNING, VLLM_REQUESTS_WAITING)
+
+
+def in_flight(served_name: str) -> str:
+    """Requests running or waiting across the fleet: KEDA divides it by the per-replica threshold."""
+    sel = _selector(served_name)
+    return " + ".join(f"sum({g}{sel})" for g in IN_FLIGHT_GAUGES)
+
+
 def queue_depth_per_replica(served_name: str) -> str:
     sel = _selector(served_name)
     return f"sum({VLLM_REQUESTS_WAITING}{sel}) / clamp_min(count({VLLM_REQUESTS_WAITING}{sel}), 1)"

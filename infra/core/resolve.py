@@ -5,8 +5,10 @@ plan, preflight, the rollout's dry run, the commands, the tests), so each of the
 same spec the same way. A stack listed by an environment (`stacks/<env>.yaml`) is sized for its
 traffic share (`infra.core.rollout.regions`); any other stack for the whole declared workload.
 
-Sizing is the costly step, so plans are memoised by a digest of what they depend on: the
-regional sizing spec (the config with the share applied) and the catalog files.
+Sizing is the costly step (every plan is verified in the fleet simulator), so plans are
+memoised by a digest of what they depend on: the regional sizing spec (the config with the
+share applied), the catalog files and, for `size --trace`, the simulated requests. A process
+pays for a stack's verification once.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from infra.core.catalog import Catalog, catalog_digest
 from infra.core.config import SizingSpec, StackConfig, parse_stack_config, stack_file_entries, stack_warnings
@@ -25,6 +27,7 @@ from infra.core.rollout.regions import HUNDRED, regional_spec, share_of, sizing_
 from infra.core.rollout.spec import RegionShare, RolloutPlan
 from infra.core.sizing.plan import FleetPlan
 from infra.core.sizing.search import size
+from infra.core.sizing.simulate.workload import Lengths
 
 _MEMO_SIZE = 64
 _memo: OrderedDict[str, FleetPlan] = OrderedDict()
@@ -53,6 +56,11 @@ class ResolvedStack:
         return stack_warnings(self.stack, self.config, self.environment.environment if self.environment else None)
 
 
+def lengths_digest(lengths: Lengths | None) -> str:
+    """What simulated requests look like: the declared fixed lengths (None) or `Lengths.digest`."""
+    return "declared" if lengths is None else lengths.digest()
+
+
 def plan_digest(spec: SizingSpec, catalog: Catalog | None = None) -> str:
     """What a plan depends on: the sizing spec it was sized for and the catalog it was sized with."""
     h = hashlib.sha256(spec.model_dump_json().encode())
@@ -60,18 +68,26 @@ def plan_digest(spec: SizingSpec, catalog: Catalog | None = None) -> str:
     return h.hexdigest()[:20]
 
 
-def sized(spec: SizingSpec, catalog: Catalog | None = None) -> tuple[FleetPlan, str]:
-    """`size(spec)`, memoised by `plan_digest` (a synthetic catalog is sized every time)."""
+def sized(spec: SizingSpec, catalog: Catalog | None = None, *, lengths: Lengths | None = None, seed: int = 0,
+          verify_alternatives: bool = False, progress: Callable[[str], None] | None = None,
+          rate_per_s: float | None = None) -> tuple[FleetPlan, str]:
+    """`size(spec, ...)` (verified in the fleet simulator), memoised by `plan_digest` and the
+    simulation's inputs (a synthetic catalog is sized every time)."""
     digest = plan_digest(spec, catalog)
+    options = (lengths_digest(lengths), seed, verify_alternatives, rate_per_s)
+    key = digest if options == ("declared", 0, False, None) else hashlib.sha256(
+        "\0".join(map(str, (digest, *options))).encode()).hexdigest()[:20]
+    kwargs: dict[str, Any] = dict(lengths=lengths, seed=seed, verify_alternatives=verify_alternatives, progress=progress,
+                                  rate_per_s=rate_per_s)
     if catalog is not None:
-        return size(spec, catalog), digest
+        return size(spec, catalog, **kwargs), digest
     with _memo_lock:
-        if digest in _memo:
-            _memo.move_to_end(digest)
-            return _memo[digest], digest
-    plan = size(spec)
+        if key in _memo:
+            _memo.move_to_end(key)
+            return _memo[key], digest
+    plan = size(spec, **kwargs)
     with _memo_lock:
-        _memo[digest] = plan
+        _memo[key] = plan
         while len(_memo) > _MEMO_SIZE:
             _memo.popitem(last=False)
     return plan, digest

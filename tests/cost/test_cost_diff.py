@@ -180,8 +180,9 @@ def test_an_instance_type_change_is_shown_per_node_group(tmp_path, capsys, monke
     write(tmp_path, "head/prod.json", head)
     assert main(["cost-diff", "base", "head", "--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    assert ("**prod**: 9 -> 9 (0) nodes, 72 -> 72 (0) GPUs; instance type p5.48xlarge -> p5en.48xlarge in "
-            "gpu-us-east-1a, gpu-us-east-1b, gpu-us-east-1c") in md
+    nodes = base["plan"]["nodes_per_az"]["desired"] * base["plan"]["azs"]
+    assert (f"**prod**: {nodes} -> {nodes} (0) nodes, {nodes * 8} -> {nodes * 8} (0) GPUs; instance type p5.48xlarge "
+            "-> p5en.48xlarge in gpu-us-east-1a, gpu-us-east-1b, gpu-us-east-1c") in md
     assert main(["cost-diff", "base", "head", "--json"]) == 0
     changes = json.loads(capsys.readouterr().out)["stacks"][0]["instance_type_changes"]
     assert changes == [{"before": ["p5.48xlarge"], "after": ["p5en.48xlarge"],

@@ -42,8 +42,8 @@ def test_prod_cost_golden(report, name, render):
 
 
 def test_prod_costs_the_figure_the_project_quotes(report):
-    # $362,981.42 a month expected, $604,416.41 worst case (README, docs): all priced, all in Decimal.
-    assert [str(cents(report.total_month(s))) for s in ("expected", "worst")] == ["362981.42", "604416.41"]
+    # $724,642.22 a month expected, $724,940.56 worst case (README, docs): all priced, all in Decimal.
+    assert [str(cents(report.total_month(s))) for s in ("expected", "worst")] == ["724642.22", "724940.56"]
     assert report.unpriced == ()
     assert all(isinstance(i.month(s), Decimal) for i in report.items for s in SCENARIOS)
 
@@ -144,6 +144,6 @@ def test_bad_cost_config_is_refused_naming_the_key(prod, assumptions, field):
 
 def test_to_dict_is_json_ready_with_money_as_strings(report):
     d = json.loads(json.dumps(report.to_dict()))
-    assert d["scenarios"]["worst"]["usd_per_month"] == "604416.41" and d["hours_per_month"] == int(H)
-    assert d["scenarios"]["worst"]["gpus"] == 120
+    assert d["scenarios"]["worst"]["usd_per_month"] == "724940.56" and d["hours_per_month"] == int(H)
+    assert d["scenarios"]["worst"]["gpus"] == 144
     assert all(set(v) == set(SCENARIOS) for v in d["components_usd_per_month"].values())

@@ -63,14 +63,17 @@ def test_plan_exits_3_naming_gpu_spend_cap_when_the_budget_is_below_the_worst_ca
     assert {v["policy"] for v in doc["policy"]["violations"]} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
 
 
-def test_prod_plan_writes_its_cost_and_passes_its_policies_within_budget(prod, tmp_path, capsys):
+def test_prod_plan_writes_its_cost_and_reports_the_budget_breach(prod, tmp_path, capsys):
+    """The verified prod plan's worst case is above prod's declared budget (README, Seed 004):
+    the file is still written, with the cost, and the stack spend cap is the one violation."""
     out_json = tmp_path / "prod.json"
-    assert main(["plan", "--stack", "prod", "--json", str(out_json)]) == 0
+    assert main(["plan", "--stack", "prod", "--json", str(out_json)]) == 3
     doc = json.loads(out_json.read_text())
-    assert doc["policy"]["passed"] is True and doc["policy"]["violations"] == []
+    assert doc["policy"]["passed"] is False
+    assert [v["policy"] for v in doc["policy"]["violations"]] == ["gpu-spend-cap-stack"]
     assert doc["cost"] == cost_of_plan(prod).to_dict()
     text = capsys.readouterr().out
-    assert "policy: no violations" in text and "total $/month" in text and "$604,416.41" in text
+    assert "MANDATORY gpu-spend-cap-stack" in text and "total $/month" in text and "$724,940.56" in text
 
 
 def test_readme_quotes_the_prod_cost(prod):

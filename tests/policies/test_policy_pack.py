@@ -1,6 +1,7 @@
 """The pack as a whole: importable without the server, offline evaluation, config, docs."""
 import ast
 import copy
+from decimal import Decimal
 import json
 from pathlib import Path
 
@@ -55,23 +56,35 @@ def test_pulumi_policy_yaml_and_requirements():
     assert "pulumi-policy" in reqs and "PyYAML" in reqs
 
 
-def test_the_prod_plan_has_no_violations_under_its_own_pack_config(prod):
-    assert evaluate(graph_of(prod), config_for_stack("prod")) == []
+def _worst(prod) -> Decimal:
+    from policies import check_plan
+
+    return check_plan(prod, with_budget(10**9)).report.total_month("worst")
+
+
+def test_the_prod_plan_breaks_only_the_stack_spend_cap_under_its_own_pack_config(prod):
+    """The verified prod plan carries its burst at baseline, and its worst case is above the
+    declared budget (README, Seed 004): the stack cap says so; no other rule fires."""
+    violations = evaluate(graph_of(prod), config_for_stack("prod"))
+    assert [(v.policy_name, v.enforcement) for v in violations] == [("gpu-spend-cap-stack", "mandatory")]
     # The same resources as plain dicts, with the plan and region given apart, read the same.
-    assert evaluate(prod["resources"], config_for_stack("prod"), plan=prod["plan"], region=prod["region"]) == []
+    assert evaluate(prod["resources"], config_for_stack("prod"), plan=prod["plan"], region=prod["region"]) == violations
+    assert evaluate(graph_of(prod), with_budget(int(_worst(prod)) + 1)) == []
 
 
 def test_a_budget_below_the_worst_case_is_a_mandatory_gpu_spend_cap_violation(prod):
-    # Worst case: $604,416.41 for the stack, 5 x $55.04 x 730 h = $200,896.00 per GPU node group.
-    violations = evaluate(graph_of(prod), with_budget(500000))
+    # Worst case of one GPU node group: max nodes x $55.04 x 730 h (prod: $241k, 6 nodes per AZ).
+    group_worst = prod["plan"]["nodes_per_az"]["max"] * 55.04 * 730
+    violations = evaluate(graph_of(prod), with_budget(int(group_worst) + 1))
     assert has_mandatory(violations)
     assert {v.policy_name for v in violations} == {"gpu-spend-cap-stack"}
-    violations = evaluate(graph_of(prod), with_budget(200000))
+    violations = evaluate(graph_of(prod), with_budget(int(group_worst) - 1))
     assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
     text = render_violations(violations)
     assert "MANDATORY gpu-spend-cap " in text and "gpu-us-east-1a" in text
-    verdict = verdict_dict(violations, monthly_budget_usd=200000)
-    assert verdict["passed"] is False and verdict["mandatory"] == 4 and verdict["monthly_budget_usd"] == "200000.00"
+    verdict = verdict_dict(violations, monthly_budget_usd=int(group_worst) - 1)
+    assert verdict["passed"] is False and verdict["mandatory"] == 4
+    assert verdict["monthly_budget_usd"] == f"{int(group_worst) - 1}.00"
     json.dumps(verdict)
 
 
@@ -88,7 +101,7 @@ def test_offline_conveniences_region_from_the_document_and_stack_config_fallback
     only_resource_section = {"gpu-spend-cap": {"monthly_budget_usd": 200000}}
     violations = evaluate(graph_of(prod), only_resource_section)  # region: the graph's; stack cap: the group section
     assert {v.policy_name for v in violations} == {"gpu-spend-cap", "gpu-spend-cap-stack"}
-    assert "$604,416.41/month" in next(v.message for v in violations if v.policy_name == "gpu-spend-cap-stack")
+    assert f"${_worst(prod):,.2f}/month" in next(v.message for v in violations if v.policy_name == "gpu-spend-cap-stack")
     cfg, level = policy_config(next(p for p in POLICIES if p.name == "gpu-spend-cap-stack"), only_resource_section)
     assert cfg["monthly_budget_usd"] == 200000 and cfg["scale_events_per_month"] == 30 and level == "mandatory"
 
@@ -164,15 +177,19 @@ def test_check_plan_gives_the_lead_cost_policy_and_exit_code_in_one_call(prod, a
     from policies import check_plan
 
     doc = graph_of(prod) if as_graph else prod
-    ok = check_plan(doc)  # the stack's own pack config
-    assert ok.exit_code == 0 and ok.violations == () and ok.monthly_budget_usd == 650000
+    own = check_plan(doc)  # the stack's own pack config: the verified plan's worst case is above it
+    assert own.exit_code == 3 and own.monthly_budget_usd == 650000
+    assert [v.policy_name for v in own.violations] == ["gpu-spend-cap-stack"]
+    ok = check_plan(doc, with_budget(int(_worst(prod)) + 1))
+    assert ok.exit_code == 0 and ok.violations == ()
     low = check_plan(doc, with_budget(200000))
     assert low.exit_code == 3
     sections = low.sections()
-    assert sections["cost"]["scenarios"]["worst"]["usd_per_month"] == "604416.41"
+    assert sections["cost"]["scenarios"]["worst"]["usd_per_month"] == str(_worst(prod).quantize(Decimal("0.01")))
     assert sections["policy"]["passed"] is False and sections["policy"]["monthly_budget_usd"] == "200000.00"
     text = low.render()
     assert "Cost of stack prod" in text and "MANDATORY gpu-spend-cap" in text
-    # The spend cap's price override reaches the cost report too: 9 nodes x 8 GPUs x $1 x 730 h.
+    # The spend cap's price override reaches the cost report too: nodes x 8 GPUs x $1 x 730 h.
     cheap = check_plan(doc, pack_config(monthly_budget_usd=800000, region="us-east-1", usd_per_gpu_hour=1))
-    assert cheap.report.gpu_month("expected") == 9 * 8 * 730
+    nodes = prod["plan"]["nodes_per_az"]["desired"] * prod["plan"]["azs"]
+    assert cheap.report.gpu_month("expected") == nodes * 8 * 730

@@ -227,7 +227,9 @@ def test_stack_spend_cap_fails_over_budget_and_passes_under(prod_resources):
     resources = prod_resources
     bad, good = STACK_CASES["gpu-spend-cap-stack"]
     [message] = stack_violations("gpu-spend-cap-stack", resources, bad)
-    assert "must keep its worst case within the monthly budget" in message and "15 GPU nodes" in message
+    gpu_nodes = sum(r["inputs"]["scalingConfig"]["maxSize"] for r in resources
+                    if r["type"] == "aws:eks/nodeGroup:NodeGroup" and "gpu" in r["name"])
+    assert "must keep its worst case within the monthly budget" in message and f"{gpu_nodes} GPU nodes" in message
     assert stack_violations("gpu-spend-cap-stack", resources, good) == []
 
 

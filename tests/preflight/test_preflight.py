@@ -122,7 +122,7 @@ def test_outputs_and_flags_name_the_bucket():
 
 
 def test_all_checks_pass_in_a_ready_region(moto_endpoint, world, inputs):
-    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(3072)))
+    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     statuses = {c.name: c.status for c in report.checks}
     assert statuses == {"instance-offering": "pass", "vcpu-quota": "pass", "capacity-reservations": "skip",
                         "eks-version": "pass", "capacity-block-upgrade": "skip",
@@ -133,10 +133,10 @@ def test_all_checks_pass_in_a_ready_region(moto_endpoint, world, inputs):
 
 
 def test_quota_shortfall_fails_with_the_increase_to_request(moto_endpoint, world, inputs):
-    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(1536)))
-    quota = next(c for c in report.checks if c.name == "vcpu-quota")
     need = inputs.required_vcpus
-    assert quota.status == "fail" and f"increase of {need - 1536} vCPUs" in quota.detail
+    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(need // 2)))
+    quota = next(c for c in report.checks if c.name == "vcpu-quota")
+    assert quota.status == "fail" and f"increase of {need - need // 2} vCPUs" in quota.detail
     assert not report.ok
 
 
@@ -169,12 +169,12 @@ def test_too_few_azs_offer_the_type(moto_endpoint, inputs):
 
 
 def test_missing_storage_fails_but_is_skipped_before_the_first_deploy(moto_endpoint, inputs):
-    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(3072)))
+    report = checks.run_checks(inputs, clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     by = {c.name: c for c in report.checks}
     assert by["weights-bucket"].status == "fail" and BUCKET in by["weights-bucket"].detail
     assert by["kms-key"].status == "fail"
     first = dataclasses.replace(inputs, first_deploy=True)
-    report = checks.run_checks(first, clients_for(moto_endpoint, quota_client(3072)))
+    report = checks.run_checks(first, clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     by = {c.name: c for c in report.checks}
     assert [by[n].status for n in ("weights-bucket", "kms-key", "weights-manifest")] == ["skip"] * 3
     assert report.ok
@@ -235,6 +235,10 @@ def test_active_matching_reservations_pass(reserved):
     ({"total": "min"}, "warn", "bursts up to"),
 ])
 def test_reservation_problems(reserved, change, status, text):
+    # The burst-headroom cases need a plan whose max exceeds its min (the verified prod plan
+    # carries its burst at baseline, so give it headroom here).
+    if reserved.nodes_max_per_az <= reserved.nodes_min_per_az:
+        reserved = dataclasses.replace(reserved, nodes_max_per_az=reserved.nodes_min_per_az + 2)
     items = []
     for az, rid in CR.items():
         kwargs = {"total": reserved.nodes_max_per_az}
@@ -243,8 +247,6 @@ def test_reservation_problems(reserved, change, status, text):
             if "total" in change:
                 kwargs["total"] = reserved.nodes_min_per_az if change["total"] == "min" else change["total"]
         items.append(reservation(rid, kwargs.pop("az", az), **kwargs))
-    # The burst-headroom cases need a plan whose max exceeds its min (the prod fixture has one).
-    assert reserved.nodes_min_per_az < reserved.nodes_max_per_az
     result = checks.capacity_reservations(reserved, reservations_client(items))
     assert result.status == status and text in result.detail, result.detail
 
@@ -266,7 +268,7 @@ def test_capacity_block_must_be_a_capacity_block(reserved):
 def test_full_run_with_reservations_mixes_moto_and_stubber(moto_endpoint, world, reserved):
     items = [reservation(rid, az, total=reserved.nodes_max_per_az) for az, rid in CR.items()]
     ec2 = Ec2Proxy(boto3.client("ec2", region_name=REGION, endpoint_url=moto_endpoint), reservations_client(items))
-    report = checks.run_checks(reserved, clients_for(moto_endpoint, quota_client(4000), ec2))
+    report = checks.run_checks(reserved, clients_for(moto_endpoint, quota_client(reserved.required_vcpus), ec2))
     assert report.ok and {c.name: c.status for c in report.checks}["capacity-reservations"] == "pass"
 
 
@@ -279,8 +281,8 @@ def _args(**kw):
     return argparse.Namespace(**{**base, **kw})
 
 
-def test_cli_table_and_exit_codes(moto_endpoint, world, capsys):
-    assert cli_run(_args(), clients=clients_for(moto_endpoint, quota_client(3072))) == 0
+def test_cli_table_and_exit_codes(moto_endpoint, world, capsys, inputs):
+    assert cli_run(_args(), clients=clients_for(moto_endpoint, quota_client(inputs.required_vcpus))) == 0
     out = capsys.readouterr().out
     assert "llm-fleet preflight: stack prod-us-west-2 in us-west-2" in out and "preflight passed" in out
     assert "vcpu-quota" in out and "PASS" in out
@@ -288,10 +290,10 @@ def test_cli_table_and_exit_codes(moto_endpoint, world, capsys):
     assert "preflight FAILED: 1 check(s)" in capsys.readouterr().out
 
 
-def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys):
+def test_cli_json_and_outputs_file(moto_endpoint, world, tmp_path, capsys, inputs):
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps({"weights_bucket": BUCKET, "availability_zones": ["us-west-2a", "us-west-2b", "us-west-2c"]}))
-    code = cli_run(_args(json="-", outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(3072)))
+    code = cli_run(_args(json="-", outputs=str(outputs)), clients=clients_for(moto_endpoint, quota_client(inputs.required_vcpus)))
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and doc["ok"] is True and doc["exit_code"] == 0
     assert doc["sources"]["bucket"] == "stack output weights_bucket"

@@ -67,13 +67,20 @@ def _size(stack: str = "prod"):
     return resolve(stack).plan
 
 
+# The verified prod plan's worst case is above prod's declared budget (README, Seed 004), so
+# `plan --stack prod` reports the stack spend cap and exits 3.
+PROD_EXIT = 3
+PROD_VIOLATIONS = ["gpu-spend-cap-stack"]
+
+
 def test_json_to_stdout_is_the_documented_shape(prod_run, capsys, monkeypatch):
     import infra.program.offline
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
-    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == PROD_EXIT
     doc = json.loads(capsys.readouterr().out)
     jsonschema.validate(doc, PLAN_SCHEMA)
+    assert [v["policy"] for v in doc["policy"]["violations"]] == PROD_VIOLATIONS
     assert_money_rule(doc)  # plan.cost and cost: money as decimal strings
     assert doc["stack"] == "prod" and doc["region"] == "us-east-1"
     assert doc["plan"] == json.loads(json.dumps(_size().to_dict()))  # the plan as `size` issues it
@@ -90,7 +97,7 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
     target = tmp_path / "plan.json"
-    assert main(["plan", "--json", str(target)]) == 0
+    assert main(["plan", "--json", str(target)]) == PROD_EXIT
     out = capsys.readouterr().out
     assert "instance type     p5.48xlarge" in out
     assert "GPU nodes per AZ  min" in out and "warm spare" in out
@@ -153,7 +160,7 @@ def test_fresh_copy_of_the_repository_plans_prod(tmp_path):
         [sys.executable, "-m", "infra", "plan", "--stack", "prod", "--json", str(out)],
         cwd=clone, capture_output=True, text=True, timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == PROD_EXIT, proc.stderr
     assert proc.stderr == ""
     assert "llm-fleet plan: stack prod in us-east-1" in proc.stdout
     doc = json.loads(out.read_text())
@@ -210,34 +217,37 @@ def test_both_projects_in_one_document_with_one_combined_gate(prod_run, capsys, 
     from infra.core.cost import cost_of_plan
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
-    assert main(["plan", "--stack", "prod", "--json", "-"]) == 0
+    assert main(["plan", "--stack", "prod", "--json", "-"]) == PROD_EXIT
     doc = json.loads(capsys.readouterr().out)
     by_project = {}
     for r in doc["resources"]:
         by_project.setdefault(r["urn"].split("::")[1], []).append(r)
     assert {p: len(rs) for p, rs in by_project.items()} == {p: v["resources"] for p, v in doc["projects"].items()}
     assert not [r for r in by_project["llm-fleet"] if r["type"].startswith("kubernetes:")]
-    assert doc["policy"]["passed"] and all(v["policy"]["passed"] for v in doc["projects"].values())
+    # The GPU fleet is the base's: its worst case is over prod's budget (README), the workloads pass.
+    assert [v["policy"] for v in doc["policy"]["violations"]] == PROD_VIOLATIONS
+    assert {p: v["policy"]["passed"] for p, v in doc["projects"].items()} == {"llm-fleet": False,
+                                                                            "llm-fleet-workloads": True}
     assert cost_of_plan(doc).to_dict()["scenarios"] == doc["cost"]["scenarios"]
     base, work = (doc["projects"][p]["cost"]["usd_per_month"] for p in ("llm-fleet", "llm-fleet-workloads"))
     # The base holds the GPU fleet; the workloads only what the gateway's NLB costs.
     assert Decimal(base["worst"]) > 100 * Decimal(work["worst"]) > 0
 
 
-@pytest.mark.parametrize("project, name", [("base", "llm-fleet"), ("workloads", "llm-fleet-workloads")])
-def test_one_project_as_its_own_preview_sees_it(prod_run, capsys, monkeypatch, project, name):
+@pytest.mark.parametrize("project, name, code", [("base", "llm-fleet", PROD_EXIT), ("workloads", "llm-fleet-workloads", 0)])
+def test_one_project_as_its_own_preview_sees_it(prod_run, capsys, monkeypatch, project, name, code):
     import infra.program.offline
     from infra.core.cost import cost_of_document
     from infra.core.graph import graph_of
 
     monkeypatch.setattr(infra.program.offline, "plan_stack", lambda stack, project_dir: prod_run)
-    assert main(["plan", "--stack", "prod", "--project", project, "--json", "-"]) == 0
+    assert main(["plan", "--stack", "prod", "--project", project, "--json", "-"]) == code
     doc = json.loads(capsys.readouterr().out)
     assert doc["project"] == name and "plan" not in doc and "projects" not in doc
     assert {r["urn"].split("::")[1] for r in doc["resources"]} == {name}
     # Re-read (what cost-diff does), the document prices to the cost it carries: nothing synthesised.
     again = cost_of_document(graph_of(doc)).to_dict()
     assert again["scenarios"] == doc["cost"]["scenarios"]
-    assert main(["plan", "--stack", "prod", "--project", project]) == 0
+    assert main(["plan", "--stack", "prod", "--project", project]) == code
     out = capsys.readouterr().out
     assert f"Project {name} (" in out and out.count("Project llm-fleet") == 1

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from infra.core.catalog.charts import image
 from infra.program.components.common import AwsContext
 from infra.core import metrics
-from infra.program.serving import autoscaling, vllm, warm_pool
+from infra.program.serving import autoscaling, observability, vllm, warm_pool
 from infra.program.serving.spec import ServingSpec
 
 from .support import ACCOUNT, CLUSTER, CLUSTER_ARN, TAGS
@@ -26,9 +27,9 @@ def test_scaled_object_matches_plan_and_chart(any_spec: ServingSpec):
     (trigger,) = spec["triggers"]
     assert trigger["type"] == "prometheus" and trigger["metricType"] == "AverageValue"
     md = trigger["metadata"]
-    assert md["query"] == f'sum(vllm:num_requests_waiting{{model_name="{plan.served_name}"}})'
-    assert md["query"] == metrics.queue_depth(plan.served_name)
-    assert md["threshold"] == str(plan.keda_queue_threshold)
+    sel = f'{{model_name="{plan.served_name}"}}'
+    assert md["query"] == f"sum(vllm:num_requests_running{sel}) + sum(vllm:num_requests_waiting{sel})"
+    assert md["query"] == metrics.in_flight(plan.served_name)
     assert md["serverAddress"] == "http://prometheus-operated.monitoring.svc:9090"
     assert md["ignoreNullValues"] == "false"
     assert "metricName" not in md  # removed in KEDA 2.12
@@ -41,16 +42,56 @@ def test_fallback_never_scales_down_on_missing_metrics(any_spec: ServingSpec):
                   "replicas": any_spec.plan.replicas_baseline, "behavior": "currentReplicasIfHigher"}
 
 
+def test_rendered_scaled_object_is_the_simulated_control_block(any_spec: ServingSpec):
+    """What the fleet simulator ran is what KEDA gets: every field the simulator reads from
+    `plan.control` is read back from the rendered ScaledObject, and the trigger's query sums
+    exactly the gauges the simulator sums."""
+    from infra.core.sizing.simulate.fleet import GAUGES
+
+    c = any_spec.plan.control
+    spec = autoscaling.scaled_object(any_spec)["spec"]
+    (trigger,) = spec["triggers"]
+    beh = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    pods, percent = beh["scaleUp"]["policies"]
+    rendered = {
+        "query": trigger["metadata"]["query"],
+        "threshold": int(trigger["metadata"]["threshold"]),
+        "polling": spec["pollingInterval"],
+        "min": spec["minReplicaCount"], "max": spec["maxReplicaCount"],
+        "up_window": beh["scaleUp"]["stabilizationWindowSeconds"],
+        "up_pods": (pods["type"], pods["value"], pods["periodSeconds"]),
+        "up_percent": (percent["type"], percent["value"], percent["periodSeconds"]),
+        "down_window": beh["scaleDown"]["stabilizationWindowSeconds"],
+        "down": [(p["type"], p["value"], p["periodSeconds"]) for p in beh["scaleDown"]["policies"]],
+    }
+    h = c.hpa
+    assert rendered == {
+        "query": c.scale_query, "threshold": c.scale_threshold_per_replica, "polling": c.polling_interval_s,
+        "min": c.min_replicas, "max": c.max_replicas, "up_window": h.scale_up_stabilization_s,
+        "up_pods": ("Pods", h.scale_up_pods, h.scale_up_period_s),
+        "up_percent": ("Percent", h.scale_up_percent, h.scale_up_period_s),
+        "down_window": h.scale_down_stabilization_s, "down": [("Pods", h.scale_down_pods, h.scale_down_period_s)],
+    }
+    assert beh["scaleUp"]["selectPolicy"] == "Max"  # the simulator takes the larger policy
+    names = re.findall(r"(vllm:[a-z_]+)\{", rendered["query"])
+    assert tuple(names) == c.scale_metrics and set(names) <= set(GAUGES)
+    # The vLLM scrape interval the simulated signal lags by.
+    pm = observability.vllm_pod_monitor(any_spec)["spec"]["podMetricsEndpoints"][0]
+    assert pm["interval"] == f"{c.metrics_scrape_interval_s}s"
+
+
 def test_hpa_behaviour_is_paced_for_gpu_start_times(any_spec: ServingSpec):
     spec = autoscaling.scaled_object(any_spec)["spec"]
+    plan = any_spec.plan
     beh = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     up, down = beh["scaleUp"], beh["scaleDown"]
     assert up["stabilizationWindowSeconds"] == 0 and up["selectPolicy"] == "Max"
-    assert {"type": "Pods", "value": max(1, any_spec.placeholders), "periodSeconds": 60} in up["policies"]
+    warm_replicas = plan.warm_spares_per_az * plan.azs * plan.replicas_per_node
+    assert {"type": "Pods", "value": max(1, warm_replicas), "periodSeconds": 60} in up["policies"]
     # Scale-down waits longer than a cold node takes to serve, one replica at a time.
     cold_s = warm_pool.total_s(warm_pool.time_to_serve(any_spec)["cold"])
     assert down["stabilizationWindowSeconds"] >= cold_s
-    assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": any_spec.defaults.scale_down_period_s}]
+    assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
     assert spec["initialCooldownPeriod"] == math.ceil(vllm.expected_load_s(any_spec))
 
 
@@ -130,3 +171,56 @@ def test_project_policy_pack_accepts_the_serving_resources(serving_run):
     rules = [p for p in POLICIES if isinstance(p, ResourceValidationPolicy)]
     violations = evaluate([r.to_dict() for r in serving_run.resources], config_for_stack("prod"), policies=rules)
     assert violations == []
+
+
+def _control_as_rendered(so: dict, control):
+    """The control block read back from a rendered ScaledObject (what KEDA and the HPA will run)."""
+    import dataclasses
+
+    spec = so["spec"]
+    (trigger,) = spec["triggers"]
+    beh = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    pods, percent = beh["scaleUp"]["policies"]
+    (down,) = beh["scaleDown"]["policies"]
+    hpa = dataclasses.replace(
+        control.hpa, scale_up_stabilization_s=beh["scaleUp"]["stabilizationWindowSeconds"],
+        scale_up_pods=pods["value"], scale_up_percent=percent["value"], scale_up_period_s=pods["periodSeconds"],
+        scale_down_stabilization_s=beh["scaleDown"]["stabilizationWindowSeconds"], scale_down_pods=down["value"],
+        scale_down_period_s=down["periodSeconds"])
+    return dataclasses.replace(
+        control, scale_query=trigger["metadata"]["query"], scale_metrics=tuple(re.findall(r"(vllm:[a-z_]+)\{",
+                                                                                            trigger["metadata"]["query"])),
+        scale_threshold_per_replica=int(trigger["metadata"]["threshold"]), polling_interval_s=spec["pollingInterval"],
+        min_replicas=spec["minReplicaCount"], max_replicas=spec["maxReplicaCount"], hpa=hpa)
+
+
+def test_in_a_burst_replicas_rise_above_baseline_before_attainment_falls_under_the_rendered_trigger():
+    """A burst that ramps slower than a warm spare takes to serve (one spare node per AZ, so the
+    plan keeps burst headroom): the fleet, run with the trigger read back from the rendered
+    ScaledObject, adds replicas before any interval's joint attainment drops below 95 %."""
+    import copy
+    import dataclasses
+
+    from infra.core.config import StackConfig
+    from infra.core.sizing.simulate.scenarios import run_scenario
+    from infra.core.sizing.simulate.workload import Lengths
+
+    from .support import make_spec, prod_config
+
+    doc = copy.deepcopy(prod_config().model_dump(mode="json"))
+    doc["workload"].update(burst_factor=2.0, burst_ramp_s=900, burst_hold_s=120, output_tokens_per_s=None)
+    doc["fleet"]["warm_spares_per_az"] = 1
+    spec = make_spec(StackConfig.model_validate(doc), "slow-burst")
+    plan = spec.plan
+    assert plan.replicas_max > plan.replicas_baseline, "the plan must keep headroom for this burst"
+    rendered = _control_as_rendered(autoscaling.scaled_object(spec), plan.control)
+    assert rendered == plan.control
+    w = spec.config.workload
+    run = run_scenario(dataclasses.replace(plan, control=rendered), w, "burst",
+                       lengths=Lengths(w.input_tokens, w.output_tokens), rate_per_s=plan.load["arrival_rate_per_s"])
+    timeline = run.timeline({"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms})
+    rise = next(i for i, row in enumerate(timeline) if row["replicas_ready"] > plan.replicas_baseline)
+    fall = next((i for i, row in enumerate(timeline) if (row["attainment_pct"] or 100) < 95), None)
+    assert fall is None or rise < fall, (rise, fall)
+    assert run.result.passed and run.result.replicas_max > plan.replicas_baseline
+    assert max(row["spares_in_use"] for row in timeline) > 0  # the first new replicas came from the spares

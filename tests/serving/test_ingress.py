@@ -97,7 +97,7 @@ def test_per_tenant_rate_limit_from_config(any_spec: ServingSpec):
 def test_circuit_breaker_at_the_plans_admission_limit(any_spec: ServingSpec):
     plan = any_spec.plan
     cb = _btp(any_spec)["circuitBreaker"]
-    fleet_limit = plan.admission_limit_per_replica * plan.replicas_max
+    fleet_limit = plan.control.admission_limit_per_replica * plan.replicas_max
     per_proxy = math.ceil(fleet_limit / any_spec.envoy_replicas)
     assert cb["maxConnections"] == cb["maxParallelRequests"] == per_proxy
     assert per_proxy * any_spec.envoy_replicas >= fleet_limit > (per_proxy - 1) * any_spec.envoy_replicas

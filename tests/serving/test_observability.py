@@ -41,7 +41,7 @@ def test_queue_kv_xid_and_node_alerts(any_spec: ServingSpec):
     sel = f'{{model_name="{name}"}}'
     assert rules["VllmQueueSustained"]["expr"] == (
         f"sum(vllm:num_requests_waiting{sel}) / clamp_min(count(vllm:num_requests_waiting{sel}), 1) "
-        f"> {any_spec.plan.keda_queue_threshold}")
+        f"> {any_spec.plan.control.admission_limit_per_replica - any_spec.plan.control.max_num_seqs}")
     assert rules["VllmQueueSustained"]["for"] == "15m"
     assert rules["VllmKvCacheNearlyFull"]["expr"] == f"max by (pod) (vllm:kv_cache_usage_perc{sel}) > 0.9"
     assert rules["GpuXidError"]["expr"] == "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from infra.core.catalog.charts import chart, image
 from infra.core.labels import gpu_taint_eks
+from infra.core.sizing import time_to_serve
 GPU_TAINT = gpu_taint_eks()
 from infra.program.serving import vllm
 from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
@@ -95,7 +96,8 @@ def test_resources_are_proportional_to_the_gpus(any_spec: ServingSpec):
 def test_probes_size_the_startup_for_the_model_load(any_spec: ServingSpec):
     p = vllm.probes(any_spec)
     d = any_spec.defaults
-    load_s = any_spec.weights_gib / d.nvme_load_gib_per_s + d.engine_init_s
+    tts = time_to_serve.ASSUMPTIONS
+    load_s = any_spec.weights_gib / tts.nvme_load_gib_per_s + tts.engine_init_s
     startup = p["startupProbe"]
     budget_s = startup["periodSeconds"] * startup["failureThreshold"]
     assert load_s * d.startup_safety_factor <= budget_s < load_s * d.startup_safety_factor + startup["periodSeconds"]
@@ -160,9 +162,11 @@ def test_registered_release_carries_the_values(serving_run, prod_spec):
 def test_any_plan_maps_consistently(prod_spec, tp, replicas_per_az, extra, spares, threshold, seqs):
     """For any plan shape: GPUs per pod = TP, replicas and thresholds pass through unchanged."""
     plan = prod_spec.plan
+    control = dataclasses.replace(plan.control, scale_threshold_per_replica=threshold, max_num_seqs=seqs,
+                                  min_replicas=replicas_per_az * plan.azs, max_replicas=replicas_per_az * plan.azs + extra)
     new = dataclasses.replace(
         plan, tensor_parallel=tp, replicas_per_az=replicas_per_az,
-        replicas_max=replicas_per_az * plan.azs + extra, warm_spares_per_az=spares, keda_queue_threshold=threshold,
+        replicas_max=replicas_per_az * plan.azs + extra, warm_spares_per_az=spares, control=control,
         vllm=dataclasses.replace(plan.vllm, tensor_parallel_size=tp, max_num_seqs=seqs),
     )
     spec = ServingSpec(plan=new, config=prod_spec.config, weights_bucket=prod_spec.weights_bucket)
@@ -177,6 +181,15 @@ def test_any_plan_maps_consistently(prod_spec, tp, replicas_per_az, extra, spare
     assert (so["minReplicaCount"], so["maxReplicaCount"]) == (model["replicaCount"], new.replicas_max)
     assert so["triggers"][0]["metadata"]["threshold"] == str(threshold)
     assert warm_pool.placeholder_deployment(spec)["spec"]["replicas"] == spares * plan.azs
+
+
+@pytest.mark.parametrize("field", ["min_replicas", "max_replicas", "max_num_seqs"])
+def test_a_control_block_that_disagrees_with_its_plan_is_refused(prod_spec, field):
+    plan = prod_spec.plan
+    control = dataclasses.replace(plan.control, **{field: getattr(plan.control, field) + 1})
+    with pytest.raises(Exception, match=f"plan.control.{field}"):
+        ServingSpec(plan=dataclasses.replace(plan, control=control), config=prod_spec.config,
+                    weights_bucket=prod_spec.weights_bucket)
 
 
 def test_tp_larger_than_a_node_is_refused(prod_spec):

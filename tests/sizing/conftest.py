@@ -3,6 +3,7 @@ import copy
 import pytest
 import yaml
 
+from infra.cli import main
 from infra.core.config import SizingSpec
 
 SEED = {
@@ -42,3 +43,18 @@ def write_workload(tmp_path):
         return str(p)
 
     return _write
+
+
+@pytest.fixture
+def call(capsys):
+    """Run the CLI in process (fast); argparse's own errors exit through SystemExit."""
+
+    def _call(*argv):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _call

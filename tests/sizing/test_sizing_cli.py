@@ -1,5 +1,6 @@
 """`predict` and `size` as a user runs them: JSON contracts, exit codes, no tracebacks."""
 import json
+from decimal import Decimal
 import subprocess
 import sys
 
@@ -13,21 +14,6 @@ def run(*argv):
     """Run the CLI in a subprocess, as a user would."""
     p = subprocess.run([sys.executable, "-m", "infra", *argv], capture_output=True, text=True, timeout=120)
     return p.returncode, p.stdout, p.stderr
-
-
-@pytest.fixture
-def call(capsys):
-    """Run the CLI in process (fast); argparse's own errors exit through SystemExit."""
-
-    def _call(*argv):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return _call
 
 
 PREDICT = ["predict", "--model", "llama-3.3-70b", "--gpu", "H100-SXM-80GB", "--gpus", "2", "--tp", "2",
@@ -72,7 +58,10 @@ def test_size_seed_json_contract():
     assert code == 0, err
     d = json.loads(out)
     assert_money_rule(d)
-    assert d["cost"]["usd_per_node_hour"] == "55.04" and d["alternatives"][0]["usd_per_hour_baseline"]
+    from infra.core.catalog.prices import load_price_book
+
+    catalog_price = load_price_book().instance("us-east-1", d["instance_type"]).usd
+    assert Decimal(d["cost"]["usd_per_node_hour"]) == catalog_price and d["alternatives"][0]["usd_per_hour_baseline"]
     assert d["instance_type"].startswith("p5") and d["precision"] == "fp8" and d["azs"] == 3
     assert d["predicted"]["e2e_p95_ms"] <= 4000
     assert isinstance(d["alternatives"], list) and d["alternatives"]
@@ -177,6 +166,23 @@ def test_size_yaml_that_is_not_a_mapping_exits_2(call, tmp_path):
     p.write_text("- a\n- b\n")
     code, _, err = call("size", "--workload", str(p))
     assert code == 2 and "expected a mapping" in err and "Traceback" not in err
+
+
+def test_size_verify_alternatives_simulates_them_and_says_why_they_lost(call, seed_doc, write_workload, tmp_path):
+    seed_doc["fleet"]["instance_types"] = ["p5.48xlarge"]
+    out = tmp_path / "plan.json"
+    code, _, err = call("size", "--workload", write_workload(seed_doc), "--verify-alternatives", "--json", str(out))
+    assert code == 0, err
+    d = json.loads(out.read_text())
+    simulated = [a for a in d["alternatives"] if a["verification"]]
+    assert simulated, "the other TP degree that the closed form accepts is simulated too"
+    for a in simulated:
+        names = [v["name"] for v in a["verification"]]
+        assert names and set(names) <= {"sustained", "az-loss", "burst"}
+        if a["feasible"]:
+            assert Decimal(a["usd_per_hour_baseline"]) >= Decimal(d["cost"]["usd_per_hour_baseline"]) and "verified" in a["why"]
+        else:
+            assert "fails in simulation" in a["why"] and any(f"{n}: " in a["why"] for n in names)
 
 
 def test_predict_refuses_mixtral_on_one_l40s_and_an_unmodelled_layout(call, tmp_path):

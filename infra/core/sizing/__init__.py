@@ -1,4 +1,4 @@
-"""Pure sizing library: memory, step-time model, latency under load, SLO search.
+"""Pure sizing library: memory, step-time model, closed form, the vLLM fleet simulator, SLO search.
 
 Imports neither pulumi nor boto3 (tests enforce it).
 """

@@ -6,8 +6,10 @@ Reads `infra/core/catalog/calibration/public_measurements.csv` (a copy of the pr
 benchmark table), turns every row with fixed prompt/answer lengths into a prediction problem
 (max-load throughput, a static batch, or a batch-1 first-token latency), and fits each
 engine's factors by deterministic coordinate descent on log error, with a penalty on
-optimistic predictions (an optimistic sizing model under-provisions). `--write` rewrites
-`infra/core/catalog/engines.yaml` and `docs/calibration-report.md`.
+optimistic predictions (an optimistic sizing model under-provisions). A second stage runs the
+replica simulator against every row of `load_measurements.csv` it can model (load_rows.py) and
+fits the factors those rows identify (STAGES); the public rows stay in that loss. `--write`
+rewrites `infra/core/catalog/engines.yaml` and `docs/calibration-report.md`.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import csv
 import math
 import re
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -24,6 +27,7 @@ from infra.core.catalog import CATALOG_DIR, Catalog, load_catalog
 from infra.core.files import atomic_write
 from infra.core.paths import DOCS_DIR
 from infra.core.sizing import load as load_model
+from infra.core.sizing import load_rows
 from infra.core.sizing.perf import ENGINES_FILE, EngineParams, ReplicaModel, load_engines
 
 CSV_PATH = CATALOG_DIR / "calibration" / "public_measurements.csv"
@@ -40,18 +44,32 @@ FIT_BOUNDS: dict[str, tuple[float, float]] = {
     "step_overhead_ms": (0.0, 8.0),
     "overlap_k": (1.0, 8.0),
 }
-# Which factors each engine's rows can identify. vLLM's public rows are all decode-dominated
-# (batch 8, 32-token prompts): compute and attention efficiency are not observable there, so
-# vLLM takes TensorRT-LLM's fitted values scaled by VLLM_COMPUTE_PRIOR (an assumption: both run
-# the same class of cuBLAS/CUTLASS FP8 GEMMs; vLLM's lower kernel fusion costs some of it).
+# Which factors each engine's rows identify, in two stages: the public (max-load, static-batch,
+# batch-1) rows, then the rows measured under load (the replica simulator against each; the
+# public rows stay in that loss so they are not given up). What neither identifies is borrowed,
+# and the report says so (BORROWED).
 _ALL = ("bw_eff", "kv_bw_eff", "compute_eff", "attn_eff", "allreduce_latency_us", "link_eff", "step_overhead_ms", "overlap_k")
-FITTED = {
-    "trtllm": _ALL,
-    "trtllm-2023": _ALL,
-    "vllm": ("bw_eff", "allreduce_latency_us", "step_overhead_ms"),
+STAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    "trtllm-2023": {"public": _ALL, "load": ()},
+    # NIM sweeps: first-token latency (prefill compute) and inter-token latency under load at
+    # TP 1, 2, 4 and 8 (the per-step overhead and the all-reduces).
+    "trtllm": {"public": ("bw_eff", "kv_bw_eff", "link_eff", "overlap_k"),
+               "load": ("compute_eff", "attn_eff", "step_overhead_ms", "allreduce_latency_us")},
+    # vLLM's public rows are decode-dominated (batch 8, 32-token prompts); its load rows are one
+    # configuration (H200, 70B FP8, TP=1): prefill compute and KV reads at long contexts.
+    "vllm": {"public": ("bw_eff", "allreduce_latency_us", "step_overhead_ms"),
+             "load": ("compute_eff", "attn_eff", "kv_bw_eff")},
 }
-VLLM_COMPUTE_PRIOR = 0.9
+FITTED = {name: st["public"] + st["load"] for name, st in STAGES.items()}
+# Not identifiable from vLLM's rows (no vLLM row under load with TP > 1 and a stated setup):
+# taken from TensorRT-LLM's fit, said in the report.
+BORROWED = {"vllm": {"link_eff": "trtllm", "overlap_k": "trtllm"}}
 OPTIMISM_LIMIT = 0.20  # predictions more than 20 % above a measurement are penalised hard
+LOAD_OPTIMISM_LIMIT = 0.25  # a simulated latency more than 25 % below a measurement is penalised hard
+NIM_MAX_BATCH_CHOICES = (64, 128, 256, 512, 1024, 2048)
+# Stage two weighs the public rows this much against the load rows: those are several
+# configurations measured directly, the load rows one source's sweeps behind an unstated setup.
+PUBLIC_WEIGHT = 2.0
 
 _MODEL_KEYS = [
     (r"405B", "llama-3.1-405b"),
@@ -214,23 +232,72 @@ def _loss(results: list[RowResult]) -> float:
     return statistics.fmean(abs(e) for e in errs) + 20.0 * penalty
 
 
-def fit_engine(name: str, rows: list[Measurement], start: EngineParams, catalog: Catalog, rounds: int = 6) -> EngineParams:
-    """Coordinate descent over the fitted factors, shrinking the step each round."""
-    mine = [m for m in rows if m.engine == name]
-    best = start
-    best_loss = _loss(evaluate(mine, {name: best}, catalog))
+def _descend(fields: tuple[str, ...], start: EngineParams, loss_of: Callable[[EngineParams], float],
+             rounds: int, steps: int) -> EngineParams:
+    """Deterministic coordinate descent over `fields`, shrinking the step each round."""
+    best, best_loss = start, loss_of(start)
     for rnd in range(rounds):
-        for field in FITTED[name]:
+        for field in fields:
             lo, hi = FIT_BOUNDS[field]
             span = (hi - lo) / (3 ** (rnd + 1))
             current = getattr(best, field)
-            for k in range(-4, 5):
-                value = min(hi, max(lo, current + k * span / 4))
+            for k in range(-steps, steps + 1):
+                value = min(hi, max(lo, current + k * span / steps))
                 cand = replace(best, **{field: round(value, 4)})
-                loss = _loss(evaluate(mine, {name: cand}, catalog))
+                loss = loss_of(cand)
                 if loss < best_loss - 1e-9:
                     best, best_loss = cand, loss
     return best
+
+
+def fit_engine(name: str, rows: list[Measurement], start: EngineParams, catalog: Catalog, rounds: int = 6,
+               fields: tuple[str, ...] | None = None) -> EngineParams:
+    """Stage one: the public rows, over `fields` (default: the engine's public-stage fields)."""
+    mine = [m for m in rows if m.engine == name]
+    return _descend(fields or STAGES[name]["public"], start,
+                    lambda e: _loss(evaluate(mine, {name: e}, catalog)), rounds, 4)
+
+
+def load_figure_errors(result: load_rows.LoadResult) -> dict[str, float]:
+    """simulated / measured - 1 for TTFT and TPOT at the median and p95 (or what the row states)."""
+    errors = result.errors()
+    out = {}
+    for pair in LOAD_METRIC_PAIRS:
+        key = next((m for m in pair if m in errors), None)
+        if key is not None:
+            out[key] = errors[key]
+    return out
+
+
+def _load_pairs(result: load_rows.LoadResult) -> list[float]:
+    """log(simulated / measured) of `load_figure_errors`, for the losses."""
+    return [math.log1p(e) for e in load_figure_errors(result).values()]
+
+
+LOAD_METRIC_PAIRS = (("ttft_ms_median", "ttft_ms_mean"), ("ttft_ms_p95",), ("tpot_ms_median", "itl_ms_mean"),
+                     ("tpot_ms_p95", "itl_ms_p95"))
+
+
+def load_loss(results: list[load_rows.LoadResult], fitted_only: bool = True) -> float:
+    """Mean |log error| over the rows' TTFT/TPOT figures, with a heavy penalty on optimism."""
+    errs = [e for r in results if not r.row.anchor and (r.row.fitted or not fitted_only) for e in _load_pairs(r)]
+    if not errs:
+        return 0.0
+    floor = math.log(1 - LOAD_OPTIMISM_LIMIT)
+    return statistics.fmean(abs(e) for e in errs) + 20.0 * sum(max(0.0, floor - e) ** 2 for e in errs) / len(errs)
+
+
+def fit_on_load(name: str, rows: list[Measurement], lrows: list[load_rows.LoadRow], start: EngineParams,
+                catalog: Catalog, rounds: int = 4) -> EngineParams:
+    """Stage two: the load rows (simulated) and the public rows together, over the load-stage fields."""
+    mine = [m for m in rows if m.engine == name]
+    loaded = [r for r in lrows if r.engine == name and r.fitted]
+
+    def loss_of(e: EngineParams) -> float:
+        public = _loss(evaluate(mine, {name: e}, catalog))
+        return PUBLIC_WEIGHT * public + load_loss(load_rows.simulate_rows(loaded, {name: e}, catalog))
+
+    return _descend(STAGES[name]["load"], start, loss_of, rounds, 2)
 
 
 def _start(e: EngineParams) -> EngineParams:
@@ -238,22 +305,59 @@ def _start(e: EngineParams) -> EngineParams:
     return replace(e, **{k: round((lo + hi) / 2, 4) for k, (lo, hi) in FIT_BOUNDS.items()})
 
 
-def fit(rows: list[Measurement], catalog: Catalog | None = None) -> dict[str, EngineParams]:
+def fit_assumptions(engines: dict[str, EngineParams], catalog: Catalog) -> load_rows.LoadAssumptions:
+    """The figures the load sources do not state: NIM's batch cap (the choice with the lowest
+    load loss) and the multi-turn set's prefix-cache hit rate (its anchor row's median TTFT)."""
+    best_batch, best = load_rows.LoadAssumptions().nim_max_batch, math.inf
+    for batch in NIM_MAX_BATCH_CHOICES:
+        lrows, _ = load_rows.read_load_measurements(assumptions=load_rows.LoadAssumptions(nim_max_batch=batch))
+        loss = load_loss(load_rows.simulate_rows([r for r in lrows if r.engine == "trtllm"], engines, catalog),
+                         fitted_only=False)
+        if loss < best - 1e-9:
+            best_batch, best = batch, loss
+    lo, hi = 0.0, 0.99
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        lrows, _ = load_rows.read_load_measurements(assumptions=load_rows.LoadAssumptions(multi_turn_prefix_hit=mid))
+        (anchor,) = [r for r in lrows if r.anchor]
+        res = load_rows.simulate_row(anchor, engines[anchor.engine], catalog)
+        if res.simulated["ttft_ms_median"] > anchor.measured["ttft_ms_median"]:
+            lo = mid  # too slow: more of the prompt must come from the cache
+        else:
+            hi = mid
+    return load_rows.LoadAssumptions(nim_max_batch=best_batch, multi_turn_prefix_hit=round((lo + hi) / 2, 3))
+
+
+def fit(rows: list[Measurement], catalog: Catalog | None = None, *, load: bool = True
+        ) -> tuple[dict[str, EngineParams], load_rows.LoadAssumptions]:
+    """Both stages for every engine; with `load=False` only stage one, the other fields as checked in."""
     catalog = catalog or load_catalog()
-    engines = {name: _start(e) for name, e in load_engines().items()}
-    engines["trtllm"] = fit_engine("trtllm", rows, engines["trtllm"], catalog)
+    checked_in = load_engines()
+    assumptions = load_assumptions()
+    if not load:  # stage one again, from the checked-in stage-two values (the reproducibility check)
+        engines = dict(checked_in)
+        for name in STAGES:
+            public = STAGES[name]["public"]
+            start = replace(checked_in[name], **{k: round(sum(FIT_BOUNDS[k]) / 2, 4) for k in public})
+            engines[name] = fit_engine(name, rows, start, catalog)
+        return engines, assumptions
+    engines = {name: _start(e) for name, e in checked_in.items()}
     engines["trtllm-2023"] = fit_engine("trtllm-2023", rows, engines["trtllm-2023"], catalog)
+    engines["trtllm"] = fit_engine("trtllm", rows, engines["trtllm"], catalog)
     t = engines["trtllm"]
-    engines["vllm"] = replace(
-        engines["vllm"],
-        compute_eff=round(t.compute_eff * VLLM_COMPUTE_PRIOR, 4),
-        kv_bw_eff=t.kv_bw_eff,
-        attn_eff=round(t.attn_eff * VLLM_COMPUTE_PRIOR, 4),
-        link_eff=t.link_eff,
-        overlap_k=t.overlap_k,
-    )
+    engines["vllm"] = replace(engines["vllm"], **{k: getattr(t, k) for k in BORROWED["vllm"]})
     engines["vllm"] = fit_engine("vllm", rows, engines["vllm"], catalog)
-    return engines
+    for _ in range(2):  # assumptions, then stage two, then stage one again with stage two's values
+        assumptions = fit_assumptions(engines, catalog)
+        lrows, _ = load_rows.read_load_measurements(assumptions=assumptions)
+        for name in ("trtllm", "vllm"):
+            engines[name] = fit_on_load(name, rows, lrows, engines[name], catalog)
+            public = STAGES[name]["public"]
+            start = replace(engines[name], **{k: round(sum(FIT_BOUNDS[k]) / 2, 4) for k in public})
+            engines[name] = fit_engine(name, rows, start, catalog)
+            if name == "trtllm":
+                engines["vllm"] = replace(engines["vllm"], **{k: getattr(engines[name], k) for k in BORROWED["vllm"]})
+    return engines, assumptions
 
 
 def summarise(results: list[RowResult]) -> dict[str, float]:
@@ -271,8 +375,9 @@ def summarise(results: list[RowResult]) -> dict[str, float]:
 
 _ENGINE_HEADER = """\
 # Engine efficiency factors for the step-time model (infra/core/sizing/perf.py).
-# Written by `python -m infra calibrate --write` from infra/core/catalog/calibration/public_measurements.csv;
-# do not edit the fitted values by hand. Non-fitted fields are engine defaults:
+# Written by `python -m infra calibrate --write` from infra/core/catalog/calibration/public_measurements.csv
+# and load_measurements.csv (the replica simulator under load); do not edit the fitted values or the
+# load_assumptions (figures the load sources leave unstated) by hand. Non-fitted fields are engine defaults:
 #   default_max_num_seqs / default_max_num_batched_tokens: vLLM's defaults on >=70 GiB GPUs (1024 / 8192);
 #   TensorRT-LLM's trtllm-bench runs with a large batch (2048) and kv_cache_free_gpu_mem_fraction ~0.95.
 #   reserve_full_context: TensorRT-LLM's GUARANTEED_NO_EVICT scheduler reserves KV for the whole answer.
@@ -280,23 +385,57 @@ _ENGINE_HEADER = """\
 """
 
 
-def write_engines(engines: dict[str, EngineParams], path: Path = ENGINES_FILE) -> None:
-    doc = {"engines": {}}
+def write_engines(engines: dict[str, EngineParams], assumptions: load_rows.LoadAssumptions,
+                  path: Path = ENGINES_FILE) -> None:
+    doc: dict = {"engines": {}}
     for name, e in sorted(engines.items()):
         row = {k: getattr(e, k) for k in EngineParams.__dataclass_fields__ if k != "name"}
         row["fitted"] = list(FITTED[name])
         doc["engines"][name] = row
+    doc["load_assumptions"] = asdict(assumptions)
     atomic_write(path, _ENGINE_HEADER + yaml.safe_dump(doc, sort_keys=False))
 
 
-def render_report(results: list[RowResult], excluded: list[Excluded], engines: dict[str, EngineParams]) -> str:
+def load_assumptions(path: Path = ENGINES_FILE) -> load_rows.LoadAssumptions:
+    """The load sources' unstated figures as the last `calibrate --write` set them."""
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    return load_rows.LoadAssumptions(**(doc.get("load_assumptions") or {}))
+
+
+@dataclass(frozen=True)
+class LoadSummary:
+    engine: str
+    rows: int
+    figures: int  # TTFT/TPOT figures compared
+    within_20_pct: float  # share of the figures within 20 % of the measurement
+    median_abs_error: float
+    most_optimistic: float  # the lowest simulated / measured - 1 (negative: optimistic)
+    most_pessimistic: float
+
+
+def summarise_load(results: list[load_rows.LoadResult]) -> list[LoadSummary]:
+    out = []
+    for engine in sorted({r.row.engine for r in results}):
+        mine = [r for r in results if r.row.engine == engine and not r.row.anchor]
+        errs = [math.expm1(e) for r in mine for e in _load_pairs(r)]
+        if errs:
+            out.append(LoadSummary(engine, len(mine), len(errs), sum(abs(e) <= 0.2 for e in errs) / len(errs),
+                                   statistics.median(abs(e) for e in errs), min(errs), max(errs)))
+    return out
+
+
+def render_report(results: list[RowResult], excluded: list[Excluded], engines: dict[str, EngineParams],
+                  loaded: list[load_rows.LoadResult], not_simulated: list[load_rows.NotSimulated],
+                  assumptions: load_rows.LoadAssumptions) -> str:
     s = summarise(results)
     lines = [
         "# Calibration report",
         "",
-        "Generated by `python -m infra calibrate --write` from",
-        "`infra/core/catalog/calibration/public_measurements.csv`. Error = predicted / measured - 1 for",
-        "throughput, measured / predicted - 1 for latency: positive means the model is optimistic.",
+        "Generated by `python -m infra calibrate --write` (and `python -m infra docs --write`) from",
+        "`infra/core/catalog/calibration/public_measurements.csv` (the step-time model: throughput and",
+        "batch-1 latency) and `infra/core/catalog/calibration/load_measurements.csv` (the replica",
+        "simulator under load). Public rows: error = predicted / measured - 1 for throughput,",
+        "measured / predicted - 1 for latency: positive means the model is optimistic.",
         "",
         f"- Throughput rows: {s['rows_throughput']}, median |error| {s['median_abs_error_throughput']:.1%}, "
         f"most optimistic {s['max_optimism_throughput']:+.1%}",
@@ -331,13 +470,87 @@ def render_report(results: list[RowResult], excluded: list[Excluded], engines: d
     lines += ["", "## Rows not used", "", "| row | engine | model | reason |", "|---|---|---|---|"]
     for x in excluded:
         lines.append(f"| {x.row} | {x.engine} | {x.model} | {x.reason} |")
+    lines += render_load_section(loaded, not_simulated, assumptions, engines)
     return "\n".join(lines) + "\n"
 
 
-def report_for(engines: dict[str, EngineParams], catalog: Catalog | None = None) -> str:
+def render_load_section(loaded: list[load_rows.LoadResult], not_simulated: list[load_rows.NotSimulated],
+                        assumptions: load_rows.LoadAssumptions, engines: dict[str, EngineParams]) -> list[str]:
+    """The replica simulator against every row measured under load."""
+    lines = [
+        "",
+        "## Under load: the replica simulator against every measured row",
+        "",
+        "Each row is simulated as it was measured (closed loop of N clients, or N Poisson arrivals at a rate),",
+        "with the engine's fitted factors. Error = simulated / measured - 1: **negative means the simulator is",
+        "optimistic** (less latency than was measured). Target: TTFT and TPOT p50/p95 within 20 %, never",
+        f"optimistic by more than {LOAD_OPTIMISM_LIMIT:.0%} (rows that state a mean instead of a median, or the",
+        "inter-token latency instead of TPOT, are compared on what they state).",
+        "",
+        "| engine | rows | figures | within 20 % | median abs error | most optimistic | most pessimistic |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for x in summarise_load(loaded):
+        lines.append(f"| {x.engine} | {x.rows} | {x.figures} | {x.within_20_pct * 100:.0f} % | "
+                     f"{x.median_abs_error * 100:.1f} % | {x.most_optimistic * 100:+.1f} % | {x.most_pessimistic * 100:+.1f} % |")
+    borrowed = ", ".join(f"`{k}` from {v}" for k, v in BORROWED["vllm"].items())
+    lines += [
+        "",
+        "What the sources do not state, and where the figures come from:",
+        "",
+        f"- NIM's maximum batch size: {assumptions.nim_max_batch} (of {', '.join(map(str, NIM_MAX_BATCH_CHOICES))},"
+        " the one whose simulated sweeps match best). Sweeps above"
+        f" {load_rows.FIT_MAX_CLIENTS} clients are dominated by queueing in front of NIM's engine (its batching"
+        " policy is not stated): they are reported and choose the batch size, but do not fit the efficiency factors.",
+        f"- The vLLM multi-turn set's prefix-cache hit rate: {assumptions.multi_turn_prefix_hit:.0%} of each prompt,"
+        f" set so that `{load_rows.MULTI_TURN_ANCHOR}`'s median TTFT matches (that row is not counted above).",
+        "- The vLLM rows' length distributions: lognormal around the stated means (the spread of the Azure",
+        "  conversation trace); the sources state means only.",
+        f"- vLLM data is thin: the rows under load are one configuration (vLLM 0.14, H200, Llama-3.1-70B FP8,"
+        f" TP=1). They set vLLM's {', '.join(STAGES['vllm']['load'])}; its {', '.join(STAGES['vllm']['public'])}"
+        f" come from the public decode-only rows; {borrowed} are borrowed (no vLLM row under load has TP > 1 with a"
+        " stated setup). A vLLM plan with TP > 1 on another GPU rests on those.",
+        "",
+        "| row | engine | model | GPU x TP | weights/KV | in/out (mean) | load | TTFT p50 | TTFT p95 | TPOT p50 | TPOT p95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in loaded:
+        row = r.row
+        load = f"{row.concurrency} clients" if row.concurrency else f"{row.rate_per_s:g}/s x {row.prompts}"
+        if row.prefix_hit_fraction:
+            load += f", prefix hit {row.prefix_hit_fraction:.0%}"
+        cells = []
+        for pair in LOAD_METRIC_PAIRS:
+            key = next((m for m in pair if m in row.measured), None)
+            sim = r.simulated.get(key) if key else None
+            if key is None or sim is None:
+                cells.append("-")
+                continue
+            tag = {"ttft_ms_mean": " (mean)", "itl_ms_mean": " (ITL mean)", "itl_ms_p95": " (ITL)"}.get(key, "")
+            cells.append(f"{row.measured[key]:,.1f} / {sim:,.1f}{tag}: {sim / row.measured[key] - 1:+.0%}")
+        anchor = " (anchor)" if row.anchor else ""
+        lines.append(f"| {row.id}{anchor} | {row.engine} | {row.model} | {row.gpu} x{row.tp} | {row.precision}/{row.kv_dtype} "
+                     f"| {row.lengths.input_tokens}/{row.lengths.output_tokens} | {load} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: measured / simulated ms: error.", "", "### Rows under load not simulated", "",
+              "| row | engine | model | reason |", "|---|---|---|---|"]
+    for x in not_simulated:
+        lines.append(f"| {x.id} | {x.engine} | {x.model} | {x.reason} |")
+    return lines
+
+
+def simulate_load(engines: dict[str, EngineParams], catalog: Catalog | None = None
+                  ) -> tuple[list[load_rows.LoadResult], list[load_rows.NotSimulated], load_rows.LoadAssumptions]:
+    assumptions = load_assumptions()
+    lrows, not_simulated = load_rows.read_load_measurements(assumptions=assumptions)
+    return load_rows.simulate_rows(lrows, engines, catalog or load_catalog()), not_simulated, assumptions
+
+
+def report_for(engines: dict[str, EngineParams], catalog: Catalog | None = None,
+               loaded: tuple | None = None) -> str:
     """docs/calibration-report.md for these engine factors (the one writer of that file's text)."""
+    catalog = catalog or load_catalog()
     rows, excluded = read_measurements()
-    return render_report(evaluate(rows, engines, catalog or load_catalog()), excluded, engines)
+    return render_report(evaluate(rows, engines, catalog), excluded, engines, *(loaded or simulate_load(engines, catalog)))
 
 
 def write_report(text: str, path: Path = REPORT_PATH) -> None:

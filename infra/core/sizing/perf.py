@@ -113,13 +113,13 @@ class StepBreakdown:
 
     @property
     def total_s(self) -> float:
-        # A p-norm of the two roofline terms: never below max(memory, compute), and near the
-        # ridge point (both terms alike) slower than either, as real kernels are.
-        k = self.overlap_k
-        m, c = self.memory_s, self.compute_s
-        hi = max(m, c)
-        core = hi * ((m / hi) ** k + (c / hi) ** k) ** (1 / k) if hi > 0 else 0.0
-        return core + self.comm_s + self.overhead_s
+        return _overlap(self.memory_s, self.compute_s, self.overlap_k) + self.comm_s + self.overhead_s
+
+
+def _overlap(m: float, c: float, k: float) -> float:
+    """A p-norm of the two roofline terms: never below max(memory, compute), and near the ridge
+    point (both terms alike) slower than either, as real kernels are."""
+    return (m ** k + c ** k) ** (1 / k)
 
 
 class ReplicaModel:
@@ -140,6 +140,7 @@ class ReplicaModel:
     ) -> None:
         self.arch, self.gpu, self.tp = arch, gpu, tp
         self.precision, self.kv_dtype, self.engine = precision, kv_dtype, engine
+        self.gpu_memory_utilization = gpu_memory_utilization
         self.max_num_seqs = max_num_seqs or engine.default_max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens or engine.default_max_num_batched_tokens
         self.memory = memory.memory_plan(
@@ -177,6 +178,13 @@ class ReplicaModel:
         # Ring all-reduce moves 2(TP-1)/TP of the buffer over one direction of each link.
         self._link_bw = gpu.interconnect_gb_per_s * 1e9 / 2 * engine.link_eff
         self._overhead_s = engine.step_overhead_ms / 1e3
+
+    @property
+    def identity(self) -> str:
+        """Everything the replica's behaviour depends on (the catalog records in full): equal
+        identities simulate identically."""
+        return repr((self.arch, self.gpu, self.tp, self.precision, self.kv_dtype, self.engine,
+                     self.gpu_memory_utilization, self.max_num_seqs, self.max_num_batched_tokens))
 
     # -- memory -----------------------------------------------------------------------------
     @property
@@ -219,25 +227,65 @@ class ReplicaModel:
         prefill_sequences: sequences finishing prefill this step (each samples a token).
         """
         d, pf = decode_tokens, prefill_tokens
-        decode_context, prefill_context = self._attended(decode_context), self._attended(prefill_context)
         # Decode reads each sequence's whole KV; a prefill chunk reads its prompt's prefix once
         # (flash attention tiles it), not once per query token.
         chunks = max(prefill_sequences, 1.0) if pf > 0 else 0.0
-        kv_read = (d * decode_context + chunks * prefill_context) * self._kv_bytes_per_token
-        memory_s = self._weights_read(d + pf) / (self._bw * self.engine.bw_eff) + kv_read / (self._bw * self.engine.kv_bw_eff)
-        gemm = (d + pf) * self._linear_flops_per_token + (d + prefill_sequences) * self._lm_head_flops_per_token
-        if self._attn_prefill_flops_per_token_ctx is None:
-            attn = (d * decode_context + pf * prefill_context) * self._attn_flops_per_token_ctx
-        else:
-            attn = (d * decode_context * self._attn_flops_per_token_ctx
-                    + pf * prefill_context * self._attn_prefill_flops_per_token_ctx)
-        compute_s = gemm / (self._gemm_peak * self.engine.compute_eff) + attn / (self._attn_peak * self.engine.attn_eff)
-        comm_s = 0.0
+        m, c, comm = self.step_formula(d, d * decode_context, pf, chunks * prefill_context, pf * prefill_context,
+                                       prefill_sequences, parts=True)
+        return StepBreakdown(m, c, comm, self._overhead_s, self.engine.overlap_k)
+
+    @functools.cached_property
+    def step_formula(self):
+        """The step formula with this replica's constants bound: the one copy of it, fast to call.
+
+        formula(d, decode_ctx_sum, pf, prefill_kv_tokens, prefill_attn_token_ctx, sampled_prefills,
+        parts=False): decode_ctx_sum is the KV tokens the decode tokens attend to, summed;
+        prefill_kv_tokens the KV tokens the prefill chunks read (one pass per chunk);
+        prefill_attn_token_ctx the sum over prefill tokens of the context each attends to;
+        sampled_prefills the prompts that finish prefill this step (each samples a token through
+        the lm_head). Returns the step time, or (memory_s, compute_s, comm_s) with `parts`.
+        Sliding-window layers attend to at most the window (applied to the mean contexts); an
+        MoE step streams the experts its tokens pick (`_weights_read`); MLA prefills with K/V
+        expanded per head.
+        """
+        e = self.engine
+        bw_s_per_byte = 1.0 / (self._bw * e.bw_eff)
+        dense_weights_s = self._weight_bytes * bw_s_per_byte
+        moe = bool(self._expert_bytes)
+        weights_read = self._weights_read
+        kv_s_per_token = self._kv_bytes_per_token / (self._bw * e.kv_bw_eff)
+        gemm_s_per_token = self._linear_flops_per_token / (self._gemm_peak * e.compute_eff)
+        head_s_per_token = self._lm_head_flops_per_token / (self._gemm_peak * e.compute_eff)
+        attn_s_per_token_ctx = self._attn_flops_per_token_ctx / (self._attn_peak * e.attn_eff)
+        prefill_flops = self._attn_prefill_flops_per_token_ctx
+        attn_prefill_s_per_token_ctx = (attn_s_per_token_ctx if prefill_flops is None
+                                        else prefill_flops / (self._attn_peak * e.attn_eff))
+        windowed, attended = bool(self._window), self._attended
+        comm_fixed_s = comm_s_per_token = 0.0
         if self.tp > 1:
-            buf = (d + pf) * self._act_bytes_per_token
-            per_allreduce = self.engine.allreduce_latency_us / 1e6 + 2 * (self.tp - 1) / self.tp * buf / self._link_bw
-            comm_s = self._allreduces * per_allreduce
-        return StepBreakdown(memory_s, compute_s, comm_s, self._overhead_s, self.engine.overlap_k)
+            comm_fixed_s = self._allreduces * e.allreduce_latency_us / 1e6
+            comm_s_per_token = self._allreduces * 2 * (self.tp - 1) / self.tp * self._act_bytes_per_token / self._link_bw
+        k, inv_k, overhead_s = e.overlap_k, 1.0 / e.overlap_k, self._overhead_s
+
+        def formula(d, decode_ctx_sum, pf, prefill_kv_tokens, prefill_attn_token_ctx, sampled_prefills, parts=False):
+            if windowed:
+                if d:
+                    decode_ctx_sum = d * attended(decode_ctx_sum / d)
+                if pf and prefill_attn_token_ctx:
+                    mean = prefill_attn_token_ctx / pf
+                    scale = attended(mean) / mean
+                    prefill_kv_tokens *= scale
+                    prefill_attn_token_ctx *= scale
+            weights_s = weights_read(d + pf) * bw_s_per_byte if moe else dense_weights_s
+            m = weights_s + kv_s_per_token * (decode_ctx_sum + prefill_kv_tokens)
+            c = (gemm_s_per_token * (d + pf) + head_s_per_token * (d + sampled_prefills)
+                 + attn_s_per_token_ctx * decode_ctx_sum + attn_prefill_s_per_token_ctx * prefill_attn_token_ctx)
+            comm = comm_fixed_s + comm_s_per_token * (d + pf)
+            if parts:
+                return m, c, comm
+            return (m ** k + c ** k) ** inv_k + comm + overhead_s  # _overlap, inlined (hot path)
+
+        return formula
 
     def step_s(self, *args: float, **kwargs: float) -> float:
         return self.step(*args, **kwargs).total_s

@@ -1,17 +1,22 @@
-"""SLO search: the cheapest fleet that meets every SLO at sustained load with any one AZ lost.
+"""SLO search: the cheapest fleet that meets every SLO, sustained, with an AZ lost and in a burst.
 
-For each candidate (instance type x TP x precision x max-num-seqs x token budget) the search
-finds the highest per-replica concurrency at which every SLO still holds (latency rises with
-concurrency, so a bisection finds it). Replicas needed follow from the declared concurrency
-and output rate; replicas are packed onto whole instances (8/TP per p5.48xlarge) and spread
-evenly over the AZs so that the AZs left after losing one still carry the load. The cheapest
-candidate wins; the others become ranked alternatives with the reason they lost.
+Stage one, the closed form (a fast pre-filter): for each candidate (instance type x TP x
+precision x max-num-seqs x token budget) the highest per-replica concurrency at which every SLO
+still holds in the steady-state model (load.py), by bisection; replicas for the declared
+concurrency and output rate, packed onto whole instances and spread so that the AZs left after
+losing one still carry the load; candidates ranked by price.
+
+Stage two (verified.py): the ranked candidates are simulated, cheapest proposal first, in the
+three scenarios of simulate/scenarios.py, with control settings set at each one's simulated
+knee; the first proposal that passes all three is the plan. The others become ranked
+alternatives with the reason they lost (a simulated scenario and its figure where simulated).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Callable
 
 from infra.core.catalog import Catalog, InstanceType, ModelArch, load_catalog
 from infra.core.catalog.prices import PriceBook, load_price_book
@@ -21,13 +26,11 @@ from infra.core.sizing.load import LoadResult, steady_state
 from infra.core.sizing.memory import valid_tp_degrees
 from infra.core.sizing.perf import EngineParams, ReplicaModel, architecture_notes, engine_params
 from infra.core.sizing.plan import Alternative, FleetPlan, NodeCounts, PlanCost, Predicted, VllmSettings
+from infra.core.sizing.simulate.workload import Lengths
+from infra.core.sizing.verified import WARM_SPARE_SHARE, CandidateKnee, Proposal, Shape, VerifiedSearch, shape_for
 
 MAX_NUM_SEQS_CHOICES = (16, 32, 64, 128, 256, 512)
 MAX_NUM_BATCHED_TOKENS_CHOICES = (2048, 8192)  # a small budget trims TPOT spikes from long prompts
-# Share of the burst's extra nodes kept running as warm spares when not configured: a p5 cold
-# start (EC2 launch, driver init, 70-140 GB hydration, model load) takes minutes, far longer
-# than a burst takes to arrive; the spares absorb the first part while the rest boot.
-WARM_SPARE_SHARE = 0.5
 QUANTIZATION_FLAG = {"bf16": None, "fp8": "fp8", "int8": "compressed-tensors", "int4": "awq_marlin"}
 SLO_LABELS = {
     "ttft_p95_ms": "TTFT p95",
@@ -190,43 +193,14 @@ def evaluate(c: Candidate, spec: SizingSpec, prices: PriceBook) -> Evaluation:
     return replace(e, usd_per_hour=node_price * f.azs * _shape(e, spec).baseline)
 
 
-@dataclass(frozen=True)
-class Shape:
-    """Nodes per AZ of a feasible candidate: serving at baseline, burst, and warm spares."""
-
-    serving: int
-    burst: int
-    warm: int
-    replicas_max: int
-    burst_capped: bool  # fleet.max_nodes_per_az stops the burst short of the declared factor
-
-    @property
-    def baseline(self) -> int:
-        return self.serving + self.warm
-
-    @property
-    def max(self) -> int:
-        return self.burst + self.warm
-
-
 def _shape(e: Evaluation, spec: SizingSpec) -> Shape:
-    w, f = spec.workload, spec.fleet
-    rpn = e.cand.replicas_per_node
-    # Burst: all AZs up, concurrency and rate x burst factor, same per-replica SLO limit.
+    """The closed form's shape: its serving nodes, and the burst at the same per-replica limit."""
+    w = spec.workload
     burst_tps = w.output_tokens_per_s * w.burst_factor if w.output_tokens_per_s else None
     burst_replicas = _replicas_for(
         w.concurrent_requests * w.burst_factor, e.concurrency_per_replica, burst_tps, e.at_best.output_tokens_per_s
     )
-    burst = max(e.nodes_per_az, math.ceil(burst_replicas / (f.azs * rpn)))
-    if f.warm_spares_per_az is not None:
-        warm = f.warm_spares_per_az
-    else:
-        warm = math.ceil((burst - e.nodes_per_az) * WARM_SPARE_SHARE)
-    warm = min(warm, max(0, f.max_nodes_per_az - e.nodes_per_az))
-    capped = burst + warm > f.max_nodes_per_az
-    if capped:
-        burst = max(e.nodes_per_az, f.max_nodes_per_az - warm)
-    return Shape(e.nodes_per_az, burst, warm, burst * rpn * f.azs, capped)
+    return shape_for(spec, e.cand.replicas_per_node, e.nodes_per_az, burst_replicas)
 
 
 def _rank_key(e: Evaluation, spec: SizingSpec) -> tuple:
@@ -272,8 +246,14 @@ def _group_key(e: Evaluation) -> tuple:
     return (e.cand.instance.name, e.cand.tp, e.cand.precision)
 
 
-def _alternatives(chosen: Evaluation, evals: list[Evaluation], spec: SizingSpec, limit: int = 12) -> tuple[Alternative, ...]:
-    """The best variant of every other (instance, TP, precision), ranked, each with its reason."""
+def _alternatives(chosen: tuple, chosen_usd: Decimal, evals: list[Evaluation], spec: SizingSpec,
+                  tried: dict[tuple, Proposal], proposed: dict[tuple, Proposal | str] | None = None,
+                  limit: int = 12) -> tuple[Alternative, ...]:
+    """The best variant of every other (instance, TP, precision), ranked, each with its reason.
+
+    A variant the search simulated carries the simulated verdict (the scenario and figure that
+    failed, or its verified price); the others the closed form's reason.
+    """
     best_by_group: dict[tuple, Evaluation] = {}
     for e in evals:
         k = _group_key(e)
@@ -282,17 +262,37 @@ def _alternatives(chosen: Evaluation, evals: list[Evaluation], spec: SizingSpec,
             best_by_group[k] = e
     out = []
     for k, e in best_by_group.items():
-        if k == _group_key(chosen):
+        if k == chosen:
             continue
         c = e.cand
-        if e.feasible and e.usd_per_hour is not None:
-            delta = e.usd_per_hour - chosen.usd_per_hour
+        p = tried.get(k)
+        gpus = _shape(e, spec).baseline * spec.fleet.azs * c.instance.gpu_count if e.feasible else None
+        usd = e.usd_per_hour
+        feasible = e.feasible and e.usd_per_hour is not None
+        verification: tuple = ()
+        if p is not None:
+            verification, usd = p.verification, p.usd_per_hour
+            gpus = p.shape.baseline * spec.fleet.azs * c.instance.gpu_count
+            feasible = p.passed
+            delta = usd - chosen_usd
+            why = (f"verified, but ${delta:,.2f}/h more ({p.shape.baseline} node(s)/AZ)" if p.passed else
+                   f"fails in simulation with {p.shape.serving} serving node(s) per AZ (${usd:,.2f}/h): {p.why}")
+        elif k in (proposed or {}) and isinstance(proposed[k], Proposal):
+            q = proposed[k]
+            usd, gpus = q.usd_per_hour, q.shape.baseline * spec.fleet.azs * c.instance.gpu_count
+            why = (f"the simulated knee ({q.control.knee_rate_per_replica:.2f} req/s per replica) needs "
+                   f"{q.shape.baseline} node(s)/AZ, ${q.usd_per_hour - chosen_usd:,.2f}/h more; not run in the fleet "
+                   "simulator (--verify-alternatives runs it)")
+        elif k in (proposed or {}):
+            feasible, why = False, f"simulated: {proposed[k]}"
+        elif feasible:
+            delta = e.usd_per_hour - chosen_usd
             why = (
-                f"feasible but ${delta:,.2f}/h more ({_shape(e, spec).baseline} node(s)/AZ with warm spares, "
-                f"{e.replicas_sustained} replicas needed)"
+                f"closed form: ${delta:,.2f}/h more ({_shape(e, spec).baseline} node(s)/AZ with warm spares, "
+                f"{e.replicas_sustained} replicas needed); not simulated"
             )
             if delta == 0:
-                why = "feasible at the same price; ranked lower on GPU count or headroom"
+                why = "closed form: the same price; ranked lower on GPU count or headroom; not simulated"
         elif e.feasible:
             why = e.price_note
         elif e.broken and e.broken[0] == "memory":
@@ -307,11 +307,11 @@ def _alternatives(chosen: Evaluation, evals: list[Evaluation], spec: SizingSpec,
         out.append(
             Alternative(
                 instance_type=c.instance.name, tensor_parallel=c.tp, precision=c.precision,
-                max_num_seqs=c.max_num_seqs, max_num_batched_tokens=c.max_num_batched_tokens,
-                feasible=e.feasible and e.usd_per_hour is not None,
-                gpus=_shape(e, spec).baseline * spec.fleet.azs * c.instance.gpu_count if e.feasible else None,
-                usd_per_hour_baseline=float(e.usd_per_hour) if e.usd_per_hour is not None else None,
-                why=why,
+                max_num_seqs=p.control.max_num_seqs if p else c.max_num_seqs,
+                max_num_batched_tokens=c.max_num_batched_tokens,
+                feasible=feasible, gpus=gpus,
+                usd_per_hour_baseline=float(usd) if usd is not None else None,
+                why=why, verification=verification,
             )
         )
     out.sort(key=lambda a: (not a.feasible, a.usd_per_hour_baseline or math.inf, a.instance_type, a.tensor_parallel))
@@ -371,8 +371,16 @@ def _infeasible_message(spec: SizingSpec, evals: list[Evaluation], arch: ModelAr
     return "; ".join(lines)
 
 
-def size(spec: SizingSpec, catalog: Catalog | None = None, prices: PriceBook | None = None) -> FleetPlan:
-    """The cheapest plan that meets every SLO; raises InfeasibleError naming the SLO if none."""
+def size(spec: SizingSpec, catalog: Catalog | None = None, prices: PriceBook | None = None, *,
+         simulate: bool = True, lengths: Lengths | None = None, seed: int = 0, verify_alternatives: bool = False,
+         progress: Callable[[str], None] | None = None, rate_per_s: float | None = None) -> FleetPlan:
+    """The cheapest plan that meets every SLO; raises InfeasibleError naming the SLO if none.
+
+    simulate: verify in the fleet simulator (the default; `False` returns the closed-form
+    pre-filter's plan, unverified). lengths: how the simulated requests' lengths are drawn
+    (default: the declared fixed lengths; a trace's for `size --trace`). rate_per_s: the arrival
+    rate to verify at (default: what the declared load implies).
+    """
     catalog = catalog or load_catalog()
     prices = prices or load_price_book()
     w, f, ms = spec.workload, spec.fleet, spec.model
@@ -400,18 +408,100 @@ def size(spec: SizingSpec, catalog: Catalog | None = None, prices: PriceBook | N
         if priced_out:
             raise InfeasibleError(priced_out[0].price_note)
         raise InfeasibleError(_infeasible_message(spec, evals, arch))
-    best = min(feasible, key=lambda e: _rank_key(e, spec))
-    return _build_plan(spec, arch, best, evals)
+    ranked = sorted(feasible, key=lambda e: _rank_key(e, spec))
+    if not simulate:
+        best = ranked[0]
+        return _build_plan(spec, arch, best, evals, _closed_form_proposal(spec, arch, best), None, {})
+    lengths = lengths or Lengths(w.input_tokens, w.output_tokens)
+    search = VerifiedSearch(
+        spec, arch, lengths, seed, node_price=lambda c: _node_price(spec, c.instance, prices)[0],
+        build=lambda c, p, ck: _build_plan(spec, arch, _evaluation_of(c, evals), evals, p, ck, {}),
+        progress=progress, rate_per_s=rate_per_s,
+    )
+    proposal, chosen = search.run(ranked)
+    if proposal is None:
+        raise InfeasibleError(_unverified_message(spec, search))
+    tried = {}
+    for p in search.tried:  # the largest simulated shape of each other group
+        k = p.key[:3]
+        if k != _group_key(chosen) and (k not in tried or p.shape.serving >= tried[k].shape.serving):
+            tried[k] = p
+    if verify_alternatives:
+        for e in ranked:
+            k = _group_key(e)
+            if k == _group_key(chosen) or k in tried:
+                continue
+            first = search.first_proposal(e.cand)
+            if first is not None:
+                tried[k] = search.check(e.cand, first)
+    proposed: dict[tuple, Proposal | str] = {}
+    for key, p in search.first.items():
+        if p is not None:
+            proposed.setdefault(key[:3], p)
+    for key, why in search.why_not.items():
+        proposed.setdefault(key[:3], why)
+    return _build_plan(spec, arch, chosen, evals, proposal, search.knee(chosen.cand), tried,
+                       simulated=len(search.tried), proposed=proposed)
 
 
-def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Evaluation]) -> FleetPlan:
-    w, f, ms = spec.workload, spec.fleet, spec.model
-    c = e.cand
-    rpn = c.replicas_per_node
-    replicas_per_az = e.nodes_per_az * rpn
+def _evaluation_of(c: Candidate, evals: list[Evaluation]) -> Evaluation:
+    return next(e for e in evals if e.cand is c)
+
+
+def _closed_form_proposal(spec: SizingSpec, arch: ModelArch, e: Evaluation) -> Proposal:
+    """The pre-filter's shape and a control block from its own figures (no simulation)."""
+    from infra.core.sizing.control import KneeFigures, derive_control
+    from infra.core.sizing.time_to_serve import after_signal_s, time_to_serve
+    from infra.core.sizing.verified import weights_gib
+
+    f, w = spec.fleet, spec.workload
     sh = _shape(e, spec)
+    rpn = e.cand.replicas_per_node
+    baseline = sh.serving * rpn * f.azs
+    r = e.at_best
+    lag = after_signal_s(time_to_serve(weights_gib(e.cand.rm))["placeholder" if sh.warm else "warm_node"])
+    control = derive_control(
+        served_name=spec.model.served_name or arch.hf_id or arch.key,
+        knee=KneeFigures(r.requests_per_s, e.concurrency_per_replica, e.concurrency_per_replica, r.ttft_ms_p95),
+        ttft_target_ms=w.ttft_p95_ms, sustained_rate_per_replica=r.requests_per_s * w.concurrent_requests / baseline
+        / max(e.concurrency_per_replica, 1), sustained_latency_s=r.e2e_ms_mean / 1e3,
+        burst_factor=w.burst_factor, burst_ramp_s=w.burst_ramp_s, scale_up_lag_s=lag, min_replicas=baseline,
+        max_replicas=sh.replicas_max, warm_replicas=sh.warm * rpn * f.azs,
+        max_num_batched_tokens=e.cand.max_num_batched_tokens,
+    )
+    rate = w.output_tokens_per_s / w.output_tokens if w.output_tokens_per_s else r.requests_per_s * baseline
+    return Proposal(_group_key(e) + (e.cand.max_num_batched_tokens,), sh, control, rate,
+                    e.usd_per_node_hour * sh.baseline * f.azs, mean_e2e_s=r.e2e_ms_mean / 1e3)
+
+
+def _unverified_message(spec: SizingSpec, search: VerifiedSearch) -> str:
+    if not search.tried:
+        reasons = sorted(set(search.why_not.values()))
+        return "no candidate the closed form accepts holds up in simulation: " + "; ".join(reasons[:3])
+    best = min(search.tried, key=lambda p: p.usd_per_hour)
+    last = search.tried[-1]
+    return (f"no plan passed the fleet simulation within {len(search.tried)} simulated proposals "
+            f"(fleet.max_nodes_per_az {spec.fleet.max_nodes_per_az}); the last: {last.key[0]} TP={last.key[1]} "
+            f"with {last.shape.serving} serving node(s) per AZ: {last.why}; the cheapest tried "
+            f"(${best.usd_per_hour:,.2f}/h): {best.why}")
+
+
+def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Evaluation], proposal: Proposal,
+                ck: CandidateKnee | None, tried: dict[tuple, Proposal], simulated: int = 0,
+                proposed: dict[tuple, Proposal | str] | None = None) -> FleetPlan:
+    w, f, ms = spec.workload, spec.fleet, spec.model
+    control = proposal.control
+    rm = ReplicaModel(
+        arch, e.cand.rm.gpu, e.cand.tp, e.cand.precision, ms.kv_cache_dtype, e.cand.rm.engine,
+        gpu_memory_utilization=f.gpu_memory_utilization, max_num_seqs=control.max_num_seqs,
+        max_num_batched_tokens=e.cand.max_num_batched_tokens,
+    )
+    c = replace(e.cand, max_num_seqs=control.max_num_seqs, rm=rm)
+    rpn = c.replicas_per_node
+    sh = proposal.shape
+    replicas_per_az = sh.serving * rpn
     nodes = NodeCounts(min=sh.baseline, desired=sh.baseline, max=sh.max)
-    notes = []
+    notes = [proposal.note] if proposal.note else []
     if sh.burst_capped:
         notes.append(
             f"fleet.max_nodes_per_az {f.max_nodes_per_az} caps the burst at {sh.replicas_max} replicas; "
@@ -422,24 +512,24 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
             f"{sh.warm} warm spare node(s) per AZ hold {WARM_SPARE_SHARE:.0%} of the burst's extra nodes "
             "while the rest cold-start; set fleet.warm_spares_per_az to override"
         )
+    if ck is not None and f.warm_spares_per_az is None:
+        notes.append(
+            "no warm spare nodes: a spare costs a serving node's price and serves nothing until a burst, while a "
+            "replica on that node serves from the start; burst nodes come from the node tier "
+            f"({'none needed' if sh.max == sh.baseline else f'{sh.max - sh.baseline} per AZ'})"
+        )
+    if ck is None:
+        notes.append("closed-form pre-filter only: not verified in the fleet simulator")
+    elif proposal.verification and simulated > 1:
+        notes.append(f"{simulated} proposals simulated before this one passed every scenario "
+                     "(the cheaper ones, and what each broke, are among the alternatives)")
     notes.extend(architecture_notes(arch))
 
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     predicted_lost = _predicted(c, w, replicas_per_az * serving_azs)
     predicted_all = _predicted(c, w, replicas_per_az * f.azs)
-
-    # KEDA: a replica's queue may hold as many requests as it can absorb within the TTFT slack
-    # left at the worst-case (AZ lost) load; beyond that, add a replica.
-    slack_s = max(0.0, (w.ttft_p95_ms - predicted_lost.ttft_p95_ms) / 1e3)
-    requests_per_s = predicted_lost.output_tokens_per_s_per_replica / w.output_tokens
-    keda_threshold = max(1, math.floor(slack_s * requests_per_s))
     context = min(w.input_tokens + w.output_tokens, ms.max_model_len)
     running_cap = c.rm.running_cap(context)
-    # Admission: what may wait beyond the running slots before the e2e SLO is lost anyway.
-    e2e_target = w.e2e_p95_ms or (w.ttft_p95_ms + (w.output_tokens - 1) * w.tpot_p95_ms)
-    e2e_slack_s = max(0.0, (e2e_target - predicted_lost.e2e_p95_ms) / 1e3)
-    admission = running_cap + max(keda_threshold, math.floor(e2e_slack_s * requests_per_s))
-
     node_usd = e.usd_per_node_hour
     baseline = node_usd * nodes.desired * f.azs
     worst = node_usd * nodes.max * f.azs
@@ -458,14 +548,12 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
         precision=c.precision,
         azs=f.azs,
         survive_az_loss=f.survive_az_loss,
-        replicas_sustained=e.replicas_sustained,
+        replicas_sustained=max(e.replicas_sustained, replicas_per_az * serving_azs if ck else 0),
         replicas_per_az=replicas_per_az,
         replicas_per_node=rpn,
         replicas_max=sh.replicas_max,
         nodes_per_az=nodes,
         warm_spares_per_az=sh.warm,
-        keda_queue_threshold=keda_threshold,
-        admission_limit_per_replica=admission,
         kv_cache_tokens_per_replica=mem.kv_cache_tokens,
         max_concurrency_per_replica=running_cap,
         weights_gib_per_gpu=round(mem.weights_bytes / 2**30, 2),
@@ -476,10 +564,11 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
             "output_tokens_per_s": float(declared_tps),
             "input_tokens": w.input_tokens,
             "output_tokens": w.output_tokens,
+            "arrival_rate_per_s": round(proposal.rate_per_s, 3),
         },
         vllm=VllmSettings(
             tensor_parallel_size=c.tp,
-            max_num_seqs=c.max_num_seqs,
+            max_num_seqs=control.max_num_seqs,
             max_num_batched_tokens=c.max_num_batched_tokens,
             max_model_len=ms.max_model_len,
             gpu_memory_utilization=f.gpu_memory_utilization,
@@ -496,6 +585,8 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
             usd_per_hour_max=float(round(worst, 2)),
             usd_per_million_output_tokens=float(round(per_million, 4)),
         ),
-        alternatives=_alternatives(e, evals, spec),
+        control=control,
+        verification=proposal.verification,
+        alternatives=_alternatives(_group_key(e), baseline, evals, spec, tried, proposed),
         notes=tuple(notes),
     )

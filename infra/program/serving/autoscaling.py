@@ -1,13 +1,13 @@
-"""Autoscaling: KEDA scales vLLM replicas on queue depth; the Cluster Autoscaler adds GPU nodes.
+"""Autoscaling: KEDA scales vLLM replicas on requests in flight; the Cluster Autoscaler adds GPU nodes.
 
-Pods: a ScaledObject on the vLLM Deployment with a Prometheus trigger on
-`sum(vllm:num_requests_waiting{model_name="<served name>"})` and an AverageValue target of the
-plan's `keda_queue_threshold` waiting requests per replica, between the plan's baseline and
-burst replica counts. (The chart's own KEDA block filters on label `model`, which vLLM does
-not set.) Scale-up is immediate and may add a warm pool's worth of replicas per minute;
-scale-down waits 15 minutes and removes one replica per 5 minutes, because a replica costs
-minutes to bring back. If Prometheus cannot answer, KEDA's fallback keeps the current replicas
-(never scales down on missing data) and brings the fleet to at least the baseline.
+Pods: a ScaledObject on the vLLM Deployment rendered from the plan's control block
+(`plan.control`, the block the fleet simulator ran): its Prometheus query (running + waiting
+requests, `infra/core/metrics.py`), AverageValue threshold per replica, polling interval,
+min/max replicas and HPA behaviour (scale-up at once by the warm spares or 100 % per period,
+scale-down after a long window one replica per period). (The chart's own KEDA block filters on
+label `model`, which vLLM does not set.) If Prometheus cannot answer, KEDA's fallback keeps the
+current replicas (never scales down on missing data) and brings the fleet to at least the
+baseline.
 
 Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ managed node
 groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
@@ -41,7 +41,6 @@ from infra.core.catalog.charts import chart, image
 from infra.core.labels import AZ_LABEL
 from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
-from infra.core.metrics import queue_depth
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
 from infra.program.serving.vllm import expected_load_s
 
@@ -76,43 +75,44 @@ def keda_values(spec: ServingSpec) -> dict:
 
 
 def hpa_behavior(spec: ServingSpec) -> dict:
-    d = spec.defaults
+    """autoscaling/v2 `behavior` from the control block."""
+    h = spec.plan.control.hpa
     return {
         "scaleUp": {
-            "stabilizationWindowSeconds": 0,
+            "stabilizationWindowSeconds": h.scale_up_stabilization_s,
             "selectPolicy": "Max",
             "policies": [
-                # At least the warm pool at once (those replicas start in ~a minute) ...
-                {"type": "Pods", "value": max(1, spec.placeholders), "periodSeconds": d.scale_up_period_s},
+                # At least the warm spares' replicas at once (they start in minutes) ...
+                {"type": "Pods", "value": h.scale_up_pods, "periodSeconds": h.scale_up_period_s},
                 # ... or doubling, whichever is more.
-                {"type": "Percent", "value": 100, "periodSeconds": d.scale_up_period_s},
+                {"type": "Percent", "value": h.scale_up_percent, "periodSeconds": h.scale_up_period_s},
             ],
         },
         "scaleDown": {
-            "stabilizationWindowSeconds": d.scale_down_stabilization_s,
+            "stabilizationWindowSeconds": h.scale_down_stabilization_s,
             "selectPolicy": "Min",
-            "policies": [{"type": "Pods", "value": 1, "periodSeconds": d.scale_down_period_s}],
+            "policies": [{"type": "Pods", "value": h.scale_down_pods, "periodSeconds": h.scale_down_period_s}],
         },
     }
 
 
 def scaled_object(spec: ServingSpec) -> dict:
-    d, plan = spec.defaults, spec.plan
+    d, control = spec.defaults, spec.plan.control
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
         "metadata": {"name": spec.deployment_name, "namespace": spec.namespace, "labels": common_labels("autoscaling")},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.deployment_name},
-            "minReplicaCount": spec.replicas_min,
-            "maxReplicaCount": spec.replicas_max,
-            "pollingInterval": d.keda_polling_interval_s,
+            "minReplicaCount": control.min_replicas,
+            "maxReplicaCount": control.max_replicas,
+            "pollingInterval": control.polling_interval_s,
             "cooldownPeriod": d.keda_cooldown_s,
             # Do not judge a fresh fleet before its engines could have loaded.
             "initialCooldownPeriod": math.ceil(expected_load_s(spec)),
             "fallback": {
                 "failureThreshold": d.keda_fallback_failure_threshold,
-                "replicas": spec.replicas_min,
+                "replicas": control.min_replicas,
                 "behavior": "currentReplicasIfHigher",
             },
             "advanced": {
@@ -122,13 +122,13 @@ def scaled_object(spec: ServingSpec) -> dict:
             },
             "triggers": [{
                 "type": "prometheus",
-                "name": "queue-depth",
-                # desired replicas = ceil(sum waiting / threshold)
+                "name": "in-flight",
+                # desired replicas = ceil(sum of running + waiting / threshold)
                 "metricType": "AverageValue",
                 "metadata": {
                     "serverAddress": prometheus_address(spec),
-                    "query": queue_depth(spec.served_name),
-                    "threshold": str(plan.keda_queue_threshold),
+                    "query": control.scale_query,
+                    "threshold": str(control.scale_threshold_per_replica),
                     "activationThreshold": "0",
                     # No series (no engine reporting) is an error, so the fallback applies.
                     "ignoreNullValues": "false",
@@ -297,5 +297,5 @@ class Autoscaling(pulumi.ComponentResource):
         self.register_outputs({
             "min_replicas": spec.replicas_min,
             "max_replicas": spec.replicas_max,
-            "queue_threshold": spec.plan.keda_queue_threshold,
+            "scale_threshold_per_replica": spec.plan.control.scale_threshold_per_replica,
         })

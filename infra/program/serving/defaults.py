@@ -2,13 +2,16 @@
 
 Everything the fleet plan knows (TP, GPUs per pod, replicas, thresholds, admission limits) is
 NOT here: builders read it from the plan. What is here are operational choices (probe timings,
-drain windows, autoscaler pacing) and the assumptions behind the time-to-serve estimates in
-docs/serving.md. Candidates for config fields are listed in docs/serving.md ("Config fields
-wanted"). Pure: no pulumi import.
+drain windows, Cluster Autoscaler timings). The time-to-serve assumptions live with their
+model in infra/core/sizing/time_to_serve.py, and the KEDA/HPA pacing in the plan's control
+block (infra/core/sizing/control.py): the fleet simulator reads both. Candidates for config
+fields are listed in docs/serving.md ("Config fields wanted"). Pure: no pulumi import.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from infra.core.sizing.control import METRICS_SCRAPE_INTERVAL_S
 
 
 @dataclass(frozen=True)
@@ -39,10 +42,7 @@ class ServingDefaults:
     shm_size_gib: int = 32
 
     # --- model load time (sizes the startup probe; the weights are already on NVMe) ----------
-    # Reading safetensors from the instance-store RAID0 into HBM across the TP ranks.
-    nvme_load_gib_per_s: float = 2.0
-    # After the weights are in HBM: KV-cache profiling, CUDA graph capture, torch.compile.
-    engine_init_s: int = 150
+    # The load itself is part of the time-to-serve model (infra/core/sizing/time_to_serve.py).
     # The startup probe allows this multiple of the expected load time before a restart.
     startup_safety_factor: float = 2.0
     startup_probe_period_s: int = 10
@@ -82,13 +82,9 @@ class ServingDefaults:
     health_requests_per_minute: int = 600
 
     # --- autoscaling --------------------------------------------------------------------------
-    keda_polling_interval_s: int = 15
+    # Polling, thresholds and HPA behaviour come from the plan's control block (simulated).
     keda_cooldown_s: int = 300
     keda_fallback_failure_threshold: int = 3
-    scale_up_period_s: int = 60
-    # A replica takes minutes to come back (docs/serving.md), so scale-down waits and is slow.
-    scale_down_stabilization_s: int = 900
-    scale_down_period_s: int = 300
     ca_scan_interval: str = "10s"
     ca_scale_down_unneeded_time: str = "15m"
     ca_scale_down_delay_after_add: str = "15m"
@@ -108,7 +104,7 @@ class ServingDefaults:
     serving_priority: int = 1000
 
     # --- observability ------------------------------------------------------------------------
-    scrape_interval: str = "15s"
+    scrape_interval: str = f"{METRICS_SCRAPE_INTERVAL_S}s"  # the vLLM pods' is the plan's (control block)
     latency_rate_window: str = "5m"
     latency_alert_for: str = "10m"
     queue_alert_for: str = "15m"
@@ -120,15 +116,3 @@ class ServingDefaults:
     prometheus_retention_size_fraction: float = 0.85
     storage_class: str = "llm-fleet-gp3"  # encrypted gp3 through the EBS CSI driver
     alertmanager_service_account: str = "alertmanager"  # bound to the SNS publisher role (Pod Identity)
-
-    # --- time-to-serve assumptions (docs/serving.md) ------------------------------------------
-    ec2_launch_s: int = 90  # RunInstances to running, p5.48xlarge, capacity available
-    ami_boot_s: int = 120  # firmware, kernel, NVIDIA driver and fabric manager on 8 GPUs
-    nodeadm_raid0_s: int = 30  # mdadm RAID0 over the 8 NVMe disks + mkfs + mount
-    kubelet_join_s: int = 30  # kubelet registers, VPC CNI ready, node Ready
-    device_plugin_s: int = 30  # device-plugin pods pulled, started, nvidia.com/gpu advertised
-    s3_hydration_gib_per_s: float = 1.0  # hydrator, 16 streams through the S3 gateway endpoint
-    vllm_image_pull_s: int = 90  # ~10 GB engine image on a node that never ran it
-    warm_pool_in_service_s: int = 15  # Warmed:Running -> InService
-    preemption_s: int = 5  # placeholder evicted (grace 0) and the vLLM pod bound
-    scale_signal_s: int = 30  # KEDA poll + HPA sync before a replica is asked for

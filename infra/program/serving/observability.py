@@ -167,8 +167,9 @@ def vllm_pod_monitor(spec: ServingSpec) -> dict:
         "spec": {
             "selector": {"matchLabels": dict(spec.vllm_pod_labels)},
             "namespaceSelector": {"matchNames": [spec.namespace]},
+            # The scale signal's freshness: the fleet simulator ran the plan with this interval.
             "podMetricsEndpoints": [{"port": CONTAINER_PORT_NAME, "path": "/metrics",
-                                     "interval": spec.defaults.scrape_interval}],
+                                     "interval": f"{spec.plan.control.metrics_scrape_interval_s}s"}],
         },
     }
 
@@ -192,7 +193,10 @@ def alert_rules(spec: ServingSpec) -> list[dict]:
     d, w, name = spec.defaults, spec.config.workload, spec.served_name
     ttft_s, tpot_s = w.ttft_p95_ms / 1000.0, w.tpot_p95_ms / 1000.0
     win = d.latency_rate_window
-    threshold = spec.plan.keda_queue_threshold
+    # Requests may wait per replica up to the admission limit beyond max_num_seqs; past that,
+    # for long, scaling did not catch up.
+    control = spec.plan.control
+    threshold = max(1, control.admission_limit_per_replica - control.max_num_seqs)
 
     def rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict:
         return {"alert": alert, "expr": expr, "for": for_,

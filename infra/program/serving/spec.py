@@ -59,6 +59,13 @@ class ServingSpec:
         if self.plan.tensor_parallel > self.plan.gpus_per_node:
             raise InputError("plan.tensor_parallel", self.plan.tensor_parallel,
                              f"at most the {self.plan.gpus_per_node} GPUs of one {self.plan.instance_type}")
+        # What the fleet simulator ran (the control block) is what gets deployed.
+        c, p = self.plan.control, self.plan
+        agree = {"min_replicas": (c.min_replicas, p.replicas_baseline), "max_replicas": (c.max_replicas, p.replicas_max),
+                 "max_num_seqs": (c.max_num_seqs, p.vllm.max_num_seqs)}
+        for key, (mine, plans) in agree.items():
+            if mine != plans:
+                raise InputError(f"plan.control.{key}", mine, f"the plan's own {plans} (plan and control block disagree)")
 
     # --- names ----------------------------------------------------------------------------
     @property
@@ -116,7 +123,7 @@ class ServingSpec:
     @property
     def admission_limit_total(self) -> int:
         """In-flight requests the whole fleet admits at its largest (burst) size."""
-        return self.plan.admission_limit_per_replica * self.plan.replicas_max
+        return self.plan.control.admission_limit_per_replica * self.plan.replicas_max
 
     @property
     def envoy_replicas(self) -> int:

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
 from infra.core.labels import PROJECT
+from infra.core.sizing import time_to_serve
 from infra.program.serving import kube
 from infra.program.serving.spec import (
     GPU_NODE_SELECTOR,
@@ -46,8 +47,7 @@ PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 def expected_load_s(spec: ServingSpec) -> float:
     """Seconds from container start to ready: weights from NVMe into HBM, then engine init."""
-    d = spec.defaults
-    return spec.weights_gib / d.nvme_load_gib_per_s + d.engine_init_s
+    return time_to_serve.expected_load_s(spec.weights_gib)
 
 
 def drain_timeout_s(spec: ServingSpec) -> int:

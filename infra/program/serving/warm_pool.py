@@ -39,7 +39,7 @@ from infra.program.serving.spec import (
     gpu_toleration,
 )
 from infra.core.labels import GPU_RESOURCE
-from infra.program.serving.vllm import expected_load_s
+from infra.core.sizing import time_to_serve as ttsmodel
 from infra.program.serving import hydrator as weights_k8s
 
 PLACEHOLDER_PRIORITY_CLASS = "llm-fleet-warm-placeholder"
@@ -122,58 +122,12 @@ def placeholder_deployment(spec: ServingSpec) -> dict:
 # --- the numbers behind docs/serving.md ------------------------------------------------------------
 
 def time_to_serve(spec: ServingSpec) -> dict[str, dict[str, float]]:
-    """Seconds per step from "the queue grows" to "a new replica is ready", for each path.
-
-    cold         a new instance: launch, boot, RAID0, join, device plugin, S3 hydration,
-                 engine image pull, load from NVMe.
-    warm_node    a STOPPED warm-pool instance (the default node tier): no EC2 launch or first
-                 boot initialisation, but it boots, rebuilds the RAID0 (a stop blanks the
-                 instance store), joins, hydrates and pulls the image.
-    warm_reused  only with gpu_nodes.warm_pool_state RUNNING: an instance returned on scale-in
-                 (reuse_on_scale_in) whose NVMe still holds the weights and the image.
-    placeholder  a warm node held by a placeholder pod: preemption, then the load only.
-    """
-    d = spec.defaults
-    load = expected_load_s(spec)
-    hydrate = spec.weights_gib / d.s3_hydration_gib_per_s
-    join = {"node joins (kubelet, CNI)": d.kubelet_join_s, "device plugin registers": d.device_plugin_s}
-    return {
-        "cold": {
-            "scale signal (KEDA + HPA)": d.scale_signal_s,
-            "EC2 launch": d.ec2_launch_s,
-            "AMI boot (driver, fabric manager)": d.ami_boot_s,
-            "nodeadm RAID0 of instance store": d.nodeadm_raid0_s,
-            **join,
-            "S3 hydration of the weights": hydrate,
-            "vLLM image pull": d.vllm_image_pull_s,
-            "vLLM load from NVMe + engine init": load,
-        },
-        "warm_node": {
-            "scale signal (KEDA + HPA)": d.scale_signal_s,
-            "warm pool -> InService": d.warm_pool_in_service_s,
-            "boot from STOPPED (driver, fabric manager)": d.ami_boot_s,
-            "nodeadm RAID0 of instance store": d.nodeadm_raid0_s,
-            **join,
-            "S3 hydration of the weights": hydrate,
-            "vLLM image pull": d.vllm_image_pull_s,
-            "vLLM load from NVMe + engine init": load,
-        },
-        "warm_reused": {
-            "scale signal (KEDA + HPA)": d.scale_signal_s,
-            "warm pool -> InService": d.warm_pool_in_service_s,
-            **join,
-            "vLLM load from NVMe + engine init": load,
-        },
-        "placeholder": {
-            "scale signal (KEDA + HPA)": d.scale_signal_s,
-            "placeholder preempted, pod bound": d.preemption_s,
-            "vLLM load from NVMe + engine init": load,
-        },
-    }
+    """Seconds per step from "the queue grows" to "a new replica is ready", for each path
+    (the model and its assumptions: infra/core/sizing/time_to_serve.py)."""
+    return ttsmodel.time_to_serve(spec.weights_gib)
 
 
-def total_s(steps: dict[str, float]) -> int:
-    return round(sum(steps.values()))
+total_s = ttsmodel.total_s
 
 
 def warm_pool_cost(spec: ServingSpec) -> dict[str, Decimal]:
