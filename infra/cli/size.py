@@ -97,6 +97,12 @@ def load_trace(args: argparse.Namespace):
 def replica_from_args(args: argparse.Namespace):
     """The replica `--model --gpu --tp --weights --kv --engine ...` describe (predict, simulate);
     a bad combination exits 2 naming the flag."""
+    return replica_and_correction(args)[0]
+
+
+def replica_and_correction(args: argparse.Namespace):
+    """`replica_from_args`, and the measured correction its engine factors carry (None: none)."""
+    from infra.core.sizing.measured import engine_for
     from infra.core.sizing.perf import ReplicaModel, engine_params
 
     catalog = load_catalog()
@@ -104,7 +110,7 @@ def replica_from_args(args: argparse.Namespace):
     gpu = catalog.gpu(args.gpu, "--gpu")
     if arch.num_attention_heads % args.tp:
         raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
-    engine = engine_params(args.engine)
+    engine, measured = engine_for(engine_params(args.engine), arch.key, gpu.key, args.tp, args.weights)
     rm = ReplicaModel(
         arch, gpu, args.tp, args.weights, args.kv, engine,
         gpu_memory_utilization=args.gpu_memory_utilization or engine.default_gpu_memory_utilization,
@@ -118,7 +124,7 @@ def replica_from_args(args: argparse.Namespace):
             f"activations {m.activation_bytes / 2**30:.1f} GiB per GPU leave no KV cache within "
             f"{m.usable_bytes / 2**30:.1f} GiB; use more GPUs per replica or a lower precision",
         )
-    return rm
+    return rm, measured
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
