@@ -48,6 +48,7 @@ class Sent:
 
     index: int
     body: dict
+    headers: dict
     received_at: float
     behaviour: object
     chunk_at: list[float] = field(default_factory=list)  # each token chunk, after its drain
@@ -86,6 +87,9 @@ class FakeOpenAI:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    def by_request_id(self) -> dict[str, Sent]:
+        return {s.headers.get("x-request-id", ""): s for s in self.sent}
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -97,6 +101,12 @@ class FakeOpenAI:
         self._ready.set()
         self._loop.run_forever()
         server.close()
+        tasks = asyncio.all_tasks(self._loop)
+        for task in tasks:  # open connections: end them inside the loop, then close it
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.run_until_complete(server.wait_closed())
+        self._loop.close()
 
     # -- HTTP ---------------------------------------------------------------------------------
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,9 +120,9 @@ class FakeOpenAI:
                 method, path, _ = lines[0].split(" ", 2)
                 headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if not await self._handle(method, path, body, writer):
+                if not await self._handle(method, path, headers, body, writer):
                     return
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
@@ -124,7 +134,7 @@ class FakeOpenAI:
                      + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()).encode() + b"\r\n" + data)
         await writer.drain()
 
-    async def _handle(self, method: str, path: str, raw: bytes, writer) -> bool:
+    async def _handle(self, method: str, path: str, headers: dict, raw: bytes, writer) -> bool:
         """Answer one request; False when the connection must close."""
         if method == "GET" and path.rstrip("/") == "/version":
             await self._plain(writer, 200, {"version": "0.18.0"})
@@ -136,7 +146,7 @@ class FakeOpenAI:
         body = json.loads(raw)
         with self._lock:
             index = len(self.sent)
-            rec = Sent(index, body, received, self.behaviour(index))
+            rec = Sent(index, body, headers, received, self.behaviour(index))
             self.sent.append(rec)
         b = rec.behaviour
         if isinstance(b, Status):
