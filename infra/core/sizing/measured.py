@@ -129,6 +129,21 @@ def correction_for(model: str, gpu: str, tp: int, precision: str, engine: str) -
     return next((c for c in rows if c.key == key), None)
 
 
+def measured_notes(model: str, gpu: str, tp: int, precision: str, engine: str) -> list[str]:
+    """Plan notes: the correction applied to this configuration, or the measured rows of the same
+    model, GPU and precision at another TP (a plan can move to an unmeasured TP because the
+    measured one turned out slower than modelled)."""
+    applied = correction_for(model, gpu, tp, precision, engine)
+    if applied is not None:
+        return [applied.note()]
+    rows = load_corrections()
+    version = engine_version(engine) if rows else ""
+    return [f"{c.key.describe()} was measured (prefill x{c.prefill_factor:.3f}, decode x{c.decode_factor:.3f}); "
+            f"this plan's TP={tp} is not: its figures are the published fit's"
+            for c in rows if (c.key.model, c.key.gpu, c.key.precision, c.key.engine, c.key.engine_version)
+            == (model, gpu, precision, engine, version) and c.key.tensor_parallel != tp]
+
+
 def corrected(engine: EngineParams, prefill_factor: float, decode_factor: float) -> EngineParams:
     """`engine` with prefill and decode times multiplied by the factors (efficiencies in (0, 1])."""
     def eff(value: float, factor: float) -> float:

@@ -24,7 +24,7 @@ from infra.core.config import SizingSpec, Workload
 from infra.core.errors import InfeasibleError, InputError
 from infra.core.sizing.load import LoadResult, steady_state
 from infra.core.sizing.memory import valid_tp_degrees
-from infra.core.sizing.measured import correction_for, engine_for
+from infra.core.sizing.measured import engine_for, measured_notes
 from infra.core.sizing.perf import EngineParams, ReplicaModel, architecture_notes, engine_params
 from infra.core.sizing.plan import Alternative, FleetPlan, NodeCounts, PlanCost, Predicted, VllmSettings
 from infra.core.sizing.simulate.workload import Lengths
@@ -527,9 +527,7 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
         notes.append(f"{simulated} proposals simulated before this one passed every scenario "
                      "(the cheaper ones, and what each broke, are among the alternatives)")
     notes.extend(architecture_notes(arch))
-    measured = correction_for(arch.key, c.instance.gpu, c.tp, c.precision, f.engine)
-    if measured is not None:
-        notes.append(measured.note())
+    notes.extend(measured_notes(arch.key, c.instance.gpu, c.tp, c.precision, f.engine))
 
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     predicted_lost = _predicted(c, w, replicas_per_az * serving_azs)
