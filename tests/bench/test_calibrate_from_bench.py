@@ -95,7 +95,7 @@ def test_the_next_size_and_simulate_apply_it_and_say_so(synthetic_result, measur
     assert sim_after["ttft_ms"]["p50"] > sim_before["ttft_ms"]["p50"] * 1.2
     assert sim_after["notes"] and not sim_before["notes"]
     # another configuration is untouched
-    other = [*sim_args[:6], "4", *sim_args[7:]]
+    other = [*sim_args[:8], "bf16", *sim_args[9:]]
     assert main(other) == 0 and json.loads(capsys.readouterr().out)["notes"] == []
 
 
