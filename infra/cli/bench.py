@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="replicas serving the load, for the predictions (default: the plan's baseline)")
     p.add_argument("--api-key-env", metavar="VAR", default=None,
                    help=f"environment variable holding the API key or JWT (default {DEFAULT_API_KEY_ENV}, if set)")
+    for metric in ("ttft", "tpot", "e2e"):
+        p.add_argument(f"--{metric}-p95-ms", type=positive_float, metavar="MS",
+                       help=f"{metric.upper()} p95 target for the attainment (default with --stack: the stack's)")
+    p.add_argument("--attainment-target-pct", type=positive_float, metavar="PCT",
+                   help="attainment the run must reach (default: the stack's sustained target, else 95)")
+    p.add_argument("--host-header", metavar="HOST",
+                   help="send this Host header (calling a gateway's Service by its cluster DNS name)")
     p.add_argument("--retry", action="store_true",
                    help="on 429/503 wait the response's Retry-After (at most 60 s) and send again (recorded)")
     p.add_argument("--timeout-s", type=positive_float, default=300.0, help="per-request timeout, seconds (default 300)")
@@ -124,7 +131,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from infra.core.catalog import load_catalog
 
         vocab = load_catalog().model(resolved.plan.model).vocab_size
-    cfg = DriverConfig(args.url, model, _api_key(args), timeout_s=args.timeout_s, retry=args.retry, vocab=vocab)
+    cfg = DriverConfig(args.url, model, _api_key(args), timeout_s=args.timeout_s, retry=args.retry, vocab=vocab,
+                       host_header=args.host_header)
     started_at = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     interrupted = False
     with DelayedStatus() as status:
@@ -142,19 +150,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             interrupted = True
     records = sorted(driver.records, key=lambda r: r.index)
     w = resolved.spec.workload if resolved else None
-    targets = None
-    if w is not None:
-        from infra.core.sizing.simulate.scenarios import targets_ms
-
-        targets = targets_ms(w)
+    targets = _targets(args, w)
     doc: dict[str, Any] = {
         "driver": "openai", "url_host": urlsplit(args.url).hostname, "model": model, "started_at": started_at,
         "interrupted": interrupted, "load": sched.describe(),
         "server_version": None if interrupted else server_version(args.url),
         **results.summarise(records, wall_s=driver.wall_s, targets_ms=targets),
     }
-    if w is not None:
-        doc["attainment_target_pct"] = results.attainment_target_pct(w.slo_attainment_pct)
+    if targets is not None:
+        doc["attainment_target_pct"] = args.attainment_target_pct or results.attainment_target_pct(
+            w.slo_attainment_pct if w is not None else None)
     if resolved is not None and not interrupted:
         doc.update(_against_plan(args, resolved, sched, doc))
     if args.per_request:
@@ -174,6 +179,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_PREFLIGHT
     return EXIT_OK
+
+
+def _targets(args: argparse.Namespace, w) -> dict[str, float | None] | None:
+    """The SLOs attainment is measured against: the flags, else the stack's; None: no SLO given."""
+    from infra.core.sizing.simulate.scenarios import targets_ms
+
+    declared = targets_ms(w) if w is not None else {}
+    flags = {m: getattr(args, f"{m}_p95_ms") for m in ("ttft", "tpot", "e2e")}
+    if w is None and not any(flags.values()):
+        return None
+    return {m: flags[m] if flags[m] is not None else declared.get(m) for m in flags}
 
 
 def _against_plan(args: argparse.Namespace, resolved, sched, measured: dict[str, Any]) -> dict[str, Any]:

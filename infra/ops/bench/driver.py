@@ -39,6 +39,7 @@ class DriverConfig:
     max_attempts: int = 4
     vocab: int = 32_000
     ignore_eos: bool = True
+    host_header: str | None = None  # a gateway's listener matches on Host (its Service has another name)
 
 
 def api_base(url: str) -> str:
@@ -83,8 +84,9 @@ class Driver:
         if self._client is None:
             from openai import AsyncOpenAI
 
+            headers = {"Host": self.cfg.host_header} if self.cfg.host_header else None
             self._client = AsyncOpenAI(base_url=api_base(self.cfg.base_url), api_key=self.cfg.api_key or "EMPTY",
-                                       max_retries=0, timeout=self.cfg.timeout_s)
+                                       max_retries=0, timeout=self.cfg.timeout_s, default_headers=headers)
         return self._client
 
     def run(self) -> list[RequestRecord]:
