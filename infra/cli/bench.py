@@ -21,7 +21,7 @@ from infra.cli.argtypes import endpoint_url, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json, warn
 from infra.cli.progress import DelayedStatus
 from infra.cli.size import add_trace_arguments, load_trace
-from infra.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, InputError
+from infra.core.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREFLIGHT, InputError, exit_code_epilog
 from infra.core.paths import REPO_ROOT
 from infra.core.tables import table
 
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "end-to-end latency, throughput and failures by status. With --stack: attainment against its SLOs, and the "
         "plan's and the simulator's predictions for the same load with measured/predicted ratios. Bounded by "
         "--requests and --duration-s; Ctrl-C reports what finished. docs/bench.md.",
+        epilog=exit_code_epilog("bench"),
     )
     p.add_argument("--url", required=True, type=endpoint_url,
                    help="the endpoint's base URL (http(s)://host[:port], /v1 appended unless given)")

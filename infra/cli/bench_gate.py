@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from infra.core import deploy
 from infra.core.bench.job import BenchJob, GatewayTarget, bench_job, token_secret_arn
 from infra.core.rollout.interfaces import BenchOutcome, InVpcRunner
-from infra.core.rollout.spec import BenchCheck, RolloutPlan
+from infra.core.rollout.spec import BenchCheck, RolloutPlan, fill
 
 OUT_IMAGE_REGISTRY = "image_registry"  # the base's export (infra/program/compose.py)
 TOKEN_ARN_KEY = "token_secret_arn"  # beside the Job in the bench action's environment
@@ -44,7 +44,8 @@ def job_for(plan: RolloutPlan, stack: str, project_dir: Path, outputs: Mapping[s
     check = _check(plan)
     resolved = resolve(stack, project_dir)
     cfg = resolved.config
-    job = bench_job(check, stack=stack, region=cfg.region, environment=plan.environment, cfg=cfg,
+    url = fill(check.url, stack=stack, region=cfg.region, environment=plan.environment) if check.url else None
+    job = bench_job(check, stack=stack, environment=plan.environment, cfg=cfg, url=url,
                     served_name=resolved.plan.served_name, workload=resolved.spec.workload,
                     registry=outputs.get(OUT_IMAGE_REGISTRY), gateway=gateway_target(cfg), run_id=run_id)
     return job, token_secret_arn(check, cfg, stack)

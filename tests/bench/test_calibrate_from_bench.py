@@ -13,6 +13,7 @@ from infra.core.bench.predict import configuration, load_point
 from infra.core.resolve import resolve
 from infra.core.sizing import calibrate, measured
 from infra.core.sizing.search import size
+from infra.core.sizing.simulate.load_point import simulate_point
 from infra.core.sizing.simulate.scenarios import replica_model
 from infra.core.sizing.simulate.workload import Lengths
 
@@ -34,7 +35,7 @@ def synthetic_result():
     replicas = plan.control.min_replicas
     sched = schedule(requests=replicas * 4, duration_s=60, concurrency=replicas * 2, lengths=Lengths(500, 40), seed=1)
     point = load_point(sched, replicas)
-    run = measured.simulate_point(replica_model(plan), point).to_dict()
+    run = simulate_point(replica_model(plan), point).to_dict()
     return {
         "driver": "openai", "url_host": "llm.us-east-1.internal.example.com", "started_at": "2026-12-01T12:00:00+00:00",
         "load": sched.describe(), "requests": {"sent": len(sched), "ok": len(sched), "failed": 0},

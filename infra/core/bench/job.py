@@ -35,6 +35,7 @@ KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}  # CoreDNS pods on EKS
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 WELL_KNOWN_PORT_SHIFT = 10000  # Envoy Gateway: container port = listener port + 10000 below 1024
 IMAGE_KEY = "llm-fleet"  # infra/core/catalog/charts.yaml images
+REQUEST_TIMEOUT_S = 300.0  # one request of the Job may take this long (bench --timeout-s)
 JOB_TTL_S = 3600  # a finished Job (and its pod's log) is kept an hour if the gate cannot delete it
 
 
@@ -231,13 +232,13 @@ def token_secret_arn(check, cfg, stack: str) -> str:
     return arn
 
 
-def bench_job(check, *, stack: str, region: str, environment: str, cfg, served_name: str, workload,
+def bench_job(check, *, stack: str, environment: str, cfg, served_name: str, workload, url: str | None,
               registry: str | None, gateway: GatewayTarget, run_id: str) -> BenchJob:
     """The Job of the gate `check` for one stack: its lengths and SLOs from the stack's workload,
-    its image through the stack's private registry (`registry`, the base's image_registry)."""
+    its image through the stack's private registry (`registry`, the base's image_registry);
+    `url`: the gate's, its placeholders filled (None: the gateway's Service)."""
     from infra.core.bench.results import attainment_target_pct
     from infra.core.images import through_ecr_ref
-    from infra.core.rollout.spec import BENCH_REQUEST_TIMEOUT_S, fill
     from infra.core.sizing.simulate.scenarios import targets_ms
 
     import hashlib
@@ -249,10 +250,10 @@ def bench_job(check, *, stack: str, region: str, environment: str, cfg, served_n
         name=name, image=through_ecr_ref(upstream, registry) if registry else upstream, served_name=served_name,
         input_tokens=check.input_tokens or workload.input_tokens, output_tokens=check.output_tokens or workload.output_tokens,
         load=check.load, requests=check.requests, duration_s=check.duration_s, deadline_s=check.deadline_s,
-        request_timeout_s=BENCH_REQUEST_TIMEOUT_S, slo_ms=targets_ms(workload),
+        request_timeout_s=REQUEST_TIMEOUT_S, slo_ms=targets_ms(workload),
         attainment_target_pct=check.min_attainment_pct or attainment_target_pct(workload.slo_attainment_pct),
         gateway=gateway, hostname=cfg.ingress.hostname,
-        url=fill(check.url, stack=stack, region=region, environment=environment) if check.url else None,
+        url=url,
         vpc_cidr=cfg.network.vpc_cidr,
         labels={"llm-fleet/stack": stack, "llm-fleet/environment": environment},
     )

@@ -2,7 +2,7 @@
 
 The run's load is split evenly over the replicas serving it (the plan's baseline unless told):
 a closed loop of C clients is C / replicas clients per replica, a rate R is R / replicas per
-replica (`sizing.measured.LoadPoint`). The plan's figure is the closed form
+replica (`sizing.simulate.load_point`). The plan's figure is the closed form
 (`sizing.load.steady_state`, what the search ranks by); the simulator's is the replica
 simulation at that load (`simulate` replica mode), with the run's mean lengths and seed. Fleet
 throughput is a replica's times the replicas. Both use the plan's replica as sized, measured
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from infra.core.bench.load import Schedule
-from infra.core.sizing.measured import LoadPoint, simulate_point
+from infra.core.sizing.simulate.load_point import LoadPoint, simulate_point
 from infra.core.sizing.plan import FleetPlan
 
 

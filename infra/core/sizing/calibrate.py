@@ -29,6 +29,7 @@ from infra.core.files import atomic_write
 from infra.core.paths import DOCS_DIR
 from infra.core.sizing import load as load_model
 from infra.core.sizing import load_rows, measured
+from infra.core.sizing.simulate import load_point
 from infra.core.sizing.perf import ENGINES_FILE, EngineParams, ReplicaModel, load_engines
 
 CSV_PATH = CATALOG_DIR / "calibration" / "public_measurements.csv"
@@ -593,7 +594,7 @@ def fit_from_bench(result: Mapping[str, Any], source: str = "RESULT.json",
     replicas = int(predicted.get("replicas") or cfg["replicas_baseline"])
     lengths = predicted.get("lengths") or {"input_tokens": load["input_tokens_mean"],
                                            "output_tokens": load["output_tokens_mean"]}
-    point = measured.LoadPoint.split(
+    point = load_point.LoadPoint.split(
         lengths["input_tokens"], lengths["output_tokens"], replicas=replicas,
         requests=int(result["requests"]["sent"]), seed=int(load.get("seed") or 0),
         concurrency=load.get("concurrency") if load.get("kind") == "closed" else None,
@@ -606,7 +607,7 @@ def fit_from_bench(result: Mapping[str, Any], source: str = "RESULT.json",
                           measured.corrected(base, prefill, decode),
                           gpu_memory_utilization=float(cfg["gpu_memory_utilization"]),
                           max_num_seqs=int(cfg["max_num_seqs"]), max_num_batched_tokens=int(cfg["max_num_batched_tokens"]))
-        doc = measured.simulate_point(rm, point).to_dict()
+        doc = load_point.simulate_point(rm, point).to_dict()
         return {"ttft_ms_p50": doc["ttft_ms"]["p50"], "tpot_ms_p50": doc["tpot_ms"]["p50"]}
 
     lo, hi = MEASURED_FACTOR_BOUNDS
