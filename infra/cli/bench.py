@@ -32,12 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench",
         help="measure an OpenAI-compatible endpoint (TTFT, TPOT, ITL, e2e, errors) against the stack's SLOs and plan",
-        description="Drive an endpoint through the official openai SDK (AsyncOpenAI, streaming /v1/completions with "
-        "token-id prompts and exact output lengths via vLLM's ignore_eos/min_tokens) and report TTFT, TPOT, ITL and "
-        "end-to-end latency, throughput and failures by status. With --stack: attainment against its SLOs, and the "
-        "plan's and the simulator's predictions for the same load with measured/predicted ratios. Bounded by "
-        "--requests and --duration-s; Ctrl-C reports what finished. docs/bench.md.",
+        description="Drive an endpoint through the official openai SDK (AsyncOpenAI, streaming /v1/completions with\n"
+        "token-id prompts and exact output lengths via vLLM's ignore_eos/min_tokens) and report TTFT, TPOT, ITL\n"
+        "and end-to-end latency, throughput and failures by status. With --stack: attainment against its SLOs,\n"
+        "and the plan's and the simulator's predictions for the same load with measured/predicted ratios.\n"
+        "Bounded by --requests and --duration-s; Ctrl-C reports what finished. docs/bench.md.",
         epilog=exit_code_epilog("bench"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--url", required=True, type=endpoint_url,
                    help="the endpoint's base URL (http(s)://host[:port], /v1 appended unless given)")
@@ -127,7 +128,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not model:
         raise InputError("--model", None, "the served model name (or --stack STACK for the plan's)")
     sched = build_schedule(args, resolved)
-    vocab = 32_000
+    from infra.core.bench.load import DEFAULT_VOCAB
+
+    vocab = DEFAULT_VOCAB
     if resolved is not None:
         from infra.core.catalog import load_catalog
 

@@ -46,6 +46,7 @@ def test_with_a_stack_it_reports_attainment_and_the_predictions(fake_openai, cap
     assert (c["model"], c["engine"], c["engine_version"]) == ("llama-3.3-70b", "vllm", "0.18.0") and c["plan_digest"]
     p = doc["predicted"]
     assert p["replicas"] == c["replicas_baseline"] and p["per_replica"] == {"concurrency": 1}
+    assert p["busy_replicas"] == 2  # two clients keep two replicas busy, not the fleet
     assert p["simulator"]["ttft_ms"]["p50"] > 0 and p["plan"]["ttft_ms"]["p95"] > 0
     sim = doc["ratios"]["simulator"]
     assert sim["ttft_ms.p50"] == pytest.approx(doc["ttft_ms"]["p50"] / p["simulator"]["ttft_ms"]["p50"], rel=1e-3)
@@ -92,3 +93,15 @@ def test_ctrl_c_reports_what_finished_and_exits_130(fake_openai, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["interrupted"] is True and doc["requests"]["ok"] >= 3
     assert "(interrupted)" in stdout.decode() and "before Ctrl-C" in stderr.decode()
+
+
+def test_a_trace_sets_arrivals_and_lengths(fake_openai, tmp_path, capsys):
+    server = fake_openai(ttft_s=0.001, itl_s=0.001)
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,12,3\n1,20,5\n2,7,2\n")
+    assert main(["bench", "--url", server.url, "--model", "m", "--trace", str(trace), "--trace-rate", "40",
+                 "--requests", "3", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["load"]["kind"] == "trace" and doc["requests"]["ok"] == 3
+    sent = sorted((len(s.body["prompt"]), s.body["max_tokens"]) for s in server.sent)
+    assert sent == [(7, 2), (12, 3), (20, 5)]

@@ -5,7 +5,8 @@ a closed loop of C clients is C / replicas clients per replica, a rate R is R / 
 replica (`sizing.simulate.load_point`). The plan's figure is the closed form
 (`sizing.load.steady_state`, what the search ranks by); the simulator's is the replica
 simulation at that load (`simulate` replica mode), with the run's mean lengths and seed. Fleet
-throughput is a replica's times the replicas. Both use the plan's replica as sized, measured
+throughput is a replica's times the replicas kept busy (all of them, or the C clients' replicas
+when C is below the replicas). Both use the plan's replica as sized, measured
 corrections included (`sizing.measured`).
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ def predict(plan: FleetPlan, sched: Schedule, replicas: int) -> dict[str, Any]:
 
     rm = replica_model(plan)
     point = load_point(sched, replicas)
+    # fewer clients than replicas keep only that many replicas busy (one request each)
+    busy = min(replicas, sched.concurrency) if sched.concurrency is not None else replicas
     kw: dict[str, Any] = ({"concurrency": point.concurrency} if point.concurrency is not None
                           else {"arrival_rate_per_s": point.rate_per_s})
     try:
@@ -47,7 +50,7 @@ def predict(plan: FleetPlan, sched: Schedule, replicas: int) -> dict[str, Any]:
             "ttft_ms": {"mean": _finite(cf.ttft_ms_mean), "p95": _finite(cf.ttft_ms_p95)},
             "tpot_ms": {"mean": _finite(cf.tpot_ms_mean), "p95": _finite(cf.tpot_ms_p95)},
             "e2e_ms": {"mean": _finite(cf.e2e_ms_mean), "p95": _finite(cf.e2e_ms_p95)},
-            "output_tokens_per_s": _finite(cf.output_tokens_per_s * replicas),
+            "output_tokens_per_s": _finite(cf.output_tokens_per_s * busy),
             "saturated": cf.saturated,
         }
     except ValueError as exc:  # a load the closed form cannot state (a prompt over the budget)
@@ -55,8 +58,8 @@ def predict(plan: FleetPlan, sched: Schedule, replicas: int) -> dict[str, Any]:
     run = simulate_point(rm, point)
     doc = run.to_dict()
     simulated = {k: doc[k] for k in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "requests")}
-    simulated["output_tokens_per_s"] = round(run.output_tokens_per_s * replicas, 3)
-    return {"replicas": replicas, "per_replica": point.describe(),
+    simulated["output_tokens_per_s"] = round(run.output_tokens_per_s * busy, 3)
+    return {"replicas": replicas, "busy_replicas": busy, "per_replica": point.describe(),
             "lengths": {"input_tokens": point.input_tokens, "output_tokens": point.output_tokens},
             "plan": closed, "simulator": simulated}
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from infra.core.bench.load import Schedule, prompt_ids
+from infra.core.bench.load import DEFAULT_VOCAB, Schedule, prompt_ids
 from infra.core.bench.results import HTTP_PREFIX, OK, RequestRecord
 
 MAX_RETRY_WAIT_S = 60.0  # one Retry-After is honoured up to this long
@@ -37,7 +37,7 @@ class DriverConfig:
     timeout_s: float = 300.0
     retry: bool = False
     max_attempts: int = 4
-    vocab: int = 32_000
+    vocab: int = DEFAULT_VOCAB
     ignore_eos: bool = True
     host_header: str | None = None  # a gateway's listener matches on Host (its Service has another name)
 
