@@ -21,6 +21,7 @@ from infra.core.resolve import resolve
 from infra.core.rollout.gates import bench_verdict
 from infra.core.rollout.interfaces import BenchOutcome, InVpcResult
 from infra.core.rollout.journal import parse_journal
+from infra.core.rollout.report import render_text
 from infra.core.rollout.spec import BenchCheck, load_rollout_plan, parse_rollout_plan
 from infra.ops.bench.job import KubeBenchRunner, collection
 from tests.rollout.rollout_support import REPO, FakeClock, Harness, plan_doc
@@ -284,6 +285,9 @@ def test_a_passing_bench_records_its_figures_in_the_journal(tmp_path):
     assert rec["requests"]["ok"] == 199 and rec["tpot_ms"]["p95"] == 28.0 and rec["target_pct"] == 95
     stored = parse_journal(journal.to_json(), "journal.json")  # what a resumed run and the report read back
     assert stored.stacks["west"].bench["attainment_pct"] == 98.5
+    text = render_text(journal, "stacks/prod.yaml")
+    assert ("bench west: pass: attainment 98.50 % (target 95 %), 199/200 requests ok, TTFT p95 420 ms, "
+            "TPOT p95 28 ms, e2e p95 4,800 ms") in text
 
 
 @pytest.mark.parametrize("outcome, reason", [
