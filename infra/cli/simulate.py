@@ -164,6 +164,7 @@ def _ms(v: float | None) -> str:
 
 def run_fleet(args: argparse.Namespace) -> int:
     from infra.core.resolve import resolve
+    from infra.core.sizing.measured import measured_notes
     from infra.core.sizing.simulate.scenarios import SCENARIOS, run_scenario, targets_ms
     from infra.core.sizing.simulate.workload import Lengths
 
@@ -193,6 +194,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         "arrival_rate_per_s": rate, "lengths": lengths.kind, "seed": args.seed,
         "slo_ms": targets, "control": _control_brief(plan.control),
         "scenarios": [scenario_doc(r, targets, args.interval_s) for r in runs],
+        "notes": measured_notes(plan.model, plan.gpu, plan.tensor_parallel, plan.precision, plan.engine),
     }
     to_stdout = emit_json(args.json, doc)
     if args.plot:
@@ -209,6 +211,8 @@ def run_fleet(args: argparse.Namespace) -> int:
     for s in doc["scenarios"]:
         if s["why"]:
             print(f"- {s['why']}")
+    for note in doc["notes"]:
+        print(f"- {note}")
     if args.plot:
         print(f"wrote {args.plot}")
     return 0

@@ -460,6 +460,10 @@ class Runner:
             raise self._fail(journal, wave, stack, "bench", "the health gate lists a bench check and this rollout "
                                                             "has no bench runner")
         target = check.min_attainment_pct or self.bench_target_pct(stack)
+        try:  # after up: a first deploy's outputs (its image registry) exist only now
+            outputs = dict(self.workspace.outputs(stack))
+        except WorkspaceError:
+            pass
         self.say(f"  {stack}: bench       running Job {check.name} ({check.requests} requests, "
                  f"{check.duration_s:g} s at most)")
         outcome = self.bench.run(stack, rec.region, outputs)
