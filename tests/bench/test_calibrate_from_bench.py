@@ -136,3 +136,11 @@ def test_a_result_that_cannot_calibrate_exits_2(synthetic_result, tmp_path, caps
     result.write_text(json.dumps({**synthetic_result, **patch}))
     assert main(["calibrate", "--from-bench", str(result)]) == 2
     assert field in capsys.readouterr().err
+
+
+def test_a_new_measurement_replaces_its_configurations_row(synthetic_result):
+    c = calibrate.fit_from_bench(synthetic_result)
+    other = measured.Correction(measured.ConfigKey(**{**vars(c.key), "tensor_parallel": 4}), 1.1, 1.1)
+    later = measured.Correction(c.key, 1.5, 1.2)
+    rows = calibrate.merge_corrections((c, other), [later, measured.Correction(c.key, 1.7, 1.3)])
+    assert [(r.key.tensor_parallel, r.prefill_factor) for r in rows] == [(4, 1.1), (8, 1.7)]

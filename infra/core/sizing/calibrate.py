@@ -639,9 +639,10 @@ def engines_by_name(name: str) -> EngineParams:
 
 def merge_corrections(existing: tuple[measured.Correction, ...],
                       new: list[measured.Correction]) -> list[measured.Correction]:
-    """`existing` with each new row replacing the row of its configuration."""
-    keys = {c.key for c in new}
-    return [c for c in existing if c.key not in keys] + list(new)
+    """`existing` with each new row replacing the row of its configuration (of several new rows
+    of one configuration, the last given wins)."""
+    latest = {c.key: c for c in new}
+    return [c for c in existing if c.key not in latest] + list(latest.values())
 
 
 def render_measured_section(rows: tuple[measured.Correction, ...]) -> list[str]:
