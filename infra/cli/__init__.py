@@ -18,6 +18,7 @@ from infra.core.errors import EXIT_INTERRUPTED, EXIT_OK, UserError, exit_code_ep
 COMMAND_MODULES = (
     "infra.cli.size",
     "infra.cli.simulate",
+    "infra.cli.bench",
     "infra.cli.weights",
     "infra.cli.plan",
     "infra.cli.cost",

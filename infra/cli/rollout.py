@@ -147,11 +147,29 @@ def run(args: argparse.Namespace) -> int:
             approver=os.environ.get("USER", ""), verbose=args.verbose, repeat_flags=journal_flags(args),
         ),
         global_workspace=global_workspace(project_dir) if plan.global_ is not None else None,
+        **bench_gate(plan, project_dir, path),
     )
     journal = runner.run()
     if not emit_json(args.json, rollout_report.to_dict(journal)):
         sys.stdout.write("\n" + rollout_report.render_text(journal, plan_path, journal_flags(args)))
     return rollout_report.exit_code(journal)
+
+
+def bench_gate(plan: Any, project_dir: Path, path: Any) -> dict[str, Any]:
+    """The runner's bench runner and attainment targets, when the health gate has a bench check."""
+    if plan.gates.health is None or plan.gates.health.bench is None:
+        return {}
+    import time
+
+    from infra.cli.bench_gate import StackBench
+    from infra.core.bench.results import attainment_target_pct
+    from infra.core.resolve import resolve
+
+    return {
+        "bench": StackBench(plan, project_dir, in_vpc=path.in_vpc, runner=path.runner,
+                            run_id=f"{plan.environment}-{time.time():.0f}-{os.getpid()}"),
+        "bench_target_pct": lambda stack: attainment_target_pct(resolve(stack, project_dir).spec.workload.slo_attainment_pct),
+    }
 
 
 def journal_flags(args: argparse.Namespace) -> tuple[str, ...]:

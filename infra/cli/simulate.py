@@ -19,7 +19,7 @@ from typing import Any
 from infra.cli.argtypes import fraction, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json
 from infra.cli.progress import DelayedStatus
-from infra.cli.size import add_trace_arguments, load_trace, replica_from_args
+from infra.cli.size import add_trace_arguments, load_trace, replica_and_correction
 from infra.core.errors import InputError
 from infra.core.files import atomic_write
 from infra.core.paths import REPO_ROOT
@@ -98,7 +98,7 @@ def run_replica(args: argparse.Namespace) -> int:
     from infra.core.sizing.simulate.replica import run_closed, run_open
     from infra.core.sizing.simulate.workload import Lengths, OpenLoop, fixed_count
 
-    rm = replica_from_args(args)
+    rm, measured = replica_and_correction(args)
     arch, gpu, engine = rm.arch, rm.gpu, rm.engine
     trace = load_trace(args)
     if trace is not None:
@@ -125,6 +125,7 @@ def run_replica(args: argparse.Namespace) -> int:
         "kv": args.kv, "engine": engine.name, "max_num_seqs": rm.max_num_seqs,
         "max_num_batched_tokens": rm.max_num_batched_tokens, "kv_cache_tokens": rm.memory.kv_cache_tokens,
         "lengths": lengths.kind, "seed": args.seed, **r.to_dict(),
+        "notes": [measured.note()] if measured else [],
     }
     if trace is None:
         kw = {"concurrency": args.concurrency} if args.concurrency else {"arrival_rate_per_s": args.rate}
@@ -146,6 +147,8 @@ def run_replica(args: argparse.Namespace) -> int:
     print(table(["ms", "mean", "p50", "p95", "p99"], rows, right=[1, 2, 3, 4]))
     print(f"throughput: {r.output_tokens_per_s:,.0f} output tokens/s, {r.requests_per_s:,.2f} requests/s; "
           f"{r.preemptions} preemptions")
+    for note in doc["notes"]:
+        print(f"- {note}")
     cf = doc.get("closed_form")
     if cf:
         print(f"closed form: TTFT p95 {_ms(cf['ttft_ms_p95'])} ms, TPOT p95 {_ms(cf['tpot_ms_p95'])} ms, "
@@ -161,6 +164,7 @@ def _ms(v: float | None) -> str:
 
 def run_fleet(args: argparse.Namespace) -> int:
     from infra.core.resolve import resolve
+    from infra.core.sizing.measured import measured_notes
     from infra.core.sizing.simulate.scenarios import SCENARIOS, run_scenario, targets_ms
     from infra.core.sizing.simulate.workload import Lengths
 
@@ -190,6 +194,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         "arrival_rate_per_s": rate, "lengths": lengths.kind, "seed": args.seed,
         "slo_ms": targets, "control": _control_brief(plan.control),
         "scenarios": [scenario_doc(r, targets, args.interval_s) for r in runs],
+        "notes": measured_notes(plan.model, plan.gpu, plan.tensor_parallel, plan.precision, plan.engine),
     }
     to_stdout = emit_json(args.json, doc)
     if args.plot:
@@ -206,6 +211,8 @@ def run_fleet(args: argparse.Namespace) -> int:
     for s in doc["scenarios"]:
         if s["why"]:
             print(f"- {s['why']}")
+    for note in doc["notes"]:
+        print(f"- {note}")
     if args.plot:
         print(f"wrote {args.plot}")
     return 0

@@ -66,7 +66,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit the step-time model to the public benchmarks and report per-row error",
         description="Fit engine efficiency factors on infra/core/catalog/calibration/public_measurements.csv.",
     )
-    c.add_argument("--write", action="store_true", help="rewrite infra/core/catalog/engines.yaml and docs/calibration-report.md")
+    c.add_argument("--write", action="store_true", help="rewrite infra/core/catalog/engines.yaml and docs/calibration-report.md "
+                   "(with --from-bench: infra/core/catalog/calibration/measured.yaml and the report)")
+    c.add_argument("--from-bench", nargs="+", metavar="RESULT.json",
+                   help="fit per-configuration correction factors to `bench --stack ... --json` results instead "
+                   "(one row per model, GPU, TP, precision and engine version; the public fit is untouched)")
     add_json_argument(c, "the fit summary and engine factors")
     c.set_defaults(func=cmd_calibrate)
 
@@ -97,6 +101,12 @@ def load_trace(args: argparse.Namespace):
 def replica_from_args(args: argparse.Namespace):
     """The replica `--model --gpu --tp --weights --kv --engine ...` describe (predict, simulate);
     a bad combination exits 2 naming the flag."""
+    return replica_and_correction(args)[0]
+
+
+def replica_and_correction(args: argparse.Namespace):
+    """`replica_from_args`, and the measured correction its engine factors carry (None: none)."""
+    from infra.core.sizing.measured import engine_for
     from infra.core.sizing.perf import ReplicaModel, engine_params
 
     catalog = load_catalog()
@@ -104,7 +114,7 @@ def replica_from_args(args: argparse.Namespace):
     gpu = catalog.gpu(args.gpu, "--gpu")
     if arch.num_attention_heads % args.tp:
         raise InputError("--tp", args.tp, f"a divisor of {arch.key}'s {arch.num_attention_heads} attention heads")
-    engine = engine_params(args.engine)
+    engine, measured = engine_for(engine_params(args.engine), arch.key, gpu.key, args.tp, args.weights)
     rm = ReplicaModel(
         arch, gpu, args.tp, args.weights, args.kv, engine,
         gpu_memory_utilization=args.gpu_memory_utilization or engine.default_gpu_memory_utilization,
@@ -118,7 +128,7 @@ def replica_from_args(args: argparse.Namespace):
             f"activations {m.activation_bytes / 2**30:.1f} GiB per GPU leave no KV cache within "
             f"{m.usable_bytes / 2**30:.1f} GiB; use more GPUs per replica or a lower precision",
         )
-    return rm
+    return rm, measured
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -289,6 +299,8 @@ def cmd_size(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from infra.core.sizing import calibrate
 
+    if args.from_bench:
+        return calibrate_from_bench(args)
     rows, excluded = calibrate.read_measurements()
     with DelayedStatus() as status:
         status("fitting the step-time model (public rows, then the replica simulator under load: minutes)")
@@ -317,4 +329,42 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                   f"median |error| {x['median_abs_error']:.1%}, most optimistic {x['most_optimistic']:+.1%}")
         if args.write:
             print(f"wrote {calibrate.REPORT_PATH.name} and engines.yaml", file=sys.stderr)
+    return 0
+
+
+def calibrate_from_bench(args: argparse.Namespace) -> int:
+    """`calibrate --from-bench RESULT.json ...`: one correction per configuration measured."""
+    import json
+
+    from infra.core.sizing import calibrate, measured
+
+    fitted = []
+    with DelayedStatus() as status:
+        for path in args.from_bench:
+            status(f"fitting the replica simulator to {path}")
+            try:
+                result = json.loads(Path(path).read_text())
+            except OSError as exc:
+                raise InputError("--from-bench", path, f"a readable bench result ({exc.strerror})") from None
+            except ValueError as exc:
+                raise InputError("--from-bench", path, f"a JSON document written by `bench --json` ({exc})") from None
+            fitted.append(calibrate.fit_from_bench(result, source=path))
+    rows = calibrate.merge_corrections(measured.load_corrections(), fitted)
+    if args.write:
+        written = measured.write_corrections(rows)
+        from infra.core.sizing.perf import load_engines
+
+        calibrate.write_report(calibrate.report_for(load_engines()))
+    doc = {"corrections": [c.to_row() for c in fitted], "written": bool(args.write)}
+    if emit_json(args.json, doc):
+        return 0
+    for c in fitted:
+        b, a, m = c.simulated_before, c.simulated_after, c.measured
+        print(f"{c.key.describe()}: prefill x{c.prefill_factor:.3f}, decode x{c.decode_factor:.3f}; "
+              f"TTFT p50 {m['ttft_ms_p50']:,.1f} ms measured, {b['ttft_ms_p50']:,.1f} -> {a['ttft_ms_p50']:,.1f} simulated; "
+              f"TPOT p50 {m['tpot_ms_p50']:,.2f} ms measured, {b['tpot_ms_p50']:,.2f} -> {a['tpot_ms_p50']:,.2f} simulated")
+    if args.write:
+        print(f"wrote {written} and {calibrate.REPORT_PATH.name}", file=sys.stderr)
+    else:
+        print("(not written: --write stores the rows in measured.yaml, which the next size and simulate apply)")
     return 0

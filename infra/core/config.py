@@ -486,6 +486,11 @@ class DeployerConfig(StrictModel):
     source_retention_days: int = Field(
         default=14, ge=1, le=3650, description="Days an uploaded source archive of a deploy is kept."
     )
+    bench_token_secret_arn: str | None = Field(
+        default=None, pattern=patterns.SECRETS_MANAGER_ARN,
+        description="Secrets Manager secret with the JWT of the rollout bench gate's tenant (llm-fleet-bench): the "
+        "build may read it to run the bench Job in the cluster (docs/bench.md).",
+    )
 
     @field_validator("build_image")
     @classmethod

@@ -21,12 +21,14 @@ from infra.core.labels import PROJECT, WORKLOADS_PROJECT
 ACTION_ENV = "LLM_FLEET_ACTION"
 STACK_ENV = "LLM_FLEET_STACK"
 QUERIES_ENV = "LLM_FLEET_QUERIES"  # the prometheus action: a JSON list of PromQL queries
+BENCH_ENV = "LLM_FLEET_BENCH"  # the bench action: the Job to run, as JSON (infra.core.bench.job.BenchJob)
 PREVIEW = "preview"
 UP = "up"
 REFRESH = "refresh"
 DESTROY = "destroy"
 PROMETHEUS = "prometheus"
-ACTIONS = (PREVIEW, UP, REFRESH, DESTROY, PROMETHEUS)
+BENCH = "bench"
+ACTIONS = (PREVIEW, UP, REFRESH, DESTROY, PROMETHEUS, BENCH)
 
 # Base stack outputs the workloads project and `deploy` read (the base exports each of them).
 OUT_CLUSTER_NAME = "cluster_name"

@@ -56,6 +56,8 @@ EXIT_CODES: tuple[ExitCode, ...] = (
                    "endpoint unreachable, not enough free disk or the disk filled up (partial downloads are "
                    "kept for resume), a read-only filesystem, or `wait` timed out before the marker",
         "rollout": "preflight failed (the `preflight` command)",
+        "bench": "no request succeeded: the endpoint refused, dropped or never answered every one (the report "
+                 "counts them by outcome)",
     }),
     ExitCode(EXIT_ROLLOUT_HALTED, "a rollout or deploy halted at a failed step or gate (rollout: resume with --resume)", {
         "rollout": "the rollout halted at a failed step or gate (--dry-run: a gate would stop it); resume with --resume",

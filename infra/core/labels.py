@@ -64,3 +64,9 @@ def common_labels(component: str) -> dict[str, str]:
         "app.kubernetes.io/managed-by": "pulumi",
         "app.kubernetes.io/component": component,
     }
+
+
+# The rollout's bench gate (infra/core/bench/job.py): its own namespace, and its own tenant (the
+# JWT tenant claim the gateway rate-limits in a bucket of its own).
+BENCH_NAMESPACE = "llm-fleet-bench"
+BENCH_TENANT = "llm-fleet-bench"

@@ -163,6 +163,7 @@ class Harness:
         self.out = io.StringIO()
         self.ids = iter(f"prod-run-{i}" for i in range(1, 100))
         self.global_workspace: Any = None  # the environment's global stack (plans with traffic steps)
+        self.bench: Any = None  # the health gate's bench runner (plans with a bench check)
 
     def runner(self, **options: Any) -> Runner:
         return Runner(
@@ -170,6 +171,7 @@ class Harness:
             preflight=self.preflight, health=self.health, cost_model=self.cost, store=self.store,
             out=self.out, clock=self.clock, options=RunOptions(approver="tester", **options),
             rollout_id=lambda env, now: next(self.ids), global_workspace=self.global_workspace,
+            bench=self.bench,
         )
 
     def run(self, **options: Any):

@@ -21,6 +21,8 @@ from infra.core.errors import InputError
 from infra.core.files import yaml_loader
 
 CATALOG_DIR = Path(__file__).resolve().parent
+# Correction factors measured by `bench` (`calibrate --from-bench`): part of what a plan depends on.
+MEASURED_CALIBRATION_FILE = CATALOG_DIR / "calibration" / "measured.yaml"
 
 # One definition of a month for every $/month figure (365 days * 24 h / 12).
 HOURS_PER_MONTH = Decimal("730")
@@ -131,6 +133,8 @@ def _default_digest() -> str:
     h = hashlib.sha256()
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
+    if MEASURED_CALIBRATION_FILE.exists():
+        h.update(b"measured\0" + MEASURED_CALIBRATION_FILE.read_bytes())
     return h.hexdigest()[:16]
 
 

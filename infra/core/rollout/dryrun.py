@@ -14,11 +14,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping, Protocol, Sequence
 
 from infra.core import money
-from infra.core.config import SizingSpec, StackConfig
+from infra.core.config import SizingSpec, StackConfig, Workload
 from infra.core.errors import EXIT_OK, EXIT_POLICY, EXIT_ROLLOUT_HALTED, EXIT_USAGE, UserError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict, usd
 from infra.core.rollout.regions import sizing_share_pct
-from infra.core.rollout.spec import RolloutPlan, Wave
+from infra.core.rollout.spec import BenchCheck, RolloutPlan, Wave
 from infra.core.rollout.traffic import changes, declared_weights, routed_pct, served_text, weights_during
 
 
@@ -189,8 +189,35 @@ def _steps(plan: RolloutPlan, stack: str, in_vpc: bool | None = None) -> list[st
                          f"({', '.join(q.name for q in health.queries)}){' in the VPC' if in_vpc else ''}")
         if health.http:
             parts.append(f"{len(health.http)} HTTP check{'s' if len(health.http) != 1 else ''} ({', '.join(c.name for c in health.http)})")
-        steps.append(f"health gate: {' + '.join(parts)}; wait up to {health.wait_timeout_s:g} s, every {health.interval_s:g} s")
+        if parts:
+            steps.append(f"health gate: {' + '.join(parts)}; wait up to {health.wait_timeout_s:g} s, "
+                         f"every {health.interval_s:g} s")
+        if health.bench is not None:
+            steps.append(bench_step(health.bench))
     return steps
+
+
+def bench_step(check: BenchCheck, workload: Workload | None = None, in_vpc: bool | None = None) -> str:
+    """The bench gate as the real run takes it (after the health checks pass)."""
+    from infra.core.bench.job import image_of
+    from infra.core.bench.results import attainment_target_pct
+    from infra.core.labels import BENCH_NAMESPACE, BENCH_TENANT
+
+    load = ", ".join(f"{k} {v:g}" for k, v in check.load.items())
+    if check.min_attainment_pct is not None:
+        target = f"{check.min_attainment_pct:g} %"
+    elif workload is not None:
+        target = f"{attainment_target_pct(workload.slo_attainment_pct):g} %"
+    else:
+        target = "the stack's target"
+    lengths = (f"{check.input_tokens or (workload.input_tokens if workload else 'the stack')}+"
+               f"{check.output_tokens or (workload.output_tokens if workload else 'the stack')} tokens")
+    image, pin = image_of(check)
+    where = {True: ", started by the in-VPC build", False: ", started from here", None: ""}[in_vpc]
+    return (f"bench gate: Job {check.name} in namespace {BENCH_NAMESPACE}{where}, as tenant {BENCH_TENANT} against "
+            f"{check.url or 'the gateway Service'} ({load}, {lengths}, at most {check.requests} requests and "
+            f"{check.duration_s:g} s; image {image}{'' if pin else ' (pinned by tag only)'}); the stack fails "
+            f"below {target} attainment (failures count as misses)")
 
 
 def dry_run(
@@ -220,9 +247,20 @@ def dry_run(
                 continue
             cfg, doc = offline.config, offline.document
             row.steps = _steps(plan, stack, cfg.deploys_in_vpc)
+            bench = plan.gates.health.bench if plan.gates.health is not None else None
+            if bench is not None:
+                from infra.core.bench.job import token_secret_arn
+
+                try:
+                    token_secret_arn(bench, cfg, stack)
+                except UserError as exc:
+                    row.error = str(exc)
+                    continue
+                row.steps[-1] = bench_step(bench, offline.spec.workload, cfg.deploys_in_vpc)
             if wave.name in traffic and stack == wave.stacks[0]:
                 step = traffic[wave.name]
-                row.steps.insert(-2, f"traffic: global stack {plan.environment} to {changes(step.declared, step.during)} "
+                up = next(i for i, text in enumerate(row.steps) if text.startswith("up "))
+                row.steps.insert(up, f"traffic: global stack {plan.environment} to {changes(step.declared, step.during)} "
                                      f"before this up, until wave {wave.name} has baked")
             row.concurrent_requests = offline.spec.workload.concurrent_requests
             row.output_tokens_per_s = offline.spec.workload.output_tokens_per_s

@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping, Sequence
 
 from infra.core import money
-from infra.core.rollout.spec import CostGate, PolicyGate, PromQuery
+from infra.core.rollout.spec import BenchCheck, CostGate, PolicyGate, PromQuery
 
 CENT = Decimal("0.01")
 APPROVE_ALL = "all"  # `--approve-cost all`: accept every stack's cost increase
@@ -109,3 +109,43 @@ def query_verdict(query: PromQuery, samples: Sequence[tuple[str, float]]) -> tup
         return "fail", "; ".join(bad[:3]) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
     shown = ", ".join(f"{v:g}" for _, v in samples[:3])
     return "pass", f"{shown} within bounds"
+
+
+def _p(doc: Mapping[str, Any], name: str, q: str) -> float | None:
+    v = (doc.get(name) or {}).get(q) if isinstance(doc.get(name), Mapping) else None
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def bench_figures(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What the journal keeps of a bench run: attainment, requests, failures, the p50/p95s."""
+    out: dict[str, Any] = {"attainment_pct": doc.get("attainment_pct"), "requests": dict(doc.get("requests") or {}),
+                           "errors": dict(doc.get("errors") or {}), "wall_s": doc.get("wall_s"),
+                           "output_tokens_per_s": doc.get("output_tokens_per_s"),
+                           "requests_per_s": doc.get("requests_per_s"), "slo_ms": dict(doc.get("slo_ms") or {})}
+    for name in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
+        out[name] = {q: _p(doc, name, q) for q in ("p50", "p95", "p99")}
+    return out
+
+
+def bench_verdict(check: BenchCheck, document: Mapping[str, Any] | None, target_pct: float,
+                  error: str = "") -> GateVerdict:
+    """Pass when the run's attainment (failures counted as misses) reaches `target_pct`."""
+    if document is None:
+        return GateVerdict("bench", "fail", f"{check.name}: no result ({error or 'the Job reported nothing'})",
+                           {"error": error, "target_pct": target_pct})
+    data = bench_figures(document) | {"target_pct": target_pct}
+    attained = document.get("attainment_pct")
+    req = data["requests"]
+    failures = ", ".join(f"{k}: {v}" for k, v in data["errors"].items())
+    what = (f"{req.get('ok', 0)}/{req.get('sent', 0)} requests ok" + (f" ({failures})" if failures else "")
+            + f"; TTFT p95 {_ms(data['ttft_ms']['p95'])}, TPOT p95 {_ms(data['tpot_ms']['p95'])}")
+    if not isinstance(attained, (int, float)):
+        return GateVerdict("bench", "fail", f"{check.name}: no attainment in the result ({what})", data)
+    if attained < target_pct:
+        return GateVerdict("bench", "fail", f"{check.name}: attainment {attained:.2f} % is below the target "
+                                            f"{target_pct:g} % ({what})", data)
+    return GateVerdict("bench", "pass", f"{check.name}: attainment {attained:.2f} % >= {target_pct:g} % ({what})", data)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} ms"

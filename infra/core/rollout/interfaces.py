@@ -151,6 +151,24 @@ class HealthChecker(Protocol):
     def check(self, stack: str, region: str) -> CheckReport: ...
 
 
+@dataclass(frozen=True)
+class BenchOutcome:
+    """A finished bench Job: the `bench --json` document it printed back (None: none), and why not."""
+
+    job: str
+    document: Mapping[str, Any] | None
+    error: str = ""
+    log_tail: tuple[str, ...] = ()
+
+
+class BenchRunner(Protocol):
+    """Runs the health gate's `bench` check against one deployed stack (a Job in its cluster) and
+    waits for it; `outputs` are the base stack's outputs (its image registry). Never raises for a
+    failed run: the outcome says why."""
+
+    def run(self, stack: str, region: str, outputs: Mapping[str, Any]) -> BenchOutcome: ...
+
+
 class Clock(Protocol):
     def now(self) -> float: ...
 

@@ -31,7 +31,7 @@ class StackRecord(_Model):
     wave: str
     region: str
     status: StackStatus = "pending"
-    step: str = ""  # the step running or last run: preflight, preview, gate-policy, gate-cost, up, health
+    step: str = ""  # the step running or last run: preflight, preview, gate-policy, gate-cost, up, health, bench
     attempts: int = 0
     up_attempted: bool = False  # `up` ran (or started) for this stack in this rollout
     previous: dict[str, Any] | None = None  # the deployed record before this rollout's up (rollback source)
@@ -40,6 +40,7 @@ class StackRecord(_Model):
     policy: dict[str, Any] | None = None  # {"mandatory": n, "advisory": n, "violations": [...]}
     cost: dict[str, str] | None = None  # {"scenario", "before_usd", "after_usd", "delta_usd", "limit_usd", "status"}
     health: str = ""
+    bench: dict[str, Any] | None = None  # the bench gate's measured figures and verdict
     detail: str = ""
     rollback: str = ""
 

@@ -31,6 +31,20 @@ def _policy(rec: Any) -> str:
     return f"{rec.policy.get('status', '?')} ({rec.policy.get('mandatory', 0)}m/{rec.policy.get('advisory', 0)}a)"
 
 
+def _bench(b: dict[str, Any]) -> str:
+    """The bench gate's figures as the journal keeps them, in one line."""
+    def p95(name: str) -> str:
+        v = (b.get(name) or {}).get("p95")
+        return "-" if v is None else f"{v:,.0f} ms"
+
+    att, target = b.get("attainment_pct"), b.get("target_pct")
+    req = b.get("requests") or {}
+    return (f"{b.get('status', '?')}: attainment {'-' if att is None else f'{att:.2f} %'} (target "
+            f"{'?' if target is None else f'{target:g}'} %), {req.get('ok', 0)}/{req.get('sent', 0)} requests ok, "
+            f"TTFT p95 {p95('ttft_ms')}, TPOT p95 {p95('tpot_ms')}, e2e p95 {p95('e2e_ms')}"
+            + (f"; {b['error']}" if b.get("error") else ""))
+
+
 def rollout_command(plan_path: str, *flags: str, repeat: Sequence[str] = ()) -> str:
     """`python -m infra rollout PLAN FLAGS...` with `repeat`, the flags that locate the rollout's
     journal (--state-dir, --project-dir): a hint without them would find no journal."""
@@ -51,6 +65,9 @@ def render_text(journal: Journal, plan_path: str, repeat: Sequence[str] = ()) ->
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     waves = ", ".join(f"{n}: {w.status}" for n, w in journal.waves.items())
     lines += ["", f"waves: {waves}"]
+    for name, rec in journal.stacks.items():
+        if rec.bench:
+            lines.append(f"bench {name}: {_bench(rec.bench)}")
     for name, rec in journal.stacks.items():
         if rec.rollback:
             lines.append(f"rollback {name}: {rec.rollback}")

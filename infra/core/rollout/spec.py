@@ -222,14 +222,76 @@ class HttpCheck(StrictModel):
     _url = field_validator("url")(_check_template)
 
 
+# Bounds of the bench gate: a check, not a load test (the gateway's bench bucket is sized for it).
+BENCH_MAX_REQUESTS = 2000
+BENCH_MAX_DURATION_S = 900.0
+BENCH_MAX_CONCURRENCY = 256
+
+
+class BenchCheck(StrictModel):
+    """The SLO benchmark after `up`: `python -m infra bench` as a Kubernetes Job in the region
+    (namespace llm-fleet-bench, its own tenant), failing the stack when attainment is below target.
+
+    It runs inside the cluster, so it works with a private endpoint: by default against the
+    gateway's Service (with the stack's hostname as Host), through the same JWT check and rate
+    limiter clients get. The JWT is the bench tenant's: the gate reads it from Secrets Manager and
+    hands it to the Job as a Kubernetes Secret in the bench namespace (an env var), deleted after.
+    """
+
+    name: str = Field(default="slo-bench", pattern=patterns.DNS_LABEL, description="Check name (and the Job's name).")
+    token_secret_arn: str | None = Field(
+        default=None, pattern=patterns.SECRETS_MANAGER_ARN,
+        description="Secrets Manager secret with the bench tenant's JWT (tenant claim llm-fleet-bench); default: "
+        "each stack's deployer.bench_token_secret_arn (which a private-endpoint stack needs: its build reads it).")
+    url: str | None = Field(
+        default=None, pattern=patterns.HTTP_URL,
+        description="Endpoint the Job calls; may use {stack}, {region}, {environment}. Default: the gateway's "
+        "Service inside the cluster, with the stack's ingress.hostname as Host.")
+    concurrency: int | None = Field(default=None, ge=1, le=BENCH_MAX_CONCURRENCY,
+                                    description="Closed loop: requests in flight (default 16 unless rate_per_s).")
+    rate_per_s: float | None = Field(default=None, gt=0, le=1000, description="Open loop: Poisson arrivals per second.")
+    requests: int = Field(default=200, ge=1, le=BENCH_MAX_REQUESTS, description="Requests at most.")
+    duration_s: float = Field(default=180, gt=0, le=BENCH_MAX_DURATION_S, description="Seconds of sending at most.")
+    input_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="Prompt tokens (default: the stack's).")
+    output_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="Answer tokens (default: the stack's).")
+    min_attainment_pct: float | None = Field(
+        default=None, gt=0, le=100,
+        description="Share of requests within every SLO (failures are misses) the stack must reach; default: the "
+        "workload's slo_attainment_pct.sustained, else 95.")
+    image: str | None = Field(
+        default=None, pattern=patterns.IMAGE_BY_DIGEST,
+        description="Image with llm-fleet, pinned by digest (default: infra/core/catalog/charts.yaml images.llm-fleet).")
+
+    _url = field_validator("url")(lambda v: None if v is None else _check_template(v))
+
+    @model_validator(mode="after")
+    def _load(self) -> "BenchCheck":
+        if self.concurrency is not None and self.rate_per_s is not None:
+            raise ValueError("set concurrency or rate_per_s, not both")
+        return self
+
+    @property
+    def load(self) -> dict[str, float]:
+        return {"rate_per_s": self.rate_per_s} if self.rate_per_s is not None else {"concurrency": self.concurrency or 16}
+
+    @property
+    def deadline_s(self) -> float:
+        """How long the Job may run: the sending window, then the longest request (timeout) to finish."""
+        from infra.core.bench.job import REQUEST_TIMEOUT_S
+
+        return self.duration_s + REQUEST_TIMEOUT_S + 60
+
+
 class HealthGate(StrictModel):
-    """Health after `up` and during the bake: PromQL SLO queries and/or HTTP checks."""
+    """Health after `up` and during the bake: PromQL SLO queries and/or HTTP checks, and once
+    after `up` the SLO benchmark (`bench`)."""
 
     prometheus_url: str | None = Field(
         default=None, pattern=patterns.HTTP_URL, description="Prometheus base URL; may use {stack}, {region}, {environment}."
     )
     queries: tuple[PromQuery, ...] = Field(default=(), description="SLO queries (need prometheus_url).")
     http: tuple[HttpCheck, ...] = Field(default=(), description="HTTP checks.")
+    bench: BenchCheck | None = Field(default=None, description="The SLO benchmark, once after up (a Kubernetes Job).")
     wait_timeout_s: float = Field(
         default=900, ge=0, le=24 * 3600, description="After up: how long to wait for every check to pass, seconds."
     )
@@ -242,11 +304,11 @@ class HealthGate(StrictModel):
 
     @model_validator(mode="after")
     def _checks(self) -> "HealthGate":
-        if not self.queries and not self.http:
-            raise ValueError("list at least one check under queries or http (or remove the health gate)")
+        if not self.queries and not self.http and self.bench is None:
+            raise ValueError("list at least one check under queries, http or bench (or remove the health gate)")
         if self.queries and not self.prometheus_url:
             raise ValueError("queries need prometheus_url")
-        names = [c.name for c in (*self.queries, *self.http)]
+        names = [c.name for c in (*self.queries, *self.http, *((self.bench,) if self.bench else ()))]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"check names must be unique; repeated: {', '.join(dupes)}")

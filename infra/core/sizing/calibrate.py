@@ -19,15 +19,17 @@ import re
 import statistics
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from infra.core.catalog import CATALOG_DIR, Catalog, load_catalog
+from infra.core.errors import InputError
 from infra.core.files import atomic_write
 from infra.core.paths import DOCS_DIR
 from infra.core.sizing import load as load_model
-from infra.core.sizing import load_rows
+from infra.core.sizing import load_rows, measured
+from infra.core.sizing.simulate import load_point
 from infra.core.sizing.perf import ENGINES_FILE, EngineParams, ReplicaModel, load_engines
 
 CSV_PATH = CATALOG_DIR / "calibration" / "public_measurements.csv"
@@ -471,6 +473,7 @@ def render_report(results: list[RowResult], excluded: list[Excluded], engines: d
     for x in excluded:
         lines.append(f"| {x.row} | {x.engine} | {x.model} | {x.reason} |")
     lines += render_load_section(loaded, not_simulated, assumptions, engines)
+    lines += render_measured_section(measured.load_corrections())
     return "\n".join(lines) + "\n"
 
 
@@ -553,5 +556,112 @@ def report_for(engines: dict[str, EngineParams], catalog: Catalog | None = None,
     return render_report(evaluate(rows, engines, catalog), excluded, engines, *(loaded or simulate_load(engines, catalog)))
 
 
-def write_report(text: str, path: Path = REPORT_PATH) -> None:
-    atomic_write(path, text)
+def write_report(text: str, path: Path | None = None) -> None:
+    atomic_write(path or REPORT_PATH, text)
+
+
+# --- measured on a deployed fleet (`calibrate --from-bench`) ---------------------------------------
+
+MIN_BENCH_REQUESTS = 20  # fewer successful requests make a median too noisy to correct a model with
+MEASURED_FACTOR_BOUNDS = (0.2, 5.0)  # a correction beyond 5x says the configuration is not what was deployed
+MEASURED_FIT_ROUNDS = 5
+
+
+def _bench_figure(result: Mapping[str, Any], name: str, source: str) -> float:
+    value = (result.get(name) or {}).get("p50")
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise InputError(f"{source}: {name}.p50", value, "a positive median (a run with successful requests)")
+    return float(value)
+
+
+def fit_from_bench(result: Mapping[str, Any], source: str = "RESULT.json",
+                   catalog: Catalog | None = None) -> measured.Correction:
+    """Correction factors for the configuration a `bench --stack` result measured: the replica
+    simulator at the run's per-replica load is brought to the measured TTFT and TPOT medians by
+    scaling the prefill and decode terms (alternating multiplicative steps; each figure mostly
+    answers to its own factor). One run corrects one configuration, never the whole model."""
+    catalog = catalog or load_catalog()
+    cfg = result.get("configuration")
+    if not isinstance(cfg, Mapping):
+        raise InputError(f"{source}: configuration", None,
+                         "a result of `python -m infra bench --stack STACK --json FILE` (it records what was measured)")
+    ok = int((result.get("requests") or {}).get("ok") or 0)
+    if ok < MIN_BENCH_REQUESTS:
+        raise InputError(f"{source}: requests.ok", ok, f"at least {MIN_BENCH_REQUESTS} successful requests")
+    ttft_ms, tpot_ms = _bench_figure(result, "ttft_ms", source), _bench_figure(result, "tpot_ms", source)
+    load = result.get("load") or {}
+    predicted = result.get("predicted") or {}
+    replicas = int(predicted.get("replicas") or cfg["replicas_baseline"])
+    lengths = predicted.get("lengths") or {"input_tokens": load["input_tokens_mean"],
+                                           "output_tokens": load["output_tokens_mean"]}
+    point = load_point.LoadPoint.split(
+        lengths["input_tokens"], lengths["output_tokens"], replicas=replicas,
+        requests=int(result["requests"]["sent"]), seed=int(load.get("seed") or 0),
+        concurrency=load.get("concurrency") if load.get("kind") == "closed" else None,
+        rate_per_s=None if load.get("kind") == "closed" else load.get("rate_per_s"))
+    base = engines_by_name(cfg["engine"])
+    arch, gpu = catalog.model(cfg["model"], f"{source}: configuration.model"), catalog.gpu(cfg["gpu"])
+
+    def medians(prefill: float, decode: float) -> dict[str, float]:
+        rm = ReplicaModel(arch, gpu, int(cfg["tensor_parallel"]), cfg["precision"], cfg["kv_cache_dtype"],
+                          measured.corrected(base, prefill, decode),
+                          gpu_memory_utilization=float(cfg["gpu_memory_utilization"]),
+                          max_num_seqs=int(cfg["max_num_seqs"]), max_num_batched_tokens=int(cfg["max_num_batched_tokens"]))
+        doc = load_point.simulate_point(rm, point).to_dict()
+        return {"ttft_ms_p50": doc["ttft_ms"]["p50"], "tpot_ms_p50": doc["tpot_ms"]["p50"]}
+
+    lo, hi = MEASURED_FACTOR_BOUNDS
+    prefill = decode = 1.0
+    before = medians(1.0, 1.0)
+    now = before
+    for _ in range(MEASURED_FIT_ROUNDS):
+        prefill = min(hi, max(lo, prefill * ttft_ms / now["ttft_ms_p50"]))
+        decode = min(hi, max(lo, decode * tpot_ms / now["tpot_ms_p50"]))
+        now = medians(prefill, decode)
+    key = measured.ConfigKey(cfg["model"], cfg["gpu"], int(cfg["tensor_parallel"]), cfg["precision"], cfg["engine"],
+                             str(cfg["engine_version"]))
+    return measured.Correction(
+        key, round(prefill, 4), round(decode, 4),
+        provenance={"date": str(result.get("started_at", ""))[:10], "endpoint_host": result.get("url_host"),
+                    "plan_digest": cfg.get("plan_digest"), "requests": ok, "stack": cfg.get("stack"),
+                    "result": Path(source).name},
+        measured={"ttft_ms_p50": ttft_ms, "tpot_ms_p50": tpot_ms, "replicas": replicas, **point.describe()},
+        simulated_before=before, simulated_after=now)
+
+
+def engines_by_name(name: str) -> EngineParams:
+    """The published (fitted) factors of an engine: what a measured correction multiplies."""
+    engines = load_engines()
+    if name not in engines:
+        raise InputError("configuration.engine", name, f"one of: {', '.join(sorted(engines))}")
+    return engines[name]
+
+
+def merge_corrections(existing: tuple[measured.Correction, ...],
+                      new: list[measured.Correction]) -> list[measured.Correction]:
+    """`existing` with each new row replacing the row of its configuration (of several new rows
+    of one configuration, the last given wins)."""
+    latest = {c.key: c for c in new}
+    return [c for c in existing if c.key not in latest] + list(latest.values())
+
+
+def render_measured_section(rows: tuple[measured.Correction, ...]) -> list[str]:
+    """The report's rows measured on deployed fleets, apart from the published benchmarks."""
+    lines = ["", "## Measured on deployed fleets (`bench`, then `calibrate --from-bench`)", "",
+             "Per-configuration corrections (infra/core/catalog/calibration/measured.yaml), applied by `size` and",
+             "`simulate` to that configuration only (its plan notes say so). Factors multiply the modelled prefill",
+             "and decode times; medians in ms, the replica simulator at the run's per-replica load.", ""]
+    if not rows:
+        return lines + ["None yet: run `python -m infra bench --stack STACK --json RESULT.json` against a deployed",
+                        "fleet, then `python -m infra calibrate --from-bench RESULT.json --write`."]
+    lines += ["| configuration | load per replica | prefill x | decode x | TTFT p50 measured / before / after "
+              "| TPOT p50 measured / before / after | provenance |", "|---|---|---|---|---|---|---|"]
+    for c in rows:
+        m, b, a, p = c.measured, c.simulated_before, c.simulated_after, c.provenance
+        load = ", ".join(f"{k} {v:g}" for k, v in m.items() if k in ("concurrency", "rate_per_s"))
+        lines.append(
+            f"| {c.key.describe()} | {load} | {c.prefill_factor:.3f} | {c.decode_factor:.3f} "
+            f"| {m.get('ttft_ms_p50', 0):,.1f} / {b.get('ttft_ms_p50', 0):,.1f} / {a.get('ttft_ms_p50', 0):,.1f} "
+            f"| {m.get('tpot_ms_p50', 0):,.2f} / {b.get('tpot_ms_p50', 0):,.2f} / {a.get('tpot_ms_p50', 0):,.2f} "
+            f"| {p.get('date')} {p.get('endpoint_host')}, {p.get('requests')} requests, plan {p.get('plan_digest')} |")
+    return lines

@@ -24,6 +24,7 @@ from infra.core.config import SizingSpec, Workload
 from infra.core.errors import InfeasibleError, InputError
 from infra.core.sizing.load import LoadResult, steady_state
 from infra.core.sizing.memory import valid_tp_degrees
+from infra.core.sizing.measured import engine_for, measured_notes
 from infra.core.sizing.perf import EngineParams, ReplicaModel, architecture_notes, engine_params
 from infra.core.sizing.plan import Alternative, FleetPlan, NodeCounts, PlanCost, Predicted, VllmSettings
 from infra.core.sizing.simulate.workload import Lengths
@@ -133,10 +134,12 @@ def candidates(spec: SizingSpec, arch: ModelArch, catalog: Catalog, engine: Engi
         gpu = catalog.gpu(inst.gpu)
         for tp in valid_tp_degrees(arch, inst.gpu_count):
             for precision in f.precisions:
+                # a configuration measured on a deployed fleet sizes with its corrected factors
+                measured_engine, _ = engine_for(engine, arch.key, gpu.key, tp, precision)
                 for mns in MAX_NUM_SEQS_CHOICES:
                     for mbt in mbt_choices:
                         rm = ReplicaModel(
-                            arch, gpu, tp, precision, spec.model.kv_cache_dtype, engine,
+                            arch, gpu, tp, precision, spec.model.kv_cache_dtype, measured_engine,
                             gpu_memory_utilization=f.gpu_memory_utilization,
                             max_num_seqs=mns, max_num_batched_tokens=mbt,
                         )
@@ -524,6 +527,7 @@ def _build_plan(spec: SizingSpec, arch: ModelArch, e: Evaluation, evals: list[Ev
         notes.append(f"{simulated} proposals simulated before this one passed every scenario "
                      "(the cheaper ones, and what each broke, are among the alternatives)")
     notes.extend(architecture_notes(arch))
+    notes.extend(measured_notes(arch.key, c.instance.gpu, c.tp, c.precision, f.engine))
 
     serving_azs = f.azs - 1 if f.survive_az_loss else f.azs
     predicted_lost = _predicted(c, w, replicas_per_az * serving_azs)

@@ -2,7 +2,7 @@
 
 For each wave in order, for each of its stacks in order:
 
-    preflight -> preview (policy pack) -> policy gate -> cost gate -> [traffic] -> up -> health gate
+    preflight -> preview (policy pack) -> policy gate -> cost gate -> [traffic] -> up -> health gate -> [bench]
 
 then the wave bakes (health checked every `interval_s` for `bake_minutes`) before the next
 wave starts. A wave with a traffic step holds its weights through the environment's global stack
@@ -26,8 +26,9 @@ from typing import Any, Callable, Mapping, TextIO
 
 from infra.core.errors import UserError
 from infra.core.errors import WorkspaceError
-from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, cost_verdict, policy_verdict
-from infra.core.rollout.interfaces import Clock, CostModel, HealthChecker, Preflight, SystemClock, Workspace
+from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, bench_verdict, cost_verdict, policy_verdict
+from infra.core.rollout.interfaces import (BenchRunner, Clock, CostModel, HealthChecker, Preflight, SystemClock,
+                                           Workspace)
 from infra.core.rollout.journal import Halt, Journal, TrafficRecord, journal_mismatch, new_journal, parse_journal
 from infra.core.rollout.report import rollout_command
 from infra.core.rollout.spec import RolloutPlan, Wave
@@ -90,6 +91,8 @@ class Runner:
     options: RunOptions = field(default_factory=RunOptions)
     rollout_id: Callable[[str, float], str] = default_rollout_id
     global_workspace: Workspace | None = None  # the environment's global stack (waves with traffic steps)
+    bench: BenchRunner | None = None  # the health gate's bench check (a Job in the region)
+    bench_target_pct: Callable[[str], float] = lambda stack: 95.0  # the stack's attainment target
 
     # --- progress ------------------------------------------------------------------------
 
@@ -268,7 +271,7 @@ class Runner:
 
     def _run_stack(self, journal: Journal, wave: Wave, stack: str) -> None:
         rec = journal.stacks[stack]
-        interrupted_up = rec.status == "running" and rec.step in ("up", "health") and rec.up_attempted
+        interrupted_up = rec.status == "running" and rec.step in ("up", "health", "bench") and rec.up_attempted
         rec.status = "running"
         rec.attempts += 1
         rec.detail = ""
@@ -338,9 +341,10 @@ class Runner:
             raise self._fail(journal, wave, stack, "up", f"update {result.result}")
         self._ok(journal, wave, stack, "up", _changes_text(result.changes) if result.changes else "updated")
 
-        # 5. health
+        # 5. health, then once the SLO benchmark
         self._step(journal, wave, stack, "health")
         self._wait_healthy(journal, wave, stack)
+        self._bench(journal, wave, stack, outputs)
 
         self.store.write_deployed(stack, {
             "config": config_text,
@@ -443,6 +447,29 @@ class Runner:
                 )
             self.say(f"  {stack}: health      waiting: {report.summary()}")
             self.clock.sleep(min(gate.interval_s, max(0.0, deadline - self.clock.now())))
+
+    def _bench(self, journal: Journal, wave: Wave, stack: str, outputs: Mapping[str, Any]) -> None:
+        """The health gate's bench check: a Job in the region; below its attainment target the stack fails."""
+        gate = self.plan.gates.health
+        check = gate.bench if gate is not None else None
+        if check is None:
+            return
+        rec = journal.stacks[stack]
+        self._step(journal, wave, stack, "bench")
+        if self.bench is None:
+            raise self._fail(journal, wave, stack, "bench", "the health gate lists a bench check and this rollout "
+                                                            "has no bench runner")
+        target = check.min_attainment_pct or self.bench_target_pct(stack)
+        try:  # after up: a first deploy's outputs (its image registry) exist only now
+            outputs = dict(self.workspace.outputs(stack))
+        except WorkspaceError:
+            pass
+        self.say(f"  {stack}: bench       running Job {check.name} ({check.requests} requests, "
+                 f"{check.duration_s:g} s at most)")
+        outcome = self.bench.run(stack, rec.region, outputs)
+        verdict = bench_verdict(check, outcome.document, target, outcome.error)
+        rec.bench = {"job": outcome.job, "status": verdict.status, **dict(verdict.data or {})}
+        self._gate(journal, wave, stack, "bench", verdict)
 
     def _bake(self, journal: Journal, wave: Wave, label: str) -> None:
         record = journal.waves[wave.name]

@@ -47,7 +47,8 @@ def buildspec(cfg: DeployerConfig) -> str:
     requirements, then run the requested action of the workloads project for the stack.
 
     `preview` prints its `--json` document back through the log (`infra.core.deploy`);
-    `prometheus` runs the health gate's queries through the API server's service proxy.
+    `prometheus` runs the health gate's queries through the API server's service proxy;
+    `bench` runs the bench gate's Job through the API server and prints its result back.
     """
     pulumi_cli = ("pulumi --cwd " + WORKLOADS_DIRNAME + ' --non-interactive --stack "$' + deploy.STACK_ENV + '"')
     pack = (f'--policy-pack "$CODEBUILD_SRC_DIR/{POLICIES_DIRNAME}" '
@@ -61,6 +62,7 @@ def buildspec(cfg: DeployerConfig) -> str:
         f"  {deploy.REFRESH}) {pulumi_cli} refresh --yes ;;",
         f"  {deploy.DESTROY}) {pulumi_cli} destroy --yes ;;",
         f'  {deploy.PROMETHEUS}) .venv/bin/python -m infra in-vpc prometheus --stack "${deploy.STACK_ENV}" ;;',
+        f'  {deploy.BENCH}) .venv/bin/python -m infra in-vpc bench --stack "${deploy.STACK_ENV}" ;;',
         f'  *) echo "unknown {deploy.ACTION_ENV}=${deploy.ACTION_ENV} (one of: {" ".join(deploy.ACTIONS)})"; exit 2 ;;',
         "esac",
     ])
@@ -92,7 +94,7 @@ def buildspec(cfg: DeployerConfig) -> str:
 
 
 def build_role_policy(*, ctx: AwsContext, log_group_arn: str, bucket_arn: str, subnet_ids: Sequence[str],
-                      cluster_arn: str, token_secret_arn: str | None) -> str:
+                      cluster_arn: str, token_secret_arn: str | None, bench_secret_arn: str | None = None) -> str:
     """The build role's permissions: nothing it does not use (CodeBuild user guide: service role
     and VPC permissions)."""
     statements = [
@@ -119,6 +121,9 @@ def build_role_policy(*, ctx: AwsContext, log_group_arn: str, bucket_arn: str, s
     if token_secret_arn:
         statements.append({"Sid": "PulumiAccessToken", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                            "Resource": [token_secret_arn]})
+    if bench_secret_arn:  # the bench action hands the bench tenant's JWT to its Job
+        statements.append({"Sid": "BenchTenantToken", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                           "Resource": [bench_secret_arn]})
     return policy_json(statements)
 
 
@@ -194,7 +199,8 @@ class Deployer(pulumi.ComponentResource):
             f"{name}-policy", role=self.role.id,
             policy=pulumi.Output.all(self.log_group.arn, self.bucket.arn, args.cluster_arn, *args.subnet_ids).apply(
                 lambda v: build_role_policy(ctx=ctx, log_group_arn=v[0], bucket_arn=v[1], cluster_arn=v[2],
-                                            subnet_ids=v[3:], token_secret_arn=cfg.access_token_secret_arn)),
+                                            subnet_ids=v[3:], token_secret_arn=cfg.access_token_secret_arn,
+                                            bench_secret_arn=cfg.bench_token_secret_arn)),
             opts=child,
         )
         entry = aws.eks.AccessEntry(

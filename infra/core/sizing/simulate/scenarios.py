@@ -20,6 +20,7 @@ import numpy as np
 
 from infra.core.catalog import Catalog, load_catalog
 from infra.core.config import Workload
+from infra.core.sizing.measured import engine_for
 from infra.core.sizing.perf import ReplicaModel, engine_params
 from infra.core.sizing.plan import FleetPlan, ScenarioResult
 from infra.core.sizing.simulate.engine import DONE
@@ -73,9 +74,10 @@ def replica_model(plan: FleetPlan, catalog: Catalog | None = None) -> ReplicaMod
     """The replica the plan deploys, as the step model sees it."""
     catalog = catalog or load_catalog()
     v = plan.vllm
+    engine, _ = engine_for(engine_params(plan.engine), plan.model, plan.gpu, plan.tensor_parallel, plan.precision)
     return ReplicaModel(
         catalog.model(plan.model), catalog.gpu(plan.gpu), plan.tensor_parallel, plan.precision, v.kv_cache_dtype,
-        engine_params(plan.engine), gpu_memory_utilization=v.gpu_memory_utilization,
+        engine, gpu_memory_utilization=v.gpu_memory_utilization,
         max_num_seqs=v.max_num_seqs, max_num_batched_tokens=v.max_num_batched_tokens,
     )
 
