@@ -86,23 +86,25 @@ class Fleet:
     price_source: str
 
     @classmethod
-    def of(cls, plan: FleetPlan, declared_output_tokens_per_s: float | None) -> "Fleet":
-        load, c, n = plan.load, plan.control, plan.nodes_per_az
+    def of(cls, plan: Mapping[str, Any], declared_output_tokens_per_s: float | None) -> "Fleet":
+        """From a plan's JSON (`FleetPlan.to_dict()`, the `plan` of a `plan --json` document)."""
+        load, c, n = plan["load"], plan["control"], plan["nodes_per_az"]
         out = int(load["output_tokens"])
         rate = _d(load["arrival_rate_per_s"])
         implied = rate * out
         declared = _d(declared_output_tokens_per_s) if declared_output_tokens_per_s else None
         return cls(
-            azs=plan.azs, replicas_per_node=plan.replicas_per_node, warm_spares_per_az=plan.warm_spares_per_az,
-            nodes_min_per_az=n.min, nodes_max_per_az=n.max, min_replicas=c.min_replicas, max_replicas=c.max_replicas,
-            threshold_per_replica=c.scale_threshold_per_replica, knee_rate_per_replica=_d(c.knee_rate_per_replica),
+            azs=int(plan["azs"]), replicas_per_node=int(plan["replicas_per_node"]),
+            warm_spares_per_az=int(plan["warm_spares_per_az"]), nodes_min_per_az=int(n["min"]),
+            nodes_max_per_az=int(n["max"]), min_replicas=int(c["min_replicas"]), max_replicas=int(c["max_replicas"]),
+            threshold_per_replica=int(c["scale_threshold_per_replica"]), knee_rate_per_replica=_d(c["knee_rate_per_replica"]),
             input_tokens=int(load["input_tokens"]), output_tokens=out,
             latency_s=_d(load["concurrent_requests"]) / rate if rate else ZERO,
             demand_output_tokens_per_s=declared if declared is not None else implied,
             demand_from="workload.output_tokens_per_s" if declared is not None else "workload.concurrent_requests",
             implied_output_tokens_per_s=implied,
             burst_factor=_d(load["burst_concurrent_requests"]) / _d(load["concurrent_requests"]),
-            instance_type=plan.instance_type, price_source=plan.cost.price_source,
+            instance_type=str(plan["instance_type"]), price_source=str((plan.get("cost") or {}).get("price_source", "")),
         )
 
     @property
@@ -294,12 +296,12 @@ class TcoReport:
 # --- the model --------------------------------------------------------------------------------
 
 
-def _node_hour_price(report: CostReport, plan: FleetPlan) -> Decimal:
+def _node_hour_price(report: CostReport, plan: Mapping[str, Any]) -> Decimal:
     """$/GPU-node-hour as the cost model priced it (overrides, capacity type), else the plan's."""
     nodes = report.gpu["expected"].nodes
     if nodes:
         return report.gpu_month("expected") / (nodes * HOURS_PER_MONTH)
-    return _d(plan.cost.usd_per_node_hour)
+    return _d(plan["cost"]["usd_per_node_hour"])
 
 
 def _savings_per_node_hour(config: TcoConfig, book: PriceBook, region: str, fleet: Fleet,
@@ -371,10 +373,13 @@ def _break_even(fleet: Fleet, config: TcoConfig, cost_of_day: Any, tokens_per_un
     return volume
 
 
-def tco_of(report: CostReport, plan: FleetPlan, config: TcoConfig, *, declared_output_tokens_per_s: float | None,
-           prices: PriceBook | None = None, today: date | None = None) -> TcoReport:
-    """The TCO of a plan whose cost model `report` gives; `declared_output_tokens_per_s` is the
-    workload's (None when it declares only concurrency)."""
+def tco_of(report: CostReport, plan: FleetPlan | Mapping[str, Any], config: TcoConfig, *,
+           declared_output_tokens_per_s: float | None, prices: PriceBook | None = None,
+           today: date | None = None) -> TcoReport:
+    """The TCO of a plan (a FleetPlan or its JSON) whose cost model `report` gives;
+    `declared_output_tokens_per_s` is the workload's (None when it declares only concurrency)."""
+    if isinstance(plan, FleetPlan):
+        plan = plan.to_dict()
     book = prices or load_price_book()
     day_today = today or clock.today()
     fleet = Fleet.of(plan, declared_output_tokens_per_s)
