@@ -6,8 +6,9 @@ AWS base (root Pulumi.yaml, project `llm-fleet`), then the in-cluster workloads
 sizing summary, the resources of each project by type and AZ, the cost (baseline, expected,
 worst) and the verdict of every rule of the policy pack (policies/, the same functions `pulumi
 preview --policy-pack policies` runs): one combined gate over both projects, and what each
-project's own preview would report. `--json FILE` writes `{"stack", "region", "plan",
-"resources", "projects", "cost", "policy"}` (every URN names its project; atomically, also when a
+project's own preview would report, and the short self-host vs API block (`tco`). `--json FILE`
+writes `{"stack", "region", "plan", "resources", "projects", "cost", "policy", "tco"}` (every URN
+names its project; atomically, also when a
 policy fails: the PR workflow diffs it; bare `--json` or `-` for stdout, which then carries only
 the JSON). When the plan fails (bad config, a missing or stale policy config, infeasible SLOs),
 `--json` gets `{"stack", "exit_code", "error"}` instead, so a reader never mistakes a failed plan

@@ -25,6 +25,7 @@ PLAN_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "cost": {"type": "object"},
+        "tco": {"type": "object", "required": ["usd_per_month", "usd_per_million_tokens", "apis"]},
         "policy": VERDICT,
         "projects": {
             "type": "object",
