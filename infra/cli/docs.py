@@ -236,8 +236,19 @@ def cost_diff_sample(f: Facts) -> str:
             r["inputs"]["scalingConfig"] = {k: v * 2 for k, v in sc.items()}
     before = {"prod": f.prod_cost}
     after = {"prod": cost_of_plan(head)}
-    diff = diff_reports(before, after, {"prod": f.prod.config.budget.monthly_usd}, {"prod": None})
+    diff = diff_reports(before, after, {"prod": f.prod.config.budget.monthly_usd}, {"prod": None},
+                        tco_before={"prod": _tco_figures(f, f.prod_cost)}, tco_after={"prod": _tco_figures(f, after["prod"])})
     return "```\n" + render_diff_markdown(diff).rstrip("\n") + "\n```"
+
+
+def _tco_figures(f: Facts, report: Any) -> Any:
+    """What `plan --json` writes under `tco` for prod's plan priced by `report` (judged as prod_tco is)."""
+    from infra.core.cost.diff import TcoFigures
+    from infra.core.cost.tco import tco_of
+
+    t = tco_of(report, f.prod.plan, f.prod.config.tco,
+               declared_output_tokens_per_s=f.prod.spec.workload.output_tokens_per_s, today=f.prod_tco.today)
+    return TcoFigures.from_dict(t.to_dict())
 
 
 def _p95s(v) -> str:

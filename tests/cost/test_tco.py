@@ -55,10 +55,11 @@ PROFILE = (0.0,) * 8 + (1.0,) * 8 + (1.5,) * 6 + (3.5,) * 2
 
 
 def report() -> CostReport:
-    """2 GPU nodes at $10/node-hour ($14,600 a month) and an EKS control plane ($73)."""
-    gpu = LineItem(GPU_NODES, "az-1", "gpu", "2 x gpu.test", (Decimal(14_600),) * 3)
+    """GPU node groups of 2-6 nodes at $10/node-hour ($14,600 a month at 2) and an EKS control plane ($73)."""
+    gpu = LineItem(GPU_NODES, "az-1", "gpu", "2-6 x gpu.test", (Decimal(14_600), Decimal(14_600), Decimal(43_800)))
     eks = LineItem(EKS, REGIONAL, "eks", "control plane", (Decimal(73),) * 3)
-    return CostReport("test", "test-1", "plan", (gpu, eks), {s: GpuCount(2, 16, 0) for s in SCENARIOS})
+    return CostReport("test", "test-1", "plan", (gpu, eks),
+                      {"baseline": GpuCount(2, 16), "expected": GpuCount(2, 16), "worst": GpuCount(6, 48)})
 
 
 def tco(**config):
@@ -108,6 +109,16 @@ def test_break_even_counts_the_node_hours_the_volume_needs():
     assert not api.within_capacity
     free = next(a for a in t.apis if a.price.key == "free-api")
     assert free.break_even_tokens_per_day is None and not free.within_capacity
+
+
+def test_the_priced_node_groups_bound_the_fleet():
+    """A document whose node groups hold 4-6 nodes (a change the plan does not know) runs at least 4."""
+    base = report()
+    doubled = CostReport(base.stack, base.region, base.source, base.items,
+                         {"baseline": GpuCount(4, 32), "expected": GpuCount(4, 32), "worst": GpuCount(6, 48)})
+    t = tco_of(doubled, PLAN, TcoConfig(daily_profile=PROFILE, compare_with=("test-api",)),
+               declared_output_tokens_per_s=1000, prices=BOOK, today=TODAY)
+    assert t.day.nodes == (4,) * 22 + (6,) * 2
 
 
 def test_staffing_and_reservation_can_be_zero():

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from infra.core.errors import InputError
 
@@ -99,35 +99,35 @@ def _common(raw: Any, where: str, amounts: tuple[str, ...]) -> dict[str, Any]:
             "basis": str(raw.get("basis", ""))}
 
 
-def parse_api_models(rows: Any, where: str) -> dict[str, ApiPrice]:
+def _each(rows: Any, where: str) -> Iterator[tuple[str, Any, str]]:
+    """(key, raw row, its path) of a section's rows; an absent section has none."""
     if rows is None:
-        return {}
+        return
     if not isinstance(rows, Mapping):
-        raise InputError(where, rows, "a mapping of model key to row")
-    out = {}
+        raise InputError(where, rows, "a mapping of key to row")
     for key, raw in rows.items():
-        path = f"{where}.{key}"
+        yield str(key), raw, f"{where}.{key}"
+
+
+def parse_api_models(rows: Any, where: str) -> dict[str, ApiPrice]:
+    out = {}
+    for key, raw, path in _each(rows, where):
         common = _common(raw, path, ("provider", "model", *_API_AMOUNTS))
         usd = {k: _amount(raw[k], f"{path}.{k}", "a price in USD per 1M tokens as a decimal string, e.g. \"0.72\"")
                for k in _API_AMOUNTS}
-        out[str(key)] = ApiPrice(str(key), str(raw["provider"]), str(raw["model"]), region=str(raw.get("region", "")),
-                                 price_list_model=str(raw.get("price_list_model", "")), **usd, **common)
+        out[key] = ApiPrice(key, str(raw["provider"]), str(raw["model"]), region=str(raw.get("region", "")),
+                            price_list_model=str(raw.get("price_list_model", "")), **usd, **common)
     return out
 
 
 def parse_reservations(rows: Any, where: str) -> dict[str, Reservation]:
-    if rows is None:
-        return {}
-    if not isinstance(rows, Mapping):
-        raise InputError(where, rows, "a mapping of reservation key to row")
     out = {}
-    for key, raw in rows.items():
-        path = f"{where}.{key}"
+    for key, raw, path in _each(rows, where):
         common = _common(raw, path, ("discount_pct", "applies_to"))
         pct = _amount(raw["discount_pct"], f"{path}.discount_pct", "a discount in percent, 0 to 100, as a decimal string")
         if pct > 100:
             raise InputError(f"{path}.discount_pct", raw["discount_pct"], "a discount in percent, 0 to 100")
-        out[str(key)] = Reservation(str(key), pct, str(raw["applies_to"]), **common)
+        out[key] = Reservation(key, pct, str(raw["applies_to"]), **common)
     return out
 
 

@@ -11,7 +11,9 @@
 * The autoscaler: KEDA's HPA wants ceil(requests in flight / the control block's threshold)
   replicas (in flight = rate x the simulated latency, Little's law), held within the control
   block's min and max replicas; nodes per AZ follow the zone spread (replicas split evenly over
-  the AZs, `replicas_per_node` each, warm spares on top) within `nodes_per_az` min and max.
+  the AZs, `replicas_per_node` each, warm spares on top), all AZs within the GPU node groups'
+  minimum and maximum as the cost model priced them (the plan's `nodes_per_az` unless a
+  document changed the groups).
   Hourly steady state: the HPA's tolerance and its 15-minute scale-down window are not modelled.
 * Capacity within SLO: the simulated knee rate per replica x the baseline replicas x output
   tokens per request, around the clock.
@@ -25,7 +27,7 @@ Money is Decimal; a month is HOURS_PER_MONTH hours (DAYS_PER_MONTH days).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
@@ -69,8 +71,8 @@ class Fleet:
     azs: int
     replicas_per_node: int
     warm_spares_per_az: int
-    nodes_min_per_az: int
-    nodes_max_per_az: int
+    nodes_min: int  # GPU nodes in service, all AZs: the node groups' minimum ...
+    nodes_max: int  # ... and maximum
     min_replicas: int
     max_replicas: int
     threshold_per_replica: int  # the KEDA target: requests in flight per replica
@@ -95,8 +97,8 @@ class Fleet:
         declared = _d(declared_output_tokens_per_s) if declared_output_tokens_per_s else None
         return cls(
             azs=int(plan["azs"]), replicas_per_node=int(plan["replicas_per_node"]),
-            warm_spares_per_az=int(plan["warm_spares_per_az"]), nodes_min_per_az=int(n["min"]),
-            nodes_max_per_az=int(n["max"]), min_replicas=int(c["min_replicas"]), max_replicas=int(c["max_replicas"]),
+            warm_spares_per_az=int(plan["warm_spares_per_az"]), nodes_min=int(n["min"]) * int(plan["azs"]),
+            nodes_max=int(n["max"]) * int(plan["azs"]), min_replicas=int(c["min_replicas"]), max_replicas=int(c["max_replicas"]),
             threshold_per_replica=int(c["scale_threshold_per_replica"]), knee_rate_per_replica=_d(c["knee_rate_per_replica"]),
             input_tokens=int(load["input_tokens"]), output_tokens=out,
             latency_s=_d(load["concurrent_requests"]) / rate if rate else ZERO,
@@ -124,7 +126,7 @@ class Fleet:
     def nodes_for(self, replicas: int) -> int:
         """GPU nodes in service, all AZs: the zone spread's per-AZ share, warm spares on top, within the node groups."""
         per_az = math.ceil(math.ceil(replicas / self.azs) / self.replicas_per_node) + self.warm_spares_per_az
-        return min(self.nodes_max_per_az, max(self.nodes_min_per_az, per_az)) * self.azs
+        return min(self.nodes_max, max(self.nodes_min, per_az * self.azs))
 
 
 @dataclass(frozen=True)
@@ -383,9 +385,12 @@ def tco_of(report: CostReport, plan: FleetPlan | Mapping[str, Any], config: TcoC
     book = prices or load_price_book()
     day_today = today or clock.today()
     fleet = Fleet.of(plan, declared_output_tokens_per_s)
+    pool_nodes = report.gpu["expected"].warm_pool_nodes  # RUNNING warm pool: billed every hour
+    if report.gpu["worst"].nodes:  # the node groups the cost model priced bound the fleet (a PR may change them)
+        fleet = replace(fleet, nodes_min=report.gpu["baseline"].nodes - report.gpu["baseline"].warm_pool_nodes,
+                        nodes_max=report.gpu["worst"].nodes - report.gpu["worst"].warm_pool_nodes)
     notes: list[str] = []
     node_price = _node_hour_price(report, plan)
-    pool_nodes = report.gpu["expected"].warm_pool_nodes  # RUNNING warm pool: billed every hour
     fixed = report.total_month("expected") - report.gpu_month("expected")
     staffing = _d(config.oncall_fte) * config.usd_per_fte_year / 12
     saving, saving_source = _savings_per_node_hour(config, book, report.region, fleet, node_price)
