@@ -18,8 +18,8 @@ from infra.core.catalog.api_prices import is_stale
 from infra.core.catalog.prices import parse_price_document, render_price_document
 from infra.core.clock import TODAY_ENV
 from infra.core.config import TcoConfig
-from infra.core.cost.report import EKS, GPU_NODES, REGIONAL, SCENARIOS, CostReport, GpuCount, LineItem
-from infra.core.cost.tco import Fleet, day_of, tco_of, tokens_text
+from infra.core.cost.report import EKS, GPU_NODES, REGIONAL, CostReport, GpuCount, LineItem
+from infra.core.cost.tco import Fleet, day_of, render_tco_table, tco_of, tokens_text, vs_api_lines
 from infra.core.errors import InputError
 from infra.core.paths import REPO_ROOT
 from tests.money_rule import assert_money_rule
@@ -161,7 +161,7 @@ def test_the_injected_clock_judges_staleness(monkeypatch):
     monkeypatch.setenv(TODAY_ENV, "2027-01-01")
     t = tco_of(report(), PLAN, TcoConfig(compare_with=("test-api",)), declared_output_tokens_per_s=1000, prices=BOOK)
     assert t.today == date(2027, 1, 1) and all(a.stale for a in t.apis)
-    assert "[stale]" in "\n".join(__import__("infra.core.cost.tco", fromlist=["vs_api_lines"]).vs_api_lines(t))
+    assert "[stale]" in "\n".join(vs_api_lines(t)) and "stale API prices" in render_tco_table(t)
 
 
 def test_the_json_follows_the_money_rule():
@@ -264,9 +264,13 @@ def test_prices_refresh_api_models_writes_the_book(tmp_path):
 # --- the commands ---------------------------------------------------------------------------------
 
 
-def test_tco_command_json_for_prod(capsys):
-    assert main(["tco", "--stack", "prod", "--json"]) == 0
-    doc = json.loads(capsys.readouterr().out)
+def test_tco_command_for_prod(capsys, tmp_path):
+    target = tmp_path / "tco.json"
+    assert main(["tco", "--stack", "prod", "--json", str(target)]) == 0
+    out = capsys.readouterr().out  # the table stays on stdout
+    assert "at the declared demand" in out and "GPU nodes " in out and "break-even tokens/day" in out
+    assert "demand x" in out and "node-hours a day" in out and "stale API prices" in out  # judged on the suite's day
+    doc = json.loads(target.read_text())
     assert_money_rule(doc)
     assert doc["stack"] == "prod" and doc["assumptions"]["demand_from"] == "workload.output_tokens_per_s"
     assert Decimal(doc["usd_per_month"]["at_demand"]["fixed_infrastructure"]) > 0  # the whole stack is priced
