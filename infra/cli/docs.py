@@ -105,12 +105,11 @@ class Facts:
         generated text depends on the day `docs --write` runs; `tco` flags stale rows)."""
         from datetime import date
 
+        from infra.cli.tco import tco_of_resolved
         from infra.core.catalog.prices import load_price_book
-        from infra.core.cost.tco import tco_of
 
         newest = max(date.fromisoformat(r.date) for r in load_price_book().api_models.values())
-        return tco_of(self.prod_cost, self.prod.plan, self.prod.config.tco,
-                      declared_output_tokens_per_s=self.prod.spec.workload.output_tokens_per_s, today=newest)
+        return tco_of_resolved(self.prod, self.prod_cost, today=newest)
 
     @cached_property
     def prod_scenarios(self) -> list:
@@ -243,12 +242,10 @@ def cost_diff_sample(f: Facts) -> str:
 
 def _tco_figures(f: Facts, report: Any) -> Any:
     """What `plan --json` writes under `tco` for prod's plan priced by `report` (judged as prod_tco is)."""
+    from infra.cli.tco import tco_of_resolved
     from infra.core.cost.diff import TcoFigures
-    from infra.core.cost.tco import tco_of
 
-    t = tco_of(report, f.prod.plan, f.prod.config.tco,
-               declared_output_tokens_per_s=f.prod.spec.workload.output_tokens_per_s, today=f.prod_tco.today)
-    return TcoFigures.from_dict(t.to_dict())
+    return TcoFigures.from_dict(tco_of_resolved(f.prod, report, today=f.prod_tco.today).to_dict())
 
 
 def _p95s(v) -> str:
@@ -459,14 +456,18 @@ def tco_answer(f: Facts) -> str:
         f"For `prod` ({plan.nodes_per_az.desired * plan.azs} x {plan.instance_type} at ${t.usd_per_node_hour:,.2f}/node-hour, "
         f"{t.day.node_hours} node-hours a day) the total cost of ownership is **{usd(c.total)} a month**: GPU nodes "
         f"{usd(c.gpu)}, fixed infrastructure {usd(c.fixed)}, {t.config.oncall_fte:g} on-call FTE {usd(c.staffing)}. "
-        f"At the declared demand ({fl.demand_output_tokens_per_s:,.0f} output tokens/s in the peak hours of a "
-        f"business-hours day, {tokens_text(t.tokens_per_day_at_demand)} tokens a day, input and output) that is "
+        f"At the demand it serves ({fl.demand_output_tokens_per_s:,.0f} output tokens/s in the peak hours of a "
+        "business-hours day"
+        + (f", {f.prod.share.traffic_share_pct.normalize():f} % of the declared "
+           f"{f.prod.spec.workload.output_tokens_per_s:,.0f}: prod is one of two regions, each sized to absorb the other"
+           if f.prod.share is not None and fl.served_share != 1 else "")
+        + f"; {tokens_text(t.tokens_per_day_at_demand)} tokens a day, input and output) that is "
         f"**${demand:,.2f} per 1M tokens**, {_x(demand / haiku.usd_per_million_tokens)} Claude 3 Haiku on Bedrock "
         f"(${haiku.usd_per_million_tokens:,.4f} per 1M blended at {fl.input_tokens}:{fl.output_tokens}, the seed's "
         f"comparison). At the fleet's capacity within SLO, around the clock ({t.capacity_output_tokens_per_s:,.0f} "
         f"output tokens/s: the simulated knee x {fl.min_replicas} replicas, {tokens_text(t.tokens_per_day_at_capacity)} "
         f"tokens a day), it is **${capacity:,.2f}**, {_x(capacity / haiku.usd_per_million_tokens)} Haiku. So the seed's "
-        f"\"~2x Haiku\" holds only for a fleet that runs at its SLO capacity 24 hours a day; prod's declared demand "
+        f"\"~2x Haiku\" holds only for a fleet that runs at its SLO capacity 24 hours a day; the demand prod serves "
         f"uses {t.tokens_per_day_at_demand / t.tokens_per_day_at_capacity:.1%} of it, and Haiku's bill for that demand "
         f"would be {usd(haiku.bill_usd_per_month)} a month ({_x(t.cost_ratio(haiku))} less)."
     )
@@ -500,17 +501,21 @@ def tco_break_even(f: Facts) -> str:
 
 def tco_assumptions(f: Facts) -> str:
     """What the figures above assume, each from the config or the price book."""
+    from infra.cli.tco import demand_of
     from infra.core.catalog.prices import load_price_book
     from infra.core.cost.tco import tco_of
 
     t, cfg = f.prod_tco, f.prod.config.tco
     fl = t.fleet
     reserved = tco_of(f.prod_cost, f.prod.plan, cfg.model_copy(update={"reservation": "savings-plan-3yr"}),
-                      declared_output_tokens_per_s=f.prod.spec.workload.output_tokens_per_s, today=t.today)
+                      **demand_of(f.prod), today=t.today)
     sp = load_price_book().reservations["savings-plan-3yr"]
+    share = f.prod.share
+    served = (f" x {share.traffic_share_pct.normalize():f} % (prod's traffic share in stacks/prod.yaml; it is sized "
+              f"for {f.prod.sizing_share_pct.normalize():f} %, to absorb the other region)" if share is not None else "")
     return "\n".join([
-        f"- Demand: `{fl.demand_from}` ({fl.demand_output_tokens_per_s:,.0f} output tokens/s) is the sustained load, "
-        f"1.0 in `tco.daily_profile`; the default profile is a business-hours day ({sum(cfg.daily_profile):g} full-load "
+        f"- Demand: `{fl.demand_from}`{served} = {fl.demand_output_tokens_per_s:,.0f} output tokens/s is the "
+        f"sustained load, 1.0 in `tco.daily_profile`; the default profile is a business-hours day ({sum(cfg.daily_profile):g} full-load "
         "hours: a tenth of the load overnight, the declared load 09:00-17:00). Tokens are input + output at the "
         f"declared {fl.input_tokens}:{fl.output_tokens}.",
         f"- Fleet: KEDA's replicas per hour are ceil(requests in flight / {fl.threshold_per_replica}) within the control "

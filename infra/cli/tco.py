@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def tco_of_resolved(resolved: Any, report: Any) -> Any:
-    """The TCO of a resolved stack whose cost model `report` gives (its own `tco` config and workload)."""
+def demand_of(resolved: Any) -> dict[str, Any]:
+    """The demand a resolved stack serves: its sized-for workload's rate, and the share of it its
+    region's traffic is (stacks/<env>.yaml; 1 outside an environment)."""
+    share = Decimal(1)
+    if resolved.share is not None and resolved.sizing_share_pct:
+        share = resolved.share.traffic_share_pct / resolved.sizing_share_pct
+    return {"declared_output_tokens_per_s": resolved.spec.workload.output_tokens_per_s, "served_share": share}
+
+
+def tco_of_resolved(resolved: Any, report: Any, **kwargs: Any) -> Any:
+    """The TCO of a resolved stack whose cost model `report` gives (its own `tco` config and demand)."""
     from infra.core.cost.tco import tco_of
 
-    return tco_of(report, resolved.plan, resolved.config.tco,
-                  declared_output_tokens_per_s=resolved.spec.workload.output_tokens_per_s)
+    return tco_of(report, resolved.plan, resolved.config.tco, **demand_of(resolved), **kwargs)
 
 
 def gpu_only_tco(plan: Any, workload: Any, config: Any = None, stack: str = "") -> Any:

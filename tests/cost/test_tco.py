@@ -142,6 +142,14 @@ def test_demand_and_capacity_far_apart_say_which_side_is_wrong(output_tokens_per
     assert all(w in text for w in said) and not any(w in text for w in not_said), text
 
 
+def test_a_region_serves_its_traffic_share_of_what_it_is_sized_for():
+    """A region sized to absorb another serves only its own share: half the tokens, the same fleet."""
+    half = tco_of(report(), PLAN, TcoConfig(daily_profile=PROFILE, compare_with=("test-api",)),
+                  declared_output_tokens_per_s=1000, served_share=Decimal("0.5"), prices=BOOK, today=TODAY)
+    assert half.fleet.demand_output_tokens_per_s == 500 and half.tokens_per_day_at_demand == 172_800_000
+    assert half.capacity_output_tokens_per_s == 1200 and "traffic share" in half.fleet.demand_text
+
+
 def test_undeclared_rate_takes_the_concurrency_at_the_simulated_latency():
     t = tco_of(report(), PLAN, TcoConfig(compare_with=("test-api",)), declared_output_tokens_per_s=None, prices=BOOK,
                today=TODAY)
@@ -273,6 +281,8 @@ def test_tco_command_for_prod(capsys, tmp_path):
     doc = json.loads(target.read_text())
     assert_money_rule(doc)
     assert doc["stack"] == "prod" and doc["assumptions"]["demand_from"] == "workload.output_tokens_per_s"
+    assert doc["assumptions"]["served_share"] == 0.6  # 60 % of prod's traffic, sized for 100 % (stacks/prod.yaml)
+    assert doc["tokens"]["demand_output_tokens_per_s"] == 3000
     assert Decimal(doc["usd_per_month"]["at_demand"]["fixed_infrastructure"]) > 0  # the whole stack is priced
     by = {a["key"]: a for a in doc["apis"]}
     assert by["bedrock-llama-3.3-70b"]["break_even_tokens_per_day"] > 0 and by["openai-gpt-4o"]["in_short_block"]

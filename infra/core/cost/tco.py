@@ -7,7 +7,8 @@
 
 * Demand: `workload.output_tokens_per_s` when declared, else what `concurrent_requests` produce at
   the simulated latency (the plan's `load.arrival_rate_per_s`), as the sustained (1.0) load;
-  hour h carries `daily_profile[h]` times it.
+  a region of an environment serves its traffic share of it (it may be sized for more, to
+  absorb a lost region); hour h carries `daily_profile[h]` times it.
 * The autoscaler: KEDA's HPA wants ceil(requests in flight / the control block's threshold)
   replicas (in flight = rate x the simulated latency, Little's law), held within the control
   block's min and max replicas; nodes per AZ follow the zone spread (replicas split evenly over
@@ -83,18 +84,21 @@ class Fleet:
     demand_output_tokens_per_s: Decimal  # the sustained (1.0) load
     demand_from: str  # the config key it comes from
     implied_output_tokens_per_s: Decimal  # what concurrent_requests produce at the simulated latency
+    served_share: Decimal  # the share of the sized-for workload the stack serves (< 1: it absorbs a lost region)
     burst_factor: Decimal
     instance_type: str
     price_source: str
 
     @classmethod
-    def of(cls, plan: Mapping[str, Any], declared_output_tokens_per_s: float | None) -> "Fleet":
-        """From a plan's JSON (`FleetPlan.to_dict()`, the `plan` of a `plan --json` document)."""
+    def of(cls, plan: Mapping[str, Any], declared_output_tokens_per_s: float | None,
+           served_share: Decimal = Decimal(1)) -> "Fleet":
+        """From a plan's JSON (`FleetPlan.to_dict()`, the `plan` of a `plan --json` document); the
+        demand is `served_share` of what the plan was sized for."""
         load, c, n = plan["load"], plan["control"], plan["nodes_per_az"]
         out = int(load["output_tokens"])
         rate = _d(load["arrival_rate_per_s"])
-        implied = rate * out
-        declared = _d(declared_output_tokens_per_s) if declared_output_tokens_per_s else None
+        implied = rate * out * served_share
+        declared = _d(declared_output_tokens_per_s) * served_share if declared_output_tokens_per_s else None
         return cls(
             azs=int(plan["azs"]), replicas_per_node=int(plan["replicas_per_node"]),
             warm_spares_per_az=int(plan["warm_spares_per_az"]), nodes_min=int(n["min"]) * int(plan["azs"]),
@@ -104,10 +108,17 @@ class Fleet:
             latency_s=_d(load["concurrent_requests"]) / rate if rate else ZERO,
             demand_output_tokens_per_s=declared if declared is not None else implied,
             demand_from="workload.output_tokens_per_s" if declared is not None else "workload.concurrent_requests",
-            implied_output_tokens_per_s=implied,
+            implied_output_tokens_per_s=implied, served_share=served_share,
             burst_factor=_d(load["burst_concurrent_requests"]) / _d(load["concurrent_requests"]),
             instance_type=str(plan["instance_type"]), price_source=str((plan.get("cost") or {}).get("price_source", "")),
         )
+
+    @property
+    def demand_text(self) -> str:
+        """Where the demand comes from, in words: the config key, times the served share."""
+        if self.served_share == 1:
+            return self.demand_from
+        return f"{self.demand_from} x {self.served_share:.2f}, the region's traffic share over what it is sized for"
 
     @property
     def tokens_per_output_token(self) -> Decimal:
@@ -254,6 +265,7 @@ class TcoReport:
                 "api_price_max_age_days": cfg.api_price_max_age_days,
                 "hours_per_month": money.number(HOURS_PER_MONTH),
                 "demand_from": f.demand_from,
+                "served_share": money.number(f.served_share, 4),
             },
             "fleet": {
                 "usd_per_node_hour": r(self.usd_per_node_hour),
@@ -341,10 +353,10 @@ def _mismatch_note(fleet: Fleet, capacity: Decimal) -> str | None:
     if Decimal(1) / MISMATCH_RATIO <= ratio <= MISMATCH_RATIO:
         return None
     if ratio < 1:
-        return (f"under-provisioned: the declared demand, {demand:,.0f} output tokens/s ({fleet.demand_from}), is "
+        return (f"under-provisioned: the declared demand, {demand:,.0f} output tokens/s ({fleet.demand_text}), is "
                 f"{1 / ratio:.1f}x the {capacity:,.0f} the baseline fleet serves within SLO")
     parts = [f"capacity within SLO is {ratio:.1f}x the declared demand ({capacity:,.0f} against {demand:,.0f} output "
-             f"tokens/s, {fleet.demand_from}), so the $/1M tokens at demand is {ratio:.1f}x the figure at capacity"]
+             f"tokens/s, {fleet.demand_text}): the $/1M tokens at demand pays for the difference"]
     implied = fleet.implied_output_tokens_per_s
     if fleet.demand_from == "workload.output_tokens_per_s" and implied > demand * MISMATCH_RATIO:
         parts.append(f"demand understated: workload.concurrent_requests at the simulated latency "
@@ -352,9 +364,11 @@ def _mismatch_note(fleet: Fleet, capacity: Decimal) -> str | None:
                      "workload.output_tokens_per_s; if that concurrency is real, declare its rate")
     top = max(demand, implied)
     if capacity > top * MISMATCH_RATIO:
+        absorbs = (f", of the {1 / fleet.served_share:.2f}x traffic it takes when another region is lost"
+                   if fleet.served_share < 1 else "")
         parts.append(f"over-provisioned for sustained load: the baseline serves {capacity / top:.1f}x the larger "
                      f"of the two, the headroom of a {fleet.burst_factor.normalize():f}x burst the baseline must "
-                     "carry and of one AZ lost, paid every hour")
+                     f"carry{absorbs} and of one AZ lost, paid every hour")
     return "; ".join(parts)
 
 
@@ -376,15 +390,17 @@ def _break_even(fleet: Fleet, config: TcoConfig, cost_of_day: Any, tokens_per_un
 
 
 def tco_of(report: CostReport, plan: FleetPlan | Mapping[str, Any], config: TcoConfig, *,
-           declared_output_tokens_per_s: float | None, prices: PriceBook | None = None,
-           today: date | None = None) -> TcoReport:
+           declared_output_tokens_per_s: float | None, served_share: Decimal = Decimal(1),
+           prices: PriceBook | None = None, today: date | None = None) -> TcoReport:
     """The TCO of a plan (a FleetPlan or its JSON) whose cost model `report` gives;
-    `declared_output_tokens_per_s` is the workload's (None when it declares only concurrency)."""
+    `declared_output_tokens_per_s` is the sized-for workload's (None when it declares only
+    concurrency); the stack serves `served_share` of it (a region's traffic share over the share
+    it is sized for: below 1 when it is sized to absorb a lost region)."""
     if isinstance(plan, FleetPlan):
         plan = plan.to_dict()
     book = prices or load_price_book()
     day_today = today or clock.today()
-    fleet = Fleet.of(plan, declared_output_tokens_per_s)
+    fleet = Fleet.of(plan, declared_output_tokens_per_s, served_share)
     pool_nodes = report.gpu["expected"].warm_pool_nodes  # RUNNING warm pool: billed every hour
     if report.gpu["worst"].nodes:  # the node groups the cost model priced bound the fleet (a PR may change them)
         fleet = replace(fleet, nodes_min=report.gpu["baseline"].nodes - report.gpu["baseline"].warm_pool_nodes,
@@ -515,7 +531,7 @@ def render_tco_table(t: TcoReport) -> str:
          _usd(t.usd_per_million_tokens("capacity", True), 4)],
     ]
     out += [table(["", "at the declared demand", "at capacity within SLO"], rows, right=[1, 2]), ""]
-    out.append(f"The day ({f.demand_from} = {f.demand_output_tokens_per_s:,.0f} output tokens/s as 1.0; KEDA wants "
+    out.append(f"The day ({f.demand_text} = {f.demand_output_tokens_per_s:,.0f} output tokens/s as 1.0; KEDA wants "
                f"ceil(in flight / {f.threshold_per_replica}) replicas within {f.min_replicas}-{f.max_replicas}; "
                f"{_usd(t.usd_per_node_hour, 4)}/node-hour):")
     hours = list(range(24))
