@@ -502,7 +502,7 @@ class DeployerConfig(StrictModel):
 # full-load hours a day). docs/tco.md explains it; a stack with another shape sets its own.
 BUSINESS_HOURS_PROFILE = (0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.25, 0.5, 0.8, 1.0, 1.0, 1.0,
                           1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.5, 0.35, 0.25, 0.2, 0.15, 0.1)
-Reservation = Literal["none", "savings-plan-1yr", "savings-plan-3yr", "capacity-block"]
+ReservationKind = Literal["none", "savings-plan-1yr", "savings-plan-3yr", "capacity-block"]
 
 
 class TcoConfig(StrictModel):
@@ -521,7 +521,7 @@ class TcoConfig(StrictModel):
         default=Decimal(200_000), ge=0, le=10_000_000,
         description="Fully loaded cost of one FTE a year, USD (seed 003: 0.25 FTE at $3,000-5,000 a month).",
     )
-    reservation: Reservation = Field(
+    reservation: ReservationKind = Field(
         default="none",
         description="Committed capacity for the node-hours the fleet runs every hour of the day: a Savings Plan "
         "(discount in the price book's reservations) or capacity blocks (their rate); none: on-demand.",
@@ -534,6 +534,15 @@ class TcoConfig(StrictModel):
     api_price_max_age_days: int = Field(
         default=180, ge=1, le=3650, description="An API price recorded longer ago than this is flagged stale, days."
     )
+
+    @field_validator("daily_profile", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        for hour, m in enumerate(value if isinstance(value, (list, tuple)) else ()):
+            if isinstance(m, bool):
+                raise ValueError(f"hour {hour}: a boolean is not a number; write the multiplier (YAML reads "
+                                 "true/false, yes/no, on/off as booleans)")
+        return value
 
     @field_validator("daily_profile")
     @classmethod

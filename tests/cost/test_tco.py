@@ -302,6 +302,7 @@ def _stack_dir(tmp_path: Path, tco_section: dict) -> Path:
     ({"daily_profile": [1.0] * 23}, ["llm-fleet:tco.daily_profile", "23 multipliers given", "exactly 24"]),
     ({"daily_profile": [1.0] * 23 + [-0.5]}, ["llm-fleet:tco.daily_profile", "hour 23: -0.5", "[0, 100]"]),
     ({"daily_profile": [0] * 24}, ["llm-fleet:tco.daily_profile", "at least one hour"]),
+    ({"daily_profile": [True] * 24}, ["llm-fleet:tco.daily_profile", "hour 0: a boolean is not a number"]),
     ({"oncall_fte": -1}, ["llm-fleet:tco.oncall_fte", "-1", "greater than or equal to 0"]),
     ({"reservation": "savings-plan-5yr"}, ["llm-fleet:tco.reservation", "savings-plan-5yr", "savings-plan-3yr"]),
 ])

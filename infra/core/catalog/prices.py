@@ -12,8 +12,8 @@ rows are estimates: see `basis`). Four sections, each keyed by region:
 plus `global_services` (services billed per account, whatever the region: Route 53's hosted
 zones, queries and health checks; keyed by price, not by region), `unpriced` (region ->
 instance type -> why no on-demand price exists), and the managed-API token prices and
-reservation discounts the TCO compares against (`api_models`, `reservations`: their rows are
-`infra.core.catalog.api_prices`'). A capacity type is
+reservation discounts the TCO compares against (`api_models`, `reservations`, whose rows
+`infra.core.catalog.api_prices` defines). A capacity type is
 priced by `capacity_price`: on-demand and reservation (an On-Demand Capacity Reservation bills at
 the on-demand rate, used or not) from `instances`, capacity-block from `capacity_blocks`.
 
