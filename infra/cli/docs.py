@@ -112,6 +112,24 @@ class Facts:
         return tco_of_resolved(self.prod, self.prod_cost, today=newest)
 
     @cached_property
+    def environment_tco(self) -> list:
+        """The TCO of every region stack of prod's environment (stacks/prod.yaml), judged as prod_tco is."""
+        from infra.cli.tco import tco_of_resolved
+        from infra.core.resolve import resolve
+        from infra.program.offline import plan_stack
+        from policies import check_plan
+
+        out = []
+        for region in self.prod.environment.regions if self.prod.environment else ():
+            if region.stack == "prod":
+                out.append(self.prod_tco)
+                continue
+            resolved = resolve(region.stack, self.project_dir)
+            report = check_plan(plan_stack(region.stack, self.project_dir).to_json(), project_dir=self.project_dir).report
+            out.append(tco_of_resolved(resolved, report, today=self.prod_tco.today))
+        return out
+
+    @cached_property
     def prod_scenarios(self) -> list:
         """The prod plan's verification scenarios, rerun for their timelines (as `simulate --stack prod`)."""
         from infra.core.sizing.simulate.scenarios import SCENARIOS, run_scenario
@@ -470,7 +488,24 @@ def tco_answer(f: Facts) -> str:
         f"\"~2x Haiku\" holds only for a fleet that runs at its SLO capacity 24 hours a day; the demand prod serves "
         f"uses {t.tokens_per_day_at_demand / t.tokens_per_day_at_capacity:.1%} of it, and Haiku's bill for that demand "
         f"would be {usd(haiku.bill_usd_per_month)} a month ({_x(t.cost_ratio(haiku))} less)."
+        + _environment_sentence(f, haiku.price.key)
     )
+
+
+def _environment_sentence(f: Facts, api_key: str) -> str:
+    """The environment as a whole: every region it runs for the declared traffic, against one API."""
+    from infra.core.cost.tco import DAYS_PER_MONTH, MILLION, tokens_text
+
+    regions = f.environment_tco
+    if len(regions) < 2:
+        return ""
+    total = sum((t.costs.total for t in regions), Decimal(0))
+    tokens = sum((t.tokens_per_day_at_demand for t in regions), Decimal(0))
+    bill = sum((next(a for a in t.apis if a.price.key == api_key).bill_usd_per_month for t in regions), Decimal(0))
+    return (f" The prod environment runs {len(regions)} such regions ({', '.join(f'`{t.stack}`' for t in regions)}), "
+            f"each sized to carry the other's traffic too: together **{usd(total)} a month** for the declared "
+            f"{tokens_text(tokens)} tokens a day, ${total / (tokens * DAYS_PER_MONTH / MILLION):,.2f} per 1M tokens, "
+            f"{_x(total / bill)} the same API's bill ({usd(bill)}).")
 
 
 def tco_break_even(f: Facts) -> str:
