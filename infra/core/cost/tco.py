@@ -514,7 +514,7 @@ def render_tco_table(t: TcoReport) -> str:
 
     f, c, k = t.fleet, t.costs, t.capacity_costs
     out = [f"TCO of stack {t.stack or '(unnamed)'} in {t.region}: self-host or API (monthly = {HOURS_PER_MONTH} h; "
-           f"prices as of {t.today.isoformat()})", ""]
+           f"API prices judged on {t.today.isoformat()})", ""]
     rows = [
         ["GPU nodes", _usd(c.gpu), _usd(k.gpu)],
         ["fixed infrastructure (cost model, expected)", _usd(c.fixed), _usd(k.fixed)],
