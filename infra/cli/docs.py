@@ -516,7 +516,7 @@ def tco_break_even(f: Facts) -> str:
 
     t = f.prod_tco
     fl = t.fleet
-    rows = [f"| API | $/1M tokens ({fl.input_tokens}:{fl.output_tokens} in:out) | its bill at prod's declared volume "
+    rows = [f"| API | $/1M tokens ({fl.input_tokens}:{fl.output_tokens} in:out) | its bill for the volume prod serves "
             f"({tokens_text(t.tokens_per_day_at_demand)} tokens/day) | self-hosted / API | break-even tokens/day | "
             "price recorded |", "|---|---:|---:|---:|---:|---|"]
     for a in sorted(t.apis, key=lambda a: a.usd_per_million_tokens):
@@ -531,7 +531,7 @@ def tco_break_even(f: Facts) -> str:
              f"a day; for a fleet that meets prod's SLOs with an AZ lost the lowest break-even is "
              + (f"{tokens_text(cheapest.break_even_tokens_per_day)} tokens a day (against {cheapest.price.provider} "
                 f"{cheapest.price.model}), {cheapest.break_even_tokens_per_day / t.tokens_per_day_at_demand:,.1f}x the "
-                "declared volume" if cheapest else "out of reach: no API is undercut within the plan's capacity")
+                "volume prod serves" if cheapest else "out of reach: no API is undercut within the plan's capacity")
              + "; the APIs whose break-even lies beyond the plan's capacity are never undercut by this plan."]
     return "\n".join(rows)
 
