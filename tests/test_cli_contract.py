@@ -31,7 +31,7 @@ COMMANDS = [(path, p) for path, p in leaf_parsers(build_parser()) if path[0] not
 def test_every_command_is_covered():
     names = {" ".join(path) for path, _ in COMMANDS}
     assert {"plan", "size", "predict", "calibrate", "cost", "cost-diff", "prices list", "prices refresh",
-            "rollout", "preflight", "docs", "new-stack"} <= names
+            "rollout", "preflight", "docs", "new-stack", "tco"} <= names
 
 
 @pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])

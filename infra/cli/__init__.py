@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "infra.cli.weights",
     "infra.cli.plan",
     "infra.cli.cost",
+    "infra.cli.tco",
     "infra.cli.rollout",
     "infra.cli.deploy",
     "infra.cli.in_vpc",

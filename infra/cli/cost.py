@@ -25,7 +25,7 @@ from infra.core import money
 from infra.core.catalog import refresh as rf
 from infra.core.catalog.prices import PRICES_PATH, REQUIRED_REGIONS, PriceBook, load_price_book, write_price_document
 from infra.core.cost import Assumptions, CostReport, PolicyVerdict, cost_of_document, diff_reports
-from infra.core.cost.diff import PlanFailure, diff_key
+from infra.core.cost.diff import PlanFailure, TcoFigures, diff_key
 from infra.core.cost.render import render_diff, render_report_markdown, render_report_table
 from infra.core.errors import EXIT_OK, EXIT_POLICY, InputError, UserError
 from infra.core.files import atomic_write, read_yaml_file
@@ -72,6 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rf.add_argument("--region", action="append", help=f"region to refresh (repeatable; default: {', '.join(REQUIRED_REGIONS)})")
     rf.add_argument("--prices", default=None, help="prices YAML to rewrite (default: infra/core/catalog/prices.yaml)")
     rf.add_argument("--no-services", action="store_true", help="instances only")
+    rf.add_argument("--api-models", action="store_true",
+                    help="the managed-API token prices instead (Bedrock rows; OpenAI and Anthropic by hand, docs/tco.md)")
     rf.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
     add_json_argument(rf, "the changes and what was written")
     rf.set_defaults(func=cmd_prices_refresh)
@@ -136,7 +138,14 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
         if region not in book.regions:
             raise InputError("--region", region, f"regions in the price book: {', '.join(book.regions)}")
     global_rows = {key: _row_json(row) for key, row in book.global_services.items()}
-    if emit_json(args.json, {"regions": price_rows(book, regions), "global_services": global_rows}):
+    api_rows = {key: {"provider": r.provider, "model": r.model, "region": r.region or None,
+                      "usd_per_million_input_tokens": money.usd_exact(r.usd_per_million_input_tokens),
+                      "usd_per_million_output_tokens": money.usd_exact(r.usd_per_million_output_tokens),
+                      "source": r.source, "date": r.date, "confirmed": r.confirmed} for key, r in book.api_models.items()}
+    reservations = {key: {"discount_pct": money.number(r.discount_pct), "applies_to": r.applies_to, "source": r.source,
+                          "date": r.date, "confirmed": r.confirmed} for key, r in book.reservations.items()}
+    if emit_json(args.json, {"regions": price_rows(book, regions), "global_services": global_rows,
+                             "api_models": api_rows, "reservations": reservations}):
         return EXIT_OK
     for region in regions:
         print(f"== {region}")
@@ -151,6 +160,14 @@ def cmd_prices_list(args: argparse.Namespace) -> int:
     for key, row in book.global_services.items():
         flag = "" if row.confirmed else "  [unconfirmed]"
         print(f"  {'global_services':<17} {key:<30} ${row.usd} per {row.unit}  ({row.source}, {row.date}){flag}")
+    print("== managed APIs (USD per 1M input / output tokens) and reservations")
+    for key, r in book.api_models.items():
+        flag = "" if r.confirmed else "  [unconfirmed]"
+        print(f"  {'api_models':<17} {key:<30} ${r.usd_per_million_input_tokens} / ${r.usd_per_million_output_tokens}  "
+              f"({r.source}, {r.date}){flag}")
+    for key, r in book.reservations.items():
+        flag = "" if r.confirmed else "  [unconfirmed]"
+        print(f"  {'reservations':<17} {key:<30} {r.discount_pct}% off  ({r.source}, {r.date}){flag}")
     return EXIT_OK
 
 
@@ -161,7 +178,10 @@ def cmd_prices_refresh(args: argparse.Namespace, client: Any = None) -> int:
     regions = args.region or list(REQUIRED_REGIONS)
     try:
         client = client or aws.pricing_client()
-        result = rf.refresh(client, book, regions, services=not args.no_services)
+        if getattr(args, "api_models", False):
+            result = rf.refresh_api_models(client, book)
+        else:
+            result = rf.refresh(client, book, regions, services=not args.no_services)
     except UserError:
         raise
     except Exception as exc:  # botocore errors: say what to do, no traceback
@@ -293,7 +313,9 @@ def cmd_cost_diff(args: argparse.Namespace) -> int:
             verdicts[stack] = verdict_of(head[stack], pack)
         budgets[stack] = args.budget_usd if args.budget_usd is not None else budget_of(pack, head.get(stack))
     diff = diff_reports(before, after, budgets, verdicts, base_verdicts=base_verdicts,
-                        head_failures=head_failures, base_failures=base_failures)
+                        head_failures=head_failures, base_failures=base_failures,
+                        tco_before={s: TcoFigures.from_dict(g.extras.get("tco")) for s, g in base.items()},
+                        tco_after={s: TcoFigures.from_dict(g.extras.get("tco")) for s, g in head.items()})
     text = render_diff(diff, args.format)
     if args.output:
         atomic_write(args.output, text, field="--output")

@@ -100,6 +100,36 @@ class Facts:
         return summary, calibrate.report_for(engines, loaded=loaded), calibrate.summarise_load(loaded[0])
 
     @cached_property
+    def prod_tco(self) -> Any:
+        """prod's TCO at its own tco config, judged on the date of its newest API price (so no
+        generated text depends on the day `docs --write` runs; `tco` flags stale rows)."""
+        from datetime import date
+
+        from infra.cli.tco import tco_of_resolved
+        from infra.core.catalog.prices import load_price_book
+
+        newest = max(date.fromisoformat(r.date) for r in load_price_book().api_models.values())
+        return tco_of_resolved(self.prod, self.prod_cost, today=newest)
+
+    @cached_property
+    def environment_tco(self) -> list:
+        """The TCO of every region stack of prod's environment (stacks/prod.yaml), judged as prod_tco is."""
+        from infra.cli.tco import tco_of_resolved
+        from infra.core.resolve import resolve
+        from infra.program.offline import plan_stack
+        from policies import check_plan
+
+        out = []
+        for region in self.prod.environment.regions if self.prod.environment else ():
+            if region.stack == "prod":
+                out.append(self.prod_tco)
+                continue
+            resolved = resolve(region.stack, self.project_dir)
+            report = check_plan(plan_stack(region.stack, self.project_dir).to_json(), project_dir=self.project_dir).report
+            out.append(tco_of_resolved(resolved, report, today=self.prod_tco.today))
+        return out
+
+    @cached_property
     def prod_scenarios(self) -> list:
         """The prod plan's verification scenarios, rerun for their timelines (as `simulate --stack prod`)."""
         from infra.core.sizing.simulate.scenarios import SCENARIOS, run_scenario
@@ -223,8 +253,17 @@ def cost_diff_sample(f: Facts) -> str:
             r["inputs"]["scalingConfig"] = {k: v * 2 for k, v in sc.items()}
     before = {"prod": f.prod_cost}
     after = {"prod": cost_of_plan(head)}
-    diff = diff_reports(before, after, {"prod": f.prod.config.budget.monthly_usd}, {"prod": None})
+    diff = diff_reports(before, after, {"prod": f.prod.config.budget.monthly_usd}, {"prod": None},
+                        tco_before={"prod": _tco_figures(f, f.prod_cost)}, tco_after={"prod": _tco_figures(f, after["prod"])})
     return "```\n" + render_diff_markdown(diff).rstrip("\n") + "\n```"
+
+
+def _tco_figures(f: Facts, report: Any) -> Any:
+    """What `plan --json` writes under `tco` for prod's plan priced by `report` (judged as prod_tco is)."""
+    from infra.cli.tco import tco_of_resolved
+    from infra.core.cost.diff import TcoFigures
+
+    return TcoFigures.from_dict(tco_of_resolved(f.prod, report, today=f.prod_tco.today).to_dict())
 
 
 def _p95s(v) -> str:
@@ -414,6 +453,137 @@ def warm_pool_cost(f: Facts) -> str:
     ])
 
 
+# --- self-host or API (issue 16): README's seed comparison and docs/tco.md -----------------------
+
+SEED_HAIKU = "bedrock-claude-3-haiku"  # seed 004's "bedrock haiku at $0.25 in / $1.25 out"
+
+
+def _x(ratio: Any) -> str:
+    return f"{ratio:,.1f}x"
+
+
+def tco_answer(f: Facts) -> str:
+    """Our answer to seed 004's "self-hosted Llama 70B is ~2x cost of Haiku"."""
+    from infra.core.cost.tco import tokens_text
+
+    t, plan = f.prod_tco, f.prod.plan
+    c, fl = t.costs, t.fleet
+    haiku = next(a for a in t.apis if a.price.key == SEED_HAIKU)
+    demand, capacity = t.usd_per_million_tokens("demand"), t.usd_per_million_tokens("capacity")
+    return (
+        f"For `prod` ({plan.nodes_per_az.desired * plan.azs} x {plan.instance_type} at ${t.usd_per_node_hour:,.2f}/node-hour, "
+        f"{t.day.node_hours} node-hours a day) the total cost of ownership is **{usd(c.total)} a month**: GPU nodes "
+        f"{usd(c.gpu)}, fixed infrastructure {usd(c.fixed)}, {t.config.oncall_fte:g} on-call FTE {usd(c.staffing)}. "
+        f"At the demand it serves ({fl.demand_output_tokens_per_s:,.0f} output tokens/s in the peak hours of a "
+        "business-hours day"
+        + (f", {f.prod.share.traffic_share_pct.normalize():f} % of the declared "
+           f"{f.prod.spec.workload.output_tokens_per_s:,.0f}: prod is one of two regions, each sized to absorb the other"
+           if f.prod.share is not None and fl.served_share != 1 else "")
+        + f"; {tokens_text(t.tokens_per_day_at_demand)} tokens a day, input and output) that is "
+        f"**${demand:,.2f} per 1M tokens**, {_x(demand / haiku.usd_per_million_tokens)} Claude 3 Haiku on Bedrock "
+        f"(${haiku.usd_per_million_tokens:,.4f} per 1M blended at {fl.input_tokens}:{fl.output_tokens}, the seed's "
+        f"comparison). At the fleet's capacity within SLO, around the clock ({t.capacity_output_tokens_per_s:,.0f} "
+        f"output tokens/s: the simulated knee x {fl.min_replicas} replicas, {tokens_text(t.tokens_per_day_at_capacity)} "
+        f"tokens a day), it is **${capacity:,.2f}** (${t.usd_per_million_tokens('capacity', output_only=True):,.2f} per 1M "
+        f"output tokens, the unit of the seed's $1.50 target), {_x(capacity / haiku.usd_per_million_tokens)} Haiku. "
+        "So the seed's "
+        f"\"~2x Haiku\" holds only for a fleet that runs at its SLO capacity 24 hours a day; the demand prod serves "
+        f"uses {t.tokens_per_day_at_demand / t.tokens_per_day_at_capacity:.1%} of it, and Haiku's bill for that demand "
+        f"would be {usd(haiku.bill_usd_per_month)} a month ({_x(t.cost_ratio(haiku))} less)."
+        + _environment_sentence(f, haiku.price.key)
+    )
+
+
+def _environment_sentence(f: Facts, api_key: str) -> str:
+    """The environment as a whole: every region it runs for the declared traffic, against one API."""
+    from infra.core.cost.tco import DAYS_PER_MONTH, MILLION, tokens_text
+
+    regions = f.environment_tco
+    if len(regions) < 2:
+        return ""
+    total = sum((t.costs.total for t in regions), Decimal(0))
+    tokens = sum((t.tokens_per_day_at_demand for t in regions), Decimal(0))
+    bill = sum((next(a for a in t.apis if a.price.key == api_key).bill_usd_per_month for t in regions), Decimal(0))
+    return (f" The prod environment runs {len(regions)} such regions ({', '.join(f'`{t.stack}`' for t in regions)}), "
+            f"each sized to carry the other's traffic too: together **{usd(total)} a month** for the declared "
+            f"{tokens_text(tokens)} tokens a day, ${total / (tokens * DAYS_PER_MONTH / MILLION):,.2f} per 1M tokens, "
+            f"{_x(total / bill)} the same API's bill ({usd(bill)}).")
+
+
+def tco_break_even(f: Facts) -> str:
+    """Seed 003's break-even table, for prod's plan, against every API of the price book."""
+    from infra.core.cost.tco import tokens_text
+
+    t = f.prod_tco
+    fl = t.fleet
+    rows = [f"| API | $/1M tokens ({fl.input_tokens}:{fl.output_tokens} in:out) | its bill for the volume prod serves "
+            f"({tokens_text(t.tokens_per_day_at_demand)} tokens/day) | self-hosted / API | break-even tokens/day | "
+            "price recorded |", "|---|---:|---:|---:|---:|---|"]
+    for a in sorted(t.apis, key=lambda a: a.usd_per_million_tokens):
+        even = ("never" if a.break_even_tokens_per_day is None else tokens_text(a.break_even_tokens_per_day)
+                + ("" if a.within_capacity else " (beyond prod's capacity)"))
+        rows.append(f"| {a.price.provider} {a.price.model} | ${a.usd_per_million_tokens:,.4f} | {usd(a.bill_usd_per_month)} "
+                    f"| {_x(t.cost_ratio(a))} | {even} | {a.price.date}{'' if a.price.confirmed else ', unconfirmed'} |")
+    within = [a for a in t.apis if a.within_capacity]
+    cheapest = min(within, key=lambda a: a.break_even_tokens_per_day) if within else None
+    rows += ["", f"prod's plan carries at most {tokens_text(t.capacity_tokens_per_day_in_shape)} tokens a day with the "
+             f"declared day's shape (its max replicas in the peak hour). Seed 003 puts self-hosting ahead above ~2M tokens "
+             f"a day; for a fleet that meets prod's SLOs with an AZ lost the lowest break-even is "
+             + (f"{tokens_text(cheapest.break_even_tokens_per_day)} tokens a day (against {cheapest.price.provider} "
+                f"{cheapest.price.model}), {cheapest.break_even_tokens_per_day / t.tokens_per_day_at_demand:,.1f}x the "
+                "volume prod serves" if cheapest else "out of reach: no API is undercut within the plan's capacity")
+             + "; the APIs whose break-even lies beyond the plan's capacity are never undercut by this plan."]
+    return "\n".join(rows)
+
+
+def tco_assumptions(f: Facts) -> str:
+    """What the figures above assume, each from the config or the price book."""
+    from infra.cli.tco import demand_of
+    from infra.core.catalog.prices import load_price_book
+    from infra.core.cost.tco import tco_of
+
+    t, cfg = f.prod_tco, f.prod.config.tco
+    fl = t.fleet
+    reserved = tco_of(f.prod_cost, f.prod.plan, cfg.model_copy(update={"reservation": "savings-plan-3yr"}),
+                      **demand_of(f.prod), today=t.today)
+    sp = load_price_book().reservations["savings-plan-3yr"]
+    share = f.prod.share
+    served = (f" x {share.traffic_share_pct.normalize():f} % (prod's traffic share in stacks/prod.yaml; it is sized "
+              f"for {f.prod.sizing_share_pct.normalize():f} %, to absorb the other region)" if share is not None else "")
+    return "\n".join([
+        f"- Demand: `{fl.demand_from}`{served} = {fl.demand_output_tokens_per_s:,.0f} output tokens/s is the "
+        f"sustained load, 1.0 in `tco.daily_profile`; the default profile is a business-hours day ({sum(cfg.daily_profile):g} full-load "
+        "hours: a tenth of the load overnight, the declared load 09:00-17:00). Tokens are input + output at the "
+        f"declared {fl.input_tokens}:{fl.output_tokens}.",
+        f"- Fleet: KEDA's replicas per hour are ceil(requests in flight / {fl.threshold_per_replica}) within the control "
+        f"block's {fl.min_replicas}-{fl.max_replicas}, "
+        + (f"equal because the baseline must carry the burst (above), so prod runs {min(t.day.nodes)} nodes every hour. "
+           if fl.min_replicas == fl.max_replicas else
+           f"so prod runs {min(t.day.nodes)}-{max(t.day.nodes)} nodes, {t.day.node_hours} node-hours a day. ")
+        + f"Capacity within SLO: the simulated knee, {fl.knee_rate_per_replica:.2f} requests/s per replica.",
+        f"- Fixed infrastructure: the cost model's expected month less its GPU nodes (EKS, NAT, NLB, system nodes, "
+        "storage, KMS).",
+        f"- Staffing: `tco.oncall_fte` {cfg.oncall_fte:g} x `tco.usd_per_fte_year` {usd(cfg.usd_per_fte_year)} (seed "
+        "000's one ML infra engineer on the pager; seed 003 costs 0.25 FTE at $3,000-5,000 a month).",
+        f"- Reservation: `tco.reservation` {cfg.reservation}. With `savings-plan-3yr` (the price book's "
+        f"{sp.discount_pct.normalize():f} % off, {'confirmed' if sp.confirmed else 'an unconfirmed estimate'}) the month "
+        f"would be {usd(reserved.costs.total)} and ${reserved.usd_per_million_tokens('capacity'):,.2f} per 1M tokens at "
+        "capacity.",
+        "- API prices: on-demand list prices (no batch, caching or provisioned-throughput discounts, no rate limits); "
+        f"recorded as recalled on {max(a.price.date for a in t.apis)} and marked unconfirmed: nothing here could reach "
+        "the providers' pages. `python -m infra tco` flags a row older than `tco.api_price_max_age_days` "
+        f"({cfg.api_price_max_age_days}) as stale; docs/tco.md says how to update them.",
+        "- Not counted: data transfer out, the value of data residency and of a model you control, the API's own "
+        "latency and availability.",
+    ])
+
+
+def tco_prod_table(f: Facts) -> str:
+    from infra.core.cost.tco import render_tco_table
+
+    return "```\n" + render_tco_table(f.prod_tco).rstrip("\n") + "\n```"
+
+
 # docs/program.md's config reference, from the pydantic models.
 
 
@@ -522,6 +692,10 @@ BLOCKS = (
     Generated("README.md", "time-to-serve", time_to_serve),
     Generated("README.md", "seed-table", seed_table),
     Generated("README.md", "prod-budget", prod_budget_verdict),
+    Generated("README.md", "tco-answer", tco_answer),
+    Generated("README.md", "tco-break-even", tco_break_even),
+    Generated("README.md", "tco-assumptions", tco_assumptions),
+    Generated("docs/tco.md", "tco-prod", tco_prod_table),
     Generated("README.md", "calibration", calibration_summary),
     Generated("docs/simulator.md", "prod-scenarios", prod_scenarios_table),
     Generated("docs/simulator.md", "prod-control", prod_control),

@@ -6,8 +6,9 @@ AWS base (root Pulumi.yaml, project `llm-fleet`), then the in-cluster workloads
 sizing summary, the resources of each project by type and AZ, the cost (baseline, expected,
 worst) and the verdict of every rule of the policy pack (policies/, the same functions `pulumi
 preview --policy-pack policies` runs): one combined gate over both projects, and what each
-project's own preview would report. `--json FILE` writes `{"stack", "region", "plan",
-"resources", "projects", "cost", "policy"}` (every URN names its project; atomically, also when a
+project's own preview would report, and the short self-host vs API block (`tco`). `--json FILE`
+writes `{"stack", "region", "plan", "resources", "projects", "cost", "policy", "tco"}` (every URN
+names its project; atomically, also when a
 policy fails: the PR workflow diffs it; bare `--json` or `-` for stdout, which then carries only
 the JSON). When the plan fails (bad config, a missing or stale policy config, infeasible SLOs),
 `--json` gets `{"stack", "exit_code", "error"}` instead, so a reader never mistakes a failed plan
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from infra.cli.output import STDOUT, add_json_argument, emit_json, warn
+from infra.cli.tco import tco_of_resolved, vs_api_text
 from infra.core.cost.diff import failure_document
 from infra.core.deploy import OUT_GATEWAY_DNS_NAME, OUT_HEALTH_PATH
 from infra.core.errors import InputError, UserError
@@ -99,10 +101,15 @@ def _run(args: argparse.Namespace) -> int:
     doc.update(check.sections())
     for name, sections in check.project_sections().items():
         doc["projects"][name].update(sections)
+    tco = tco_of_resolved(resolved, check.report) if project is None else None  # the fleet plan is the stack's
+    if tco is not None:
+        doc["tco"] = tco.to_dict()  # what cost-diff compares ($/1M tokens, break-even)
     if emit_json(args.json, doc):
         return check.exit_code
     render_text(result, sys.stdout, project)
     sys.stdout.write("\n" + check.render().rstrip("\n") + "\n")
+    if tco is not None:
+        sys.stdout.write("\n" + vs_api_text(tco))
     if args.json is not None:
         print(f"\nwrote {args.json}")
     return check.exit_code

@@ -9,6 +9,7 @@ from pathlib import Path
 from infra.cli.argtypes import fraction, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json, warn
 from infra.cli.progress import DelayedStatus
+from infra.cli.tco import gpu_only_tco, vs_api_text
 from infra.core.catalog import load_catalog
 from infra.core.config import load_sizing_spec
 from infra.core.errors import InputError
@@ -293,6 +294,8 @@ def cmd_size(args: argparse.Namespace) -> int:
         return 0
     w = spec.workload
     print(render_plan(plan, {"ttft": w.ttft_p95_ms, "tpot": w.tpot_p95_ms, "e2e": w.e2e_p95_ms}))
+    print("\n" + vs_api_text(gpu_only_tco(plan, w, resolved.config.tco if args.stack is not None else None,
+                                             args.stack or "")), end="")
     return 0
 
 

@@ -502,6 +502,68 @@ class DeployerConfig(StrictModel):
         return value
 
 
+# A business-hours day, hour 0 = midnight where the users are: a tenth of the load overnight,
+# ramping from 06:00 to the declared load 09:00-17:00, falling off through the evening (12.5
+# full-load hours a day). docs/tco.md explains it; a stack with another shape sets its own.
+BUSINESS_HOURS_PROFILE = (0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.25, 0.5, 0.8, 1.0, 1.0, 1.0,
+                          1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.5, 0.35, 0.25, 0.2, 0.15, 0.1)
+ReservationKind = Literal["none", "savings-plan-1yr", "savings-plan-3yr", "capacity-block"]
+
+
+class TcoConfig(StrictModel):
+    """What self-hosting costs beyond the cost model, and what it is compared with (docs/tco.md)."""
+
+    daily_profile: tuple[float, ...] = Field(
+        default=BUSINESS_HOURS_PROFILE,
+        description="Demand in each hour of the day (24 multipliers, hour 0 = midnight) as a share of the declared "
+        "sustained load (1.0 = the declared load); default: a business-hours day.",
+    )
+    oncall_fte: float = Field(
+        default=1.0, ge=0, le=100,
+        description="People on the GPU fleet's pager, full-time equivalents (seed 000: one ML infra engineer); 0 allowed.",
+    )
+    usd_per_fte_year: Decimal = Field(
+        default=Decimal(200_000), ge=0, le=10_000_000,
+        description="Fully loaded cost of one FTE a year, USD (seed 003: 0.25 FTE at $3,000-5,000 a month).",
+    )
+    reservation: ReservationKind = Field(
+        default="none",
+        description="Committed capacity for the node-hours the fleet runs every hour of the day: a Savings Plan "
+        "(discount in the price book's reservations) or capacity blocks (their rate); none: on-demand.",
+    )
+    compare_with: tuple[str, ...] = Field(
+        default=("bedrock-llama-3.3-70b", "bedrock-claude-3-haiku", "bedrock-claude-sonnet-4.5", "openai-gpt-4o"),
+        min_length=1,
+        description="Price book api_models the short vs-API block of size and plan shows (`tco` shows them all).",
+    )
+    api_price_max_age_days: int = Field(
+        default=180, ge=1, le=3650, description="An API price recorded longer ago than this is flagged stale, days."
+    )
+
+    @field_validator("daily_profile", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        for hour, m in enumerate(value if isinstance(value, (list, tuple)) else ()):
+            if isinstance(m, bool):
+                raise ValueError(f"hour {hour}: a boolean is not a number; write the multiplier (YAML reads "
+                                 "true/false, yes/no, on/off as booleans)")
+        return value
+
+    @field_validator("daily_profile")
+    @classmethod
+    def _day(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if len(value) != 24:
+            raise ValueError(f"{len(value)} multipliers given; the profile needs exactly 24, one per hour (hour 0 = "
+                             "midnight)")
+        for hour, m in enumerate(value):
+            if not 0 <= m <= 100:  # also refuses NaN
+                raise ValueError(f"hour {hour}: {m} is outside [0, 100]; each multiplier is a share of the declared "
+                                 "load (1.0 = the declared load, 0 = no traffic)")
+        if max(value) <= 0:
+            raise ValueError("every hour is 0; at least one hour must carry traffic")
+        return value
+
+
 class WeightsConfig(StrictModel):
     """Where model weights live (S3) and how nodes hydrate them onto local NVMe."""
 
@@ -634,6 +696,10 @@ class StackConfig(StrictModel):
     deployer: DeployerConfig = Field(
         default_factory=DeployerConfig,
         description="The in-VPC CodeBuild deployer of the workloads project (private endpoint only).",
+    )
+    tco: TcoConfig = Field(
+        default_factory=TcoConfig,
+        description="Self-host or API: daily demand profile, on-call staffing, reservations, APIs compared.",
     )
 
     @field_validator("tags", mode="before")

@@ -430,7 +430,7 @@ def graph_of(doc: Any, path: str = "") -> ResourceGraph:
         region = doc.get("region") or (plan or {}).get("region") or _region_from_nodes(nodes)
         stack = doc.get("stack") or next((stack_of_urn(n.urn) for n in nodes if n.urn), "")
         policy = doc.get("policy") if isinstance(doc.get("policy"), Mapping) else None
-        extras = {k: v for k, v in doc.items() if k in ("cost", "budget", "project")}
+        extras = {k: v for k, v in doc.items() if k in ("cost", "budget", "project", "tco")}
         return ResourceGraph("plan", str(stack), str(region) if region else None, tuple(nodes),
                              dict(plan) if plan else None, dict(policy) if policy else None, path, extras)
     raise InputError(

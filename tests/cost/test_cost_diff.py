@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from infra.cli import main
+from infra.core.config import TcoConfig
 from infra.core.cost import PolicyVerdict, cost_of_plan, diff_reports, render_diff
+from infra.core.cost.diff import TcoFigures
+from infra.core.cost.tco import tco_of
 from infra.core.graph import graph_of
 from policies import config_for_stack, evaluate
 from tests.cost import fixtures as F
@@ -36,15 +39,24 @@ def head():
     return doubled_users()
 
 
+def tco_figures(doc, output_tokens_per_s):
+    """The `tco` section `plan --json` would write for this plan document (default tco config)."""
+    t = tco_of(cost_of_plan(doc), doc["plan"], TcoConfig(), declared_output_tokens_per_s=output_tokens_per_s)
+    return TcoFigures.from_dict(t.to_dict())
+
+
 @pytest.fixture(scope="module")
 def sample_diff(base, head):
     west = F.offline_plan("prod-us-west-2")
     verdict = PolicyVerdict(True, tuple(v.to_dict() for v in evaluate(graph_of(head), config_for_stack("prod"))))
+    rate = F.stack_config("prod")["llm-fleet:workload"]["output_tokens_per_s"]
     return diff_reports(
         {"prod": cost_of_plan(base)},
         {"prod": cost_of_plan(head), "prod-us-west-2": cost_of_plan(west)},
         budgets={"prod": Decimal(650_000), "prod-us-west-2": None},
         verdicts={"prod": verdict, "prod-us-west-2": PolicyVerdict(True, ())},
+        tco_before={"prod": tco_figures(base, rate)},
+        tco_after={"prod": tco_figures(head, 2 * rate)},  # prod-us-west-2: a document without a TCO
     )
 
 
@@ -62,6 +74,18 @@ def test_doubling_the_users_shows_more_gpu_nodes_and_dollars_first(sample_diff):
     md = render_diff(sample_diff, "markdown")
     first_lines = md.split("\n| stack")[0]
     assert f"{nodes_before} -> {nodes_after} (+{nodes_after - nodes_before}) nodes" in first_lines  # called out first
+
+
+def test_the_diff_shows_the_change_in_cost_per_token_and_in_break_even(sample_diff):
+    d = sample_diff.stacks[0]
+    tco = d.to_dict()["tco"]
+    per_million = tco["usd_per_million_tokens"]["at_demand"]
+    assert per_million["delta"] is not None and Decimal(per_million["after"]) < Decimal(per_million["before"])
+    assert set(tco["break_even_tokens_per_day"]) == set(d.tco_after.shown)
+    assert all(v["after"] > v["before"] for v in tco["break_even_tokens_per_day"].values())  # a bigger fleet
+    assert sample_diff.stacks[1].to_dict()["tco"] is None  # no TCO on either side: nothing invented
+    md = render_diff(sample_diff, "markdown")
+    assert "| $/1M tokens at the declared demand |" in md and "break-even vs bedrock-llama-3.3-70b" in md
 
 
 def test_headroom_is_budget_minus_worst_case_and_goes_negative_over_budget(head):

@@ -25,6 +25,7 @@ PLAN_SCHEMA = {
     "additionalProperties": False,
     "properties": {
         "cost": {"type": "object"},
+        "tco": {"type": "object", "required": ["usd_per_month", "usd_per_million_tokens", "apis"]},
         "policy": VERDICT,
         "projects": {
             "type": "object",
@@ -105,6 +106,7 @@ def test_human_output_and_json_file(prod_run, capsys, monkeypatch, tmp_path):
     assert "kubeconfig                [secret]" in out
     assert "Project llm-fleet (the AWS base" in out and "Project llm-fleet-workloads (in-cluster" in out
     assert "policy per project" in out
+    assert "vs API" in out and "break-even tokens/day" in out  # the short self-host vs API block
     assert json.loads(target.read_text())["stack"] == "prod"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temp file left behind
 

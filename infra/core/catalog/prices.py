@@ -10,8 +10,10 @@ rows are estimates: see `basis`). Four sections, each keyed by region:
 * `capacity_blocks` - EC2 Capacity Blocks for ML, per instance-hour, where a rate is published;
 
 plus `global_services` (services billed per account, whatever the region: Route 53's hosted
-zones, queries and health checks; keyed by price, not by region) and `unpriced` (region ->
-instance type -> why no on-demand price exists). A capacity type is
+zones, queries and health checks; keyed by price, not by region), `unpriced` (region ->
+instance type -> why no on-demand price exists), and the managed-API token prices and
+reservation discounts the TCO compares against (`api_models`, `reservations`, whose rows
+`infra.core.catalog.api_prices` defines). A capacity type is
 priced by `capacity_price`: on-demand and reservation (an On-Demand Capacity Reservation bills at
 the on-demand rate, used or not) from `instances`, capacity-block from `capacity_blocks`.
 
@@ -31,6 +33,14 @@ from typing import Any, Mapping
 
 import yaml
 
+from infra.core.catalog.api_prices import (
+    API_SECTIONS,
+    ApiPrice,
+    Reservation,
+    parse_api_models,
+    parse_reservations,
+    render_api_sections,
+)
 from infra.core.errors import InputError
 from infra.core.files import atomic_write, read_yaml_file
 
@@ -99,6 +109,8 @@ class PriceBook:
     capacity_blocks: Mapping[str, Mapping[str, PriceRow]] = field(default_factory=dict)
     unpriced: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     global_services: Mapping[str, PriceRow] = field(default_factory=dict)
+    api_models: Mapping[str, ApiPrice] = field(default_factory=dict)  # managed-API token prices
+    reservations: Mapping[str, Reservation] = field(default_factory=dict)  # committed-capacity discounts
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -167,6 +179,8 @@ class PriceBook:
             for region, rows in sorted(getattr(self, section).items()):
                 out.extend((section, region, k) for k, row in sorted(rows.items()) if not row.confirmed)
         out.extend(("global_services", "", k) for k, row in sorted(self.global_services.items()) if not row.confirmed)
+        for section in API_SECTIONS:
+            out.extend((section, "", k) for k, row in sorted(getattr(self, section).items()) if not row.confirmed)
         return out
 
 
@@ -207,10 +221,10 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
         doc = {}
     if not isinstance(doc, Mapping):
         raise InputError(where, type(doc).__name__, f"a mapping with {', '.join(_SECTIONS)}")
-    unknown = set(doc) - set(_SECTIONS) - {"unpriced", "global_services"}
+    unknown = set(doc) - set(_SECTIONS) - {"unpriced", "global_services", *API_SECTIONS}
     if unknown:
         raise InputError(f"{where}.{sorted(unknown)[0]}", "(section)",
-                         f"sections: {', '.join(_SECTIONS)}, global_services, unpriced")
+                         f"sections: {', '.join(_SECTIONS)}, global_services, unpriced, {', '.join(API_SECTIONS)}")
     sections: dict[str, dict[str, dict[str, PriceRow]]] = {}
     for section in _SECTIONS:
         by_region: dict[str, dict[str, PriceRow]] = {}
@@ -241,7 +255,9 @@ def parse_price_document(doc: Any, where: str = "prices.yaml") -> PriceBook:
         if key not in GLOBAL_SERVICE_KEYS:
             raise InputError(path, key, f"global service keys: {', '.join(GLOBAL_SERVICE_KEYS)}")
         global_services[str(key)] = _row(raw, path, GLOBAL_SERVICE_KEYS[key], "usd")
-    return PriceBook(unpriced=unpriced, global_services=global_services, **sections)
+    return PriceBook(unpriced=unpriced, global_services=global_services,
+                     api_models=parse_api_models(doc.get("api_models"), f"{where}.api_models"),
+                     reservations=parse_reservations(doc.get("reservations"), f"{where}.reservations"), **sections)
 
 
 def read_price_book(path: Path | str) -> PriceBook:
@@ -275,6 +291,9 @@ _HEADER = """\
 # capacity_blocks:   EC2 Capacity Blocks for ML, $/instance-hour (reservations bill at on-demand)
 # global_services:   services with no region (Route 53), unit in the key name
 # unpriced:          types with no on-demand price in a region, and why
+# api_models:        managed APIs, USD per 1M input / output tokens, on-demand (`prices refresh
+#                    --api-models` rereads Bedrock rows; OpenAI and Anthropic by hand: docs/tco.md)
+# reservations:      Savings Plans, percent off the on-demand node-hour (the TCO's reservation)
 """
 
 
@@ -330,6 +349,7 @@ def render_price_document(book: PriceBook) -> str:
         lines.append(f"  {region}:")
         for key, why in sorted(book.unpriced[region].items()):
             lines.append(f"    {key}: {_q(why)}")
+    lines += render_api_sections(book.api_models, book.reservations)
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,9 @@ client itself is made at the edge (`infra.ops.aws.pricing_client`, handed in by
   checked against the live API from this repository (no AWS access here); a key the API does
   not answer keeps its old row and is reported.
 
+* Managed-API prices (`--api-models`): the Bedrock rows of `api_models`, from ServiceCode
+  AmazonBedrock (`refresh_api_models`, below); OpenAI and Anthropic have no price API.
+
 The file is rewritten atomically (infra.core.catalog.prices.write_price_document).
 """
 from __future__ import annotations
@@ -202,3 +205,72 @@ def refresh(
     # Capacity-block rates are not in the Price List API (they are quoted per offering): kept.
     new = replace(book, instances=instances, general_instances=general, services=svc, unpriced=unpriced)
     return RefreshResult(new, tuple(changes))
+
+
+# --- managed-API token prices (Amazon Bedrock) --------------------------------------------------
+#
+# The Price List API lists Bedrock under ServiceCode "AmazonBedrock"; each product names its
+# model (`model`) and what is billed (`inferenceType`, else `usagetype`: input or output tokens,
+# batch, cache, provisioned throughput...), with a price per unit ("1K tokens" and the like).
+# These attribute names follow the Price List API's published Bedrock products but were not
+# checked against a live response from this repository (no AWS access here); a row the API does
+# not answer keeps its old figures and is reported. OpenAI and Anthropic publish no price API:
+# their rows are updated by hand (docs/tco.md).
+
+BEDROCK_SERVICE = "AmazonBedrock"
+BEDROCK_SOURCE = "AWS Price List API (pricing.get_products AmazonBedrock, on-demand)"
+# Bedrock products that are not the plain on-demand token price a TCO compares with.
+_NOT_ON_DEMAND = ("batch", "cache", "provisioned", "flex", "priority", "latency", "long context", "custom")
+_UNIT_TOKENS = {"1k tokens": Decimal(1000), "1m tokens": Decimal(1), "1 million tokens": Decimal(1),
+                "tokens": Decimal(1_000_000), "token": Decimal(1_000_000)}
+
+
+def usd_per_million_tokens(dim: Mapping[str, Any]) -> Decimal | None:
+    """A price dimension's USD per 1M tokens, from its `unit` (None for a unit that is not tokens)."""
+    price = _usd(dim)
+    scale = _UNIT_TOKENS.get(str(dim.get("unit", "")).strip().lower())
+    return None if price is None or scale is None else (price * scale).normalize()
+
+
+def fetch_bedrock_prices(client: Any, region: str, models: Iterable[str]) -> dict[str, dict[str, Decimal]]:
+    """Price List `model` -> {"input": $/1M, "output": $/1M} of the on-demand token prices found."""
+    wanted = set(models)
+    found: dict[str, dict[str, Decimal]] = {}
+    for item in _pages(client, BEDROCK_SERVICE, [_tm("regionCode", region)]):
+        attrs = item.get("product", {}).get("attributes", {})
+        model = attrs.get("model")
+        kind = str(attrs.get("inferenceType") or attrs.get("usagetype") or "").lower()
+        if model not in wanted or any(word in kind for word in _NOT_ON_DEMAND):
+            continue
+        side = "input" if "input" in kind else "output" if "output" in kind else None
+        prices = [p for p in (usd_per_million_tokens(d) for d in _dimensions(item)) if p is not None and p > 0]
+        if side and prices:
+            found.setdefault(model, {})[side] = min(prices + [found.get(model, {}).get(side, prices[0])])
+    return found
+
+
+def refresh_api_models(client: Any, book: PriceBook, *, today: str | None = None) -> RefreshResult:
+    """A new price book with every Bedrock row (a region and a `price_list_model`) reread."""
+    today = today or _dt.date.today().isoformat()
+    rows = dict(book.api_models)
+    changes: list[str] = []
+    by_region: dict[str, list[str]] = {}
+    for key, row in sorted(rows.items()):
+        if row.region and row.price_list_model:
+            by_region.setdefault(row.region, []).append(key)
+        else:
+            changes.append(f"{key}: no price API ({row.provider}); kept {row.date}, update it by hand (docs/tco.md)")
+    for region, keys in sorted(by_region.items()):
+        found = fetch_bedrock_prices(client, region, {rows[k].price_list_model for k in keys})
+        for key in keys:
+            old = rows[key]
+            got = found.get(old.price_list_model, {})
+            if set(got) != {"input", "output"}:
+                changes.append(f"{key}: {old.price_list_model!r} in {region} not found in the Price List API "
+                               f"(input and output); kept {old.date}")
+                continue
+            rows[key] = replace(old, usd_per_million_input_tokens=got["input"], usd_per_million_output_tokens=got["output"],
+                                source=BEDROCK_SOURCE, date=today, confirmed=True, basis="")
+            changes.append(f"{key}: {old.usd_per_million_input_tokens}/{old.usd_per_million_output_tokens} -> "
+                           f"{got['input']}/{got['output']} per 1M input/output tokens")
+    return RefreshResult(replace(book, api_models=rows), tuple(changes))

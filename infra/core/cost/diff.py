@@ -91,6 +91,33 @@ def pct(before: Decimal, after: Decimal) -> Decimal | None:
 
 
 @dataclass(frozen=True)
+class TcoFigures:
+    """What one side says of self-host vs API: the `tco` section of its `plan --json`
+    (infra/core/cost/tco.py, `TcoReport.to_dict`)."""
+
+    usd_per_million_tokens: Mapping[str, Decimal | None]  # "at_demand", "at_capacity"
+    break_even_tokens_per_day: Mapping[str, Decimal | None]  # API key -> tokens/day (None: never)
+    shown: tuple[str, ...] = ()  # the APIs of the short block (tco.compare_with)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TcoFigures | None":
+        if not isinstance(data, Mapping) or not isinstance(data.get("usd_per_million_tokens"), Mapping):
+            return None
+
+        def dec(v: Any) -> Decimal | None:
+            return None if v is None or isinstance(v, bool) else Decimal(str(v))
+
+        apis = [a for a in data.get("apis") or () if isinstance(a, Mapping) and a.get("key")]
+        return cls({k: dec(data["usd_per_million_tokens"].get(k)) for k in ("at_demand", "at_capacity")},
+                   {str(a["key"]): dec(a.get("break_even_tokens_per_day")) for a in apis},
+                   tuple(str(a["key"]) for a in apis if a.get("in_short_block")))
+
+
+def _change(before: Decimal | None, after: Decimal | None) -> Decimal | None:
+    return None if before is None or after is None else after - before
+
+
+@dataclass(frozen=True)
 class TypeChange:
     """GPU node groups whose instance types differ between base and head, grouped by the change."""
 
@@ -113,6 +140,8 @@ class StackDiff:
     base_policy: PolicyVerdict | None = None  # the base's own verdict, when its plan carries one
     head_failure: PlanFailure | None = None
     base_failure: PlanFailure | None = None
+    tco_before: TcoFigures | None = None  # None: that side's document carries no TCO
+    tco_after: TcoFigures | None = None
 
     @property
     def status(self) -> str:
@@ -178,6 +207,32 @@ class StackDiff:
         report = self.before if which == "before" else self.after
         return report.component_month(component, scenario) if report else ZERO
 
+    def tco_apis(self) -> list[str]:
+        """The APIs whose break-even the diff shows: the short block's of either side."""
+        names: list[str] = []
+        for t in (self.tco_after, self.tco_before):
+            names += [k for k in (t.shown if t else ()) if k not in names]
+        return names
+
+    def tco_dict(self) -> dict[str, Any] | None:
+        """Before / after / delta of $/1M tokens and of the break-even per API; None without a TCO on either side."""
+        if self.tco_before is None and self.tco_after is None:
+            return None
+        b, a = self.tco_before, self.tco_after
+
+        def per_million(key: str) -> dict[str, Any]:
+            x = b.usd_per_million_tokens.get(key) if b else None
+            y = a.usd_per_million_tokens.get(key) if a else None
+            return {"before": money.usd_rate(x), "after": money.usd_rate(y), "delta": money.usd_rate(_change(x, y))}
+
+        def even(key: str) -> dict[str, Any]:
+            x = b.break_even_tokens_per_day.get(key) if b else None
+            y = a.break_even_tokens_per_day.get(key) if a else None
+            return {"before": money.number(x, 0), "after": money.number(y, 0), "delta": money.number(_change(x, y), 0)}
+
+        return {"usd_per_million_tokens": {k: per_million(k) for k in ("at_demand", "at_capacity")},
+                "break_even_tokens_per_day": {k: even(k) for k in self.tco_apis()}}
+
     @property
     def headroom(self) -> Decimal | None:
         """Budget minus the head's worst case (negative: over budget)."""
@@ -236,6 +291,7 @@ class StackDiff:
             },
             "policy": self.policy.to_dict() if self.policy else {"evaluated": False},
             "base_policy": self.base_policy.to_dict() if self.base_policy else {"evaluated": False},
+            "tco": self.tco_dict(),
             "notes": list(self.after.notes) if self.after else [],
         }
 
@@ -280,9 +336,12 @@ def diff_reports(
     base_verdicts: Mapping[str, PolicyVerdict | None] | None = None,
     head_failures: Mapping[str, PlanFailure] | None = None,
     base_failures: Mapping[str, PlanFailure] | None = None,
+    tco_before: Mapping[str, TcoFigures | None] | None = None,
+    tco_after: Mapping[str, TcoFigures | None] | None = None,
 ) -> CostDiff:
     """Stacks in head order (failed head plans among them), then stacks only in base (removed)."""
     budgets, verdicts, base_verdicts = budgets or {}, verdicts or {}, base_verdicts or {}
+    tco_before, tco_after = tco_before or {}, tco_after or {}
     head_failures, base_failures = head_failures or {}, base_failures or {}
     names: list[str] = []
     for name in [*after, *head_failures, *before, *base_failures]:
@@ -290,6 +349,6 @@ def diff_reports(
             names.append(name)
     return CostDiff(tuple(
         StackDiff(s, before.get(s), after.get(s), budgets.get(s), verdicts.get(s), base_verdicts.get(s),
-                  head_failures.get(s), base_failures.get(s))
+                  head_failures.get(s), base_failures.get(s), tco_before.get(s), tco_after.get(s))
         for s in names
     ))

@@ -267,9 +267,33 @@ def render_diff_markdown(diff: CostDiff) -> str:
         lines = _violation_lines(d, "markdown")
         out.append(f"**Policy:** {_policy_text(d)}" + (":" if lines else "."))
         out += lines
+        if d.tco_before is not None or d.tco_after is not None:
+            out += ["", _md_table(TCO_HEADERS, _tco_rows(d))]
         if d.after and d.after.notes:
             out += ["", "<details><summary>Notes</summary>", ""] + [f"- {n}" for n in d.after.notes] + ["", "</details>"]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _tco_rows(d: StackDiff) -> list[list[str]]:
+    """$/1M tokens (input + output) at demand and at capacity, and the break-even per API: before, after, change."""
+    from infra.core.cost.tco import tokens_text
+
+    b, a = d.tco_before, d.tco_after
+    rows = []
+    for key, label in (("at_demand", "$/1M tokens at the declared demand"), ("at_capacity", "$/1M tokens at capacity within SLO")):
+        x = b.usd_per_million_tokens.get(key) if b else None
+        y = a.usd_per_million_tokens.get(key) if a else None
+        rows.append([label, usd(x, 4), usd(y, 4), "n/a" if x is None or y is None else
+                     ("+" if y > x else "-" if y < x else "") + usd(abs(y - x), 4)])
+    for key in d.tco_apis():
+        x = b.break_even_tokens_per_day.get(key) if b else None
+        y = a.break_even_tokens_per_day.get(key) if a else None
+        change = "n/a" if x is None or y is None else ("+" if y > x else "-" if y < x else "") + tokens_text(abs(y - x))
+        rows.append([f"break-even vs {key}, tokens/day", tokens_text(x), tokens_text(y), change])
+    return rows
+
+
+TCO_HEADERS = ["self-host vs API", "before", "after", "change"]
 
 
 def _pct_or_none(before: Decimal, after: Decimal) -> Decimal | None:
@@ -304,6 +328,8 @@ def render_diff_table(diff: CostDiff) -> str:
         out.append(f"budget: {_budget_text(d)}")
         out.append(f"policy: {_policy_text(d)}")
         out += _violation_lines(d, "table")
+        if d.tco_before is not None or d.tco_after is not None:
+            out.append(_table(TCO_HEADERS, _tco_rows(d)))
         out.append("")
     if len(diff.stacks) > 1:
         left_out = f" (leaving out {len(diff.failed)} failed plan(s))" if diff.failed else ""
