@@ -4,30 +4,21 @@ Pods: a ScaledObject on the vLLM Deployment rendered from the plan's control blo
 (`plan.control`, the block the fleet simulator ran): its Prometheus query (running + waiting
 requests, `infra/core/metrics.py`), AverageValue threshold per replica, polling interval,
 min/max replicas and HPA behaviour (scale-up at once by the warm spares or 100 % per period,
-scale-down after a long window one replica per period). (The chart's own KEDA block filters on
-label `model`, which vLLM does not set.) If Prometheus cannot answer, KEDA's fallback keeps the
-current replicas (never scales down on missing data) and brings the fleet to at least the
-baseline.
+scale-down after a long window one replica per period). If Prometheus cannot answer, KEDA's
+fallback keeps the current replicas (never scales down on missing data) and brings the fleet to
+at least the baseline.
 
-Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ managed node
-groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
-so scale-ups stay spread) and expands with least-waste. Its IAM role is assumed through EKS Pod
-Identity (trust pinned to this account and cluster) and may only change the desired capacity
-of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster. That role
-and its association are AWS resources, so they live in the base project
-(`identities.ClusterAutoscalerIdentity`); this component installs the service account, the
-credentials check and the chart, and reads the role and the association from the base.
-
-Credentials gate. A Pod Identity association is eventually consistent (EKS user guide, "Learn
-how EKS Pod Identity grants pods access to AWS services"), and EKS injects the credential
-variables into a pod only when it is admitted: a pod created before the association is visible
-never gets credentials, however often its container restarts. So the autoscaler's pods are
-created only after a Job, running as the autoscaler's service account (ours, created before
-the chart), has proven the association effective: each attempt is a new pod (restartPolicy
-Never), so a pod admitted too early fails and the next one is admitted afresh, until one sees
-the injected variables and STS answers as the autoscaler's role. `pulumi up` waits for the Job
-to complete before it installs the chart. The association's id is in both pod templates, so a
-replaced association re-runs the check and rolls the autoscaler.
+One owner of the replica count: the HPA. The vllm-stack chart renders `replicas` in the engine
+Deployment unless `modelSpec.keda.enabled` (templates/deployment-vllm-multi.yaml: `{{- if not
+(and $modelSpec.keda $modelSpec.keda.enabled) }} replicas: ...`), and Helm's three-way merge
+would write that count back on every upgrade, during a burst too. The chart's own ScaledObject
+cannot carry our trigger at 0.1.12: its values.schema.json types `modelSpec.keda.triggers` as
+an object (a list in 0.1.9 and 0.1.10), so Helm refuses the list KEDA needs. So vllm.py sets
+`keda.enabled` (no `replicas` rendered) together with a disabled `raySpec`, whose mere presence
+makes templates/scaledobject-vllm.yaml skip the chart's ScaledObject (`if not (hasKey
+$modelSpec "raySpec")`) while the Deployment still renders (only `raySpec.enabled` selects the
+Ray path), and this module renders the one ScaledObject. tests/serving/test_charts.py renders
+those guards from the vendored templates.
 """
 from __future__ import annotations
 
@@ -38,11 +29,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
-from infra.core.labels import AZ_LABEL
+from infra.core.labels import AZ_LABEL, EKS_LAUNCH_TEMPLATE_LABELS
 from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
-from infra.program.serving.vllm import expected_load_s
 
 ASSOCIATION_ANNOTATION = "llm-fleet/pod-identity-association"
 CREDENTIALS_CHECK = "cluster-autoscaler-credentials"
@@ -60,8 +50,9 @@ print("pod identity effective:", arn)
 """
 PROMETHEUS_SERVICE = "prometheus-operated"  # created by the Prometheus operator for every Prometheus
 PROMETHEUS_PORT = 9090
-# Node-group labels that differ between otherwise identical per-AZ groups.
-BALANCING_IGNORED_LABELS = (AZ_LABEL,)
+# Node-group labels that differ between otherwise identical per-AZ groups: ours, and the launch
+# template labels EKS puts on nodes of groups with custom (per-AZ) templates.
+BALANCING_IGNORED_LABELS = (AZ_LABEL, *EKS_LAUNCH_TEMPLATE_LABELS)
 
 
 def prometheus_address(spec: ServingSpec) -> str:
@@ -109,7 +100,7 @@ def scaled_object(spec: ServingSpec) -> dict:
             "pollingInterval": control.polling_interval_s,
             "cooldownPeriod": d.keda_cooldown_s,
             # Do not judge a fresh fleet before its engines could have loaded.
-            "initialCooldownPeriod": math.ceil(expected_load_s(spec)),
+            "initialCooldownPeriod": math.ceil(spec.expected_load_s),
             "fallback": {
                 "failureThreshold": d.keda_fallback_failure_threshold,
                 "replicas": control.min_replicas,

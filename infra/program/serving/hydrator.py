@@ -304,12 +304,14 @@ def wait_for_weights_init_container(params: HydratorParams) -> dict:
         "command": list(ENTRYPOINT),
         "args": wait_args(params),
         "volumeMounts": [models_volume_mount(read_only=True)],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
+        # requests = limits: an init container counts for the pod's QoS class, and the vLLM
+        # pod must be Guaranteed.
+        "resources": {"requests": dict(WAIT_RESOURCES), "limits": dict(WAIT_RESOURCES)},
         "securityContext": _restricted_security_context(run_as_root=False),
     }
+
+
+WAIT_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
 
 
 def manifests(params: HydratorParams, role_arn: str | None = None) -> list[dict]:
