@@ -148,6 +148,7 @@ def credentials_check_job(spec: ServingSpec, role_name: str, association_id: str
                 "spec": {
                     "serviceAccountName": d.autoscaler_service_account,
                     "restartPolicy": "Never",  # every attempt a new pod, admitted afresh
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
                     "containers": [{
                         "name": "check",

@@ -109,6 +109,10 @@ class ServingDefaults:
     kv_cache_alert_ratio: float = 0.90
     kv_cache_alert_for: str = "10m"
     node_not_ready_for: str = "5m"
+    # A new Xid (the gauge changed) within the window, seen on two evaluations: it fires once
+    # per event and resolves when the window has passed (a benign Xid does not page forever).
+    xid_window: str = "10m"
+    xid_alert_for: str = "1m"
     metrics_absent_for: str = "10m"
     # Size-based retention stops this short of the volume (retention days and volume: config).
     prometheus_retention_size_fraction: float = 0.85
