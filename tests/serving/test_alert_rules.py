@@ -29,8 +29,10 @@ def promtool() -> str:
     path = shutil.which("promtool")
     if path is None and shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"],
-                       env=env, capture_output=True)
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"]
+        if subprocess.run(install, env=env, capture_output=True).returncode != 0:  # no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            subprocess.run(install, env=env, capture_output=True)
         path = shutil.which("promtool")
     if path is None:
         pytest.fail("promtool is missing: apt-get install prometheus (Debian), as .ci/run does")
