@@ -136,9 +136,11 @@ def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
     association_id = ca.inputs["values"]["podAnnotations"][autoscaling.ASSOCIATION_ANNOTATION]
     assert association_id.startswith("a-")
     assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, association_id)
-    so = serving_run.custom("ScaledObject")
-    assert so.inputs["spec"] == autoscaling.scaled_object(prod_spec)["spec"]
-    assert serving_run.depends_on(so, rels["keda"])  # the chart installs the CRD
+    # The ScaledObject is the vllm-stack release's (its modelSpec.keda), after KEDA's CRDs.
+    assert not serving_run.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    (model,) = rels["vllm"].inputs["values"]["servingEngineSpec"]["modelSpec"]
+    assert model["keda"] == autoscaling.keda_chart_values(prod_spec)
+    assert serving_run.depends_on(rels["vllm"], rels["keda"])
     # The chart's AWS identity is the base project's (identities.py): nothing AWS here.
     assert not [r for r in serving_run.resources if r.type.startswith("aws:")]
 
@@ -186,8 +188,14 @@ def _control_as_rendered(spec_: ServingSpec):
 
     from .support import TAGS
 
+    from infra.program.serving import vllm
+
+    from . import chart_render
+
     control = spec_.plan.control
-    spec = autoscaling.scaled_object(spec_)["spec"]
+    rendered = chart_render.render(vllm.vllm_stack_values(spec_), spec_.defaults.vllm_release, spec_.namespace)
+    (so,) = rendered["vllm-stack/templates/scaledobject-vllm.yaml"]
+    spec = so["spec"]
     cb = ingress.backend_traffic_policy(spec_)["spec"]["circuitBreaker"]
     proxies = ingress.envoy_proxy(spec_, TAGS)["spec"]["provider"]["kubernetes"]["envoyDeployment"]["replicas"]
     (trigger,) = spec["triggers"]

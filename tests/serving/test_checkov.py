@@ -1,5 +1,6 @@
 """checkov over every Kubernetes object the serving layer renders, the engine Deployment as the
-vllm-stack chart renders it for our values (chart_render.engine_deployment) included.
+vllm-stack chart renders it for our values (Helm's library, chart_render.engine_deployment)
+with our DeploymentPatch applied.
 
 checkov's pins conflict with ours (3.3.x pins boto3 and packaging), so it runs from a virtualenv
 of its own, created once under `.pytest-venvs/` (gitignored; ~25 s on a clean clone, reused
@@ -69,9 +70,11 @@ def checkov() -> Path:
 def rendered_objects(spec: ServingSpec) -> list[dict]:
     """Every built-in Kubernetes object we author, and the chart's engine Deployment."""
     values, patch = vllm.vllm_stack_values(spec), vllm.deployment_patch(spec)
+    release = spec.defaults.vllm_release
     return [
         *namespace_manifests(spec),
-        chart_render.engine_deployment(values, patch, spec.defaults.vllm_release, spec.namespace),
+        chart_render.engine_deployment(values, patch, release, spec.namespace),
+        *(o for o in chart_render.objects(values, release, spec.namespace) if o["kind"] != "Deployment"),
         vllm.serving_priority_class(spec), vllm.pod_disruption_budget(spec),
         warm_pool.placeholder_priority_class(spec), warm_pool.placeholder_deployment(spec),
         *weights_tier.hydrator_manifests(spec),

@@ -58,7 +58,7 @@ def test_engine_settings_are_the_plans(any_spec: ServingSpec):
         assert "--quantization" not in args
     # GPUs requested = TP; the replica count is the HPA's alone (test_charts.py).
     assert model["requestGPU"] == plan.tensor_parallel
-    assert "replicaCount" not in model and model["keda"] == {"enabled": True}
+    assert "replicaCount" not in model and model["keda"]["enabled"] is True
 
 
 def test_model_is_read_from_the_node_local_nvme_copy(any_spec: ServingSpec):
@@ -155,26 +155,20 @@ def test_a_plan_without_simulated_scenarios_has_no_drain_window(prod_spec):
 
 
 def test_every_engine_flag_exists_in_the_pinned_vllm(any_spec: ServingSpec):
-    """The chart's own flags (for the vllmConfig keys we set) and our extraArgs, against the CLI
-    of the vLLM the image runs (schemas/vllm/flags-<tag>.json, from the release's sdist).
+    """Every flag of the engine's command as the chart renders it for our values, against the
+    CLI of the vLLM the image runs (schemas/vllm/flags-<tag>.json, from the release's sdist).
     vLLM's parser reads `_` in a flag as `-` (vllm/utils/argparse_utils.py)."""
     import json
-    import re
 
     known = json.loads((schema_check.SCHEMAS / "vllm" / f"flags-{image('vllm').tag.lstrip('v')}.json").read_text())
-    model = _model(vllm.vllm_stack_values(any_spec))
-    template = chart_render.template("templates/deployment-vllm-multi.yaml")
-    chart_flags = set()
-    for key in model["vllmConfig"]:
-        if key == "extraArgs":
-            continue
-        block = re.search(r'(?:hasKey \. "' + key + r'"|if \.' + key + r')\s*}}(.*?){{-\s+end', template, re.S)
-        assert block, f"the chart renders no flag for vllmConfig.{key}"
-        chart_flags |= set(re.findall(r'"(--[a-z_-]+)"', block.group(1)))
-    ours = {a for a in model["vllmConfig"]["extraArgs"] if a.startswith("--")}
-    used = {f.replace("_", "-") for f in chart_flags | ours}
-    assert used and used <= set(known["flags"]), used - set(known["flags"])
-    assert {"--shutdown-timeout", "--served-model-name", "--max-num-seqs"} <= used
+    deployment = chart_render.engine_deployment(vllm.vllm_stack_values(any_spec), vllm.deployment_patch(any_spec),
+                                                any_spec.defaults.vllm_release, any_spec.namespace)
+    (engine,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == vllm.CONTAINER_NAME]
+    assert engine["command"][:2] == ["vllm", "serve"]
+    used = {a.split("=", 1)[0].replace("_", "-") for a in engine["command"] if a.startswith("--")}
+    assert used - set(known["flags"]) == set()
+    assert {"--shutdown-timeout", "--served-model-name", "--max-num-seqs", "--tensor-parallel-size"} <= used
+    assert _flag(engine["command"], "--shutdown-timeout") == str(vllm.drain_timeout_s(any_spec))
 
 
 def test_zone_spread_and_patch_target(any_spec: ServingSpec):
@@ -195,11 +189,7 @@ def test_engine_pod_security(any_spec: ServingSpec):
     c = engine["containerSecurityContext"]
     assert c["allowPrivilegeEscalation"] is False and c["capabilities"] == {"drop": ["ALL"]}
     assert c["privileged"] is False
-    # The chart copies both verbatim, the container one onto the init container too.
-    template = chart_render.template("templates/deployment-vllm-multi.yaml")
-    assert template.count("toYaml .Values.servingEngineSpec.containerSecurityContext") == 1
-    assert "{{- with .Values.servingEngineSpec.containerSecurityContext }}" in template
-    assert "toYaml .Values.servingEngineSpec.securityContext" in template
+    # The chart copies both (test_charts.py renders them), the container one onto the init container too.
 
 
 def test_the_engine_pod_is_guaranteed_qos(any_spec: ServingSpec):

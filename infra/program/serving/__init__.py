@@ -90,14 +90,15 @@ class Serving(pulumi.ComponentResource):
         self.gpu = GpuPlumbing(f"{name}-gpu", GpuPlumbingArgs(spec, spec.defaults.gpu_namespace), in_namespaces)
         self.weights = WeightsTier(f"{name}-weights", WeightsTierArgs(spec), in_namespaces)
         self.observability = Observability(f"{name}-observability", ObservabilityArgs(spec), in_namespaces)
-        self.vllm = VllmServing(f"{name}-vllm", VllmArgs(spec), kube.with_deps(in_namespaces, [self.weights]))
-        self.ingress = Ingress(f"{name}-ingress", IngressArgs(spec, tags), in_namespaces)
         self.autoscaling = Autoscaling(
             f"{name}-autoscaling",
             AutoscalingArgs(spec, args.cluster_name, args.autoscaler_role_arn, args.autoscaler_association_id),
-            kube.with_deps(in_namespaces, [self.observability]),
-            scale_target=self.vllm.release,
+            in_namespaces,
         )
+        # The chart renders the engines' ScaledObject (KEDA's CRD), whose trigger asks Prometheus.
+        self.vllm = VllmServing(f"{name}-vllm", VllmArgs(spec, (self.autoscaling.keda, self.observability.release)),
+                                kube.with_deps(in_namespaces, [self.weights]))
+        self.ingress = Ingress(f"{name}-ingress", IngressArgs(spec, tags), in_namespaces)
         self.network = NetworkPolicies(f"{name}-network", NetworkPoliciesArgs(spec), in_namespaces)
         self.warm_pool = WarmPool(f"{name}-warm-pool", WarmPoolArgs(spec), kube.with_deps(in_namespaces, [self.weights]))
 

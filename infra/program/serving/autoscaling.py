@@ -8,17 +8,17 @@ scale-down after a long window one replica per period). If Prometheus cannot ans
 fallback keeps the current replicas (never scales down on missing data) and brings the fleet to
 at least the baseline.
 
-One owner of the replica count: the HPA. The vllm-stack chart renders `replicas` in the engine
-Deployment unless `modelSpec.keda.enabled` (templates/deployment-vllm-multi.yaml: `{{- if not
-(and $modelSpec.keda $modelSpec.keda.enabled) }} replicas: ...`), and Helm's three-way merge
-would write that count back on every upgrade, during a burst too. The chart's own ScaledObject
-cannot carry our trigger at 0.1.12: its values.schema.json types `modelSpec.keda.triggers` as
-an object (a list in 0.1.9 and 0.1.10), so Helm refuses the list KEDA needs. So vllm.py sets
-`keda.enabled` (no `replicas` rendered) together with a disabled `raySpec`, whose mere presence
-makes templates/scaledobject-vllm.yaml skip the chart's ScaledObject (`if not (hasKey
-$modelSpec "raySpec")`) while the Deployment still renders (only `raySpec.enabled` selects the
-Ray path), and this module renders the one ScaledObject. tests/serving/test_charts.py renders
-those guards from the vendored templates.
+One owner of the replica count: the HPA, through the vllm-stack chart's KEDA integration. The
+chart renders `replicas` in the engine Deployment unless `modelSpec.keda.enabled`
+(templates/deployment-vllm-multi.yaml: `{{- if not (and $modelSpec.keda $modelSpec.keda.enabled)
+}} replicas: ...`), and Helm's three-way merge would write that count back on every upgrade,
+during a burst too. So the ScaledObject below is handed to the chart as `modelSpec.keda`
+(`keda_chart_values`; templates/scaledobject-vllm.yaml copies each key, with our trigger
+instead of its default on `vllm:num_requests_waiting{model=...}`, a label vLLM does not set), and
+the chart renders it with the Deployment, without `replicas`. (The chart's values.schema.json
+types `keda.triggers` as an object, but its .helmignore leaves that file out of the package, so
+Helm does not validate against it.) tests/serving/test_charts.py renders the chart with Helm's
+library and compares.
 """
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def scaled_object(spec: ServingSpec) -> dict:
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": {"name": spec.deployment_name, "namespace": spec.namespace, "labels": common_labels("autoscaling")},
+        # As the chart names it ("{{ .Release.Name }}-{{$modelSpec.name}}-scaledobject").
+        "metadata": {"name": spec.scaled_object_name, "namespace": spec.namespace},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.deployment_name},
             "minReplicaCount": control.min_replicas,
@@ -127,6 +128,12 @@ def scaled_object(spec: ServingSpec) -> dict:
             }],
         },
     }
+
+
+def keda_chart_values(spec: ServingSpec) -> dict:
+    """vllm-stack's `modelSpec.keda`: the ScaledObject's spec, which the chart renders."""
+    so = scaled_object(spec)["spec"]
+    return {"enabled": True, **{k: v for k, v in so.items() if k != "scaleTargetRef"}}
 
 
 # --- Cluster Autoscaler --------------------------------------------------------------------------
@@ -251,18 +258,16 @@ class AutoscalingArgs:
 
 
 class Autoscaling(pulumi.ComponentResource):
-    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions,
-                 *, scale_target: pulumi.Resource | None = None) -> None:
+    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__("llm-fleet:serving:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         spec, d = args.spec, args.spec.defaults
 
+        # KEDA and its CRDs: the vllm-stack release, which renders the ScaledObject, waits for it.
         self.keda = kube.release(
             f"{name}-keda", chart("keda"), release_name="keda", namespace=d.keda_namespace,
             values=keda_values(spec), opts=child,
         )
-        deps: list[pulumi.Resource] = [self.keda] + ([scale_target] if scale_target is not None else [])
-        self.scaled_object = kube.custom_resource(f"{name}-scaledobject", scaled_object(spec), kube.with_deps(child, deps))
 
         cluster_name = pulumi.Output.from_input(args.cluster_name)
         # The role and its Pod Identity association are the base project's (identities.py),

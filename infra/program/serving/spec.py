@@ -88,6 +88,11 @@ class ServingSpec:
         return f"{self.defaults.vllm_release}-{self.model_key}-deployment-vllm"
 
     @property
+    def scaled_object_name(self) -> str:
+        # production-stack: "{{ .Release.Name }}-{{$modelSpec.name}}-scaledobject"
+        return f"{self.defaults.vllm_release}-{self.model_key}-scaledobject"
+
+    @property
     def engine_service_name(self) -> str:
         # production-stack: "{{ .Release.Name }}-{{ $modelSpec.name }}-engine-service"
         return f"{self.defaults.vllm_release}-{self.model_key}-engine-service"

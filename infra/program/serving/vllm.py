@@ -7,9 +7,9 @@ the weights hydrator wrote (init container waits for its marker). Every flag we 
 the pinned vLLM's CLI (tests/serving/schemas/vllm/: the flags of `vllm/engine/arg_utils.py` and
 the OpenAI server's `cli_args.py` at the image's tag).
 
-Replicas: the HPA owns them (autoscaling.py's ScaledObject). `keda.enabled` keeps the chart
-from rendering `replicas` and a disabled `raySpec` keeps it from rendering a ScaledObject of its
-own (autoscaling.py says why), so a Helm upgrade cannot reset the count.
+Replicas: the HPA owns them. The chart renders autoscaling.py's ScaledObject from
+`modelSpec.keda`, and with it enabled renders no `replicas`, so a Helm upgrade cannot reset
+the count.
 
 What the chart cannot express is added by a server-side-apply patch of the Deployment it
 renders: zone topology spread (maxSkew 1, ScheduleAnyway: with an AZ lost the planned replicas
@@ -38,6 +38,7 @@ import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
 from infra.program.serving import kube
+from infra.program.serving.autoscaling import keda_chart_values
 from infra.program.serving.spec import (
     GPU_NODE_SELECTOR,
     ZONE_KEY,
@@ -170,9 +171,8 @@ def vllm_stack_values(spec: ServingSpec) -> dict:
         "repository": spec.image_repository("vllm"),
         "tag": img.tag + (f"@{img.digest}" if img.digest else ""),
         "modelURL": spec.model_dir,
-        # No `replicas` in the Deployment, no ScaledObject from the chart (autoscaling.py).
-        "keda": {"enabled": True},
-        "raySpec": {"enabled": False},
+        # The ScaledObject, rendered by the chart; then the Deployment has no `replicas`.
+        "keda": keda_chart_values(spec),
         **pod_resources(spec),
         "shmSize": f"{d.shm_size_gib}Gi",
         "priorityClassName": SERVING_PRIORITY_CLASS,
@@ -296,6 +296,8 @@ def deployment_patch(spec: ServingSpec) -> dict:
 @dataclass(frozen=True)
 class VllmArgs:
     spec: ServingSpec
+    # What the release waits for: the KEDA release (the ScaledObject's CRD) and Prometheus.
+    release_after: tuple[pulumi.Resource, ...]
 
 
 class VllmServing(pulumi.ComponentResource):
@@ -318,7 +320,7 @@ class VllmServing(pulumi.ComponentResource):
             # drain patch unapplied for that long. The patch follows immediately instead, and
             # readiness is watched by the startup probe, the PDB and the alerts.
             atomic=False, skip_await=True,
-            opts=kube.with_deps(child, [priority]),
+            opts=kube.with_deps(child, [priority, *args.release_after]),
         )
         patch = deployment_patch(spec)
         self.patch = k8s.apps.v1.DeploymentPatch(

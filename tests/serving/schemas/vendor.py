@@ -42,12 +42,24 @@ SOURCES: dict[str, tuple[str, str, str, str]] = {
         f"charts/kube-prometheus-stack/charts/crds/crds/crd-{k}.yaml",
         "the CRDs kube-prometheus-stack 82.14.1 installs (its appVersion: prometheus-operator v0.89.0)")
        for k in ("podmonitors", "servicemonitors", "prometheusrules")},
-    **{f"charts/vllm-stack/{p}": (
-        "vllm-project/production-stack", "vllm-stack-0.1.12", f"helm/{p}",
-        "the vllm-stack 0.1.12 chart's values schema, defaults and the templates our values feed")
-       for p in ("values.schema.json", "values.yaml", "templates/deployment-vllm-multi.yaml",
-                 "templates/scaledobject-vllm.yaml", "templates/ray-cluster.yaml", "templates/_helpers.tpl")},
 }
+# Whole charts (every file of the chart directory but its own unit tests): rendered by the tests
+# with Helm's library (helm-python-sdk).
+CHARTS: dict[str, tuple[str, str, str]] = {
+    "charts/vllm-stack": ("vllm-project/production-stack", "vllm-stack-0.1.12", "helm"),
+}
+
+
+def chart_sources() -> dict[str, tuple[str, str, str, str]]:
+    out = {}
+    for local, (repo, ref, root) in CHARTS.items():
+        mirror = MIRRORS / repo.replace("/", "+") / "repo"
+        names = subprocess.run(["git", "-C", str(mirror), "ls-tree", "-r", "--name-only", ref, root + "/"],
+                               check=True, capture_output=True, text=True).stdout.split()
+        for name in names:
+            if not name.startswith(f"{root}/tests/"):
+                out[f"{local}/{name[len(root) + 1:]}"] = (repo, ref, name, f"the {ref} chart, rendered by the tests")
+    return out
 
 
 def fetch(repo: str, ref: str, path: str) -> bytes:
@@ -69,7 +81,7 @@ def commit_of(repo: str, ref: str) -> str | None:
 
 def main() -> None:
     manifest = []
-    for local, (repo, ref, path, why) in SOURCES.items():
+    for local, (repo, ref, path, why) in {**SOURCES, **chart_sources()}.items():
         data = fetch(repo, ref, path)
         out = HERE / local
         out.parent.mkdir(parents=True, exist_ok=True)
