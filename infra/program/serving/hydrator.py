@@ -125,9 +125,12 @@ def container_marker_path(params: HydratorParams) -> str:
     return posixpath.join(container_model_dir(params), MARKER_NAME)
 
 
+APP_NAME = "weights-hydrator"  # the hydrator pods' app.kubernetes.io/name (NetworkPolicies select it)
+
+
 def _labels(params: HydratorParams) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "weights-hydrator",
+        "app.kubernetes.io/name": APP_NAME,
         "app.kubernetes.io/instance": params.name,
         "app.kubernetes.io/part-of": PROJECT,
         "app.kubernetes.io/component": "weights",

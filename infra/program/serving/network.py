@@ -28,7 +28,7 @@ import pulumi_kubernetes as k8s
 
 from infra.core.config import LISTENER_PORT
 from infra.core.labels import BENCH_NAMESPACE
-from infra.program.serving.hydrator import _labels as hydrator_labels
+from infra.program.serving.hydrator import APP_NAME as HYDRATOR_APP
 from infra.program.serving.spec import ServingSpec, common_labels
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
@@ -82,7 +82,7 @@ def network_policies(spec: ServingSpec) -> list[dict]:
             }],
         }),
         _policy("hydrator-to-s3", ns, {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": hydrator_labels(spec.hydrator)["app.kubernetes.io/name"]}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": HYDRATOR_APP}},
             "policyTypes": ["Egress"],
             "egress": [{"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [_tcp(80)]},
                        {"to": [{"ipBlock": {"cidr": ANYWHERE}}], "ports": [_tcp(443)]}],
