@@ -366,6 +366,32 @@ def keda_serving(f: Facts) -> str:
             "(`ignoreNullValues: false`).")
 
 
+def serving_figures(f: Facts) -> str:
+    """docs/serving.md's prod figures: engine flags, startup and drain, admission, Retry-After."""
+    from infra.program.serving import ingress, vllm
+
+    spec = f.serving
+    c, d = spec.plan.control, spec.defaults
+    (model,) = vllm.vllm_stack_values(spec)["servingEngineSpec"]["modelSpec"]
+    startup = vllm.probes(spec)["startupProbe"]
+    cb = ingress.backend_traffic_policy(spec)["spec"]["circuitBreaker"]
+    ing = spec.config.ingress
+    return "\n".join([
+        f"- Engine flags beyond the chart's: `{' '.join(model['vllmConfig']['extraArgs'])}`.",
+        f"- Startup: the {spec.plan.precision.upper()} plan loads a {spec.checkpoint_gib:.1f} GiB checkpoint from NVMe "
+        f"(weights in HBM: {spec.weights_gib:.1f} GiB), expected {spec.expected_load_s:.0f} s; the startup probe allows "
+        f"{startup['failureThreshold']} x {startup['periodSeconds']} s.",
+        f"- Drain: preStop {d.endpoint_propagation_s} s, then `--shutdown-timeout` {vllm.drain_timeout_s(spec)} s (the "
+        f"simulated e2e p99, {spec.e2e_p99_s * 1e3:,.0f} ms); grace period {vllm.termination_grace_s(spec)} s.",
+        f"- Admission: {c.gateway_proxies} Envoy replicas x {cb['perEndpoint']['maxConnections']} connections per "
+        f"engine = {c.admission_limit_per_replica} requests in flight per engine (max-num-seqs {c.max_num_seqs}); "
+        f"pending queue {cb['maxPendingRequests']} per Envoy; cluster budgets {cb['maxConnections']} per Envoy.",
+        f"- `Retry-After`: {ingress.retry_after_overloaded_s(spec)} s on a 503 (the e2e p95 target), "
+        f"{ingress.retry_after_rate_limited_s(spec)} s on a 429 (one rate-limit window); per-tenant limit "
+        f"{ing.rate_limit_requests_per_minute}/min, the benchmark tenant {ing.bench_rate_limit_requests_per_minute}/min.",
+    ])
+
+
 def issue_table(f: Facts) -> str:
     """The closed form against the replica simulator on the cases that showed the closed form optimistic."""
     from infra.core.catalog import load_catalog
@@ -701,6 +727,7 @@ BLOCKS = (
     Generated("docs/simulator.md", "prod-control", prod_control),
     Generated("docs/simulator.md", "closed-form-vs-simulator", issue_table),
     Generated("docs/serving.md", "keda", keda_serving),
+    Generated("docs/serving.md", "serving-figures", serving_figures),
     Generated("docs/program.md", "project-resources", project_resources),
     Generated("docs/program.md", "config-reference", config_reference),
     Generated("docs/weights.md", "exit-codes", exit_codes("weights")),

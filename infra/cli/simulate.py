@@ -184,7 +184,7 @@ def run_fleet(args: argparse.Namespace) -> int:
             label = f"simulating {name}"
             runs.append(run_scenario(
                 plan, w, name, lengths=lengths, rate_per_s=rate, seed=args.seed,
-                retry_after_s=math.ceil(_retry_after_s(resolved)) if args.retry else None,
+                retry_after_s=_retry_after_s(resolved) if args.retry else None,
                 warm_pool_state=resolved.config.gpu_nodes.warm_pool_state,
                 progress=lambda t, label=label, name=name: status.bar(t, _horizon(w, name), label)))
     targets = targets_ms(w)
@@ -218,10 +218,12 @@ def run_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
-def _retry_after_s(resolved) -> float:
-    """The gateway's Retry-After: the end-to-end p95 target (docs/serving.md), in seconds."""
+def _retry_after_s(resolved) -> int:
+    """The gateway's Retry-After on a 503 (infra/core/sizing/control.py, what ingress.py sends)."""
+    from infra.core.sizing.control import retry_after_s
+
     w = resolved.spec.workload
-    return (w.e2e_p95_ms or resolved.plan.predicted.e2e_p95_ms) / 1e3
+    return retry_after_s(w.e2e_p95_ms or resolved.plan.predicted.e2e_p95_ms)
 
 
 def _horizon(w, name: str) -> float:

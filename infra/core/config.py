@@ -268,6 +268,11 @@ class IngressConfig(StrictModel):
     rate_limit_requests_per_minute: int = Field(
         default=600, gt=0, le=1_000_000, description="Per-tenant request rate limit, requests per minute."
     )
+    bench_rate_limit_requests_per_minute: int = Field(
+        default=6000, gt=0, le=1_000_000,
+        description="Request rate limit of the benchmark tenant (its own bucket: the in-cluster load test must "
+        "reach the knee, far above one tenant's share), requests per minute.",
+    )
     allowed_source_cidrs: tuple[str, ...] = Field(
         default=("0.0.0.0/0",),
         min_length=1,

@@ -29,6 +29,19 @@ CAPACITY_TYPE_LABEL = k8s_key("capacity-type")
 GPU_NODE_LABELS = {ROLE_LABEL: "gpu"}
 SYSTEM_NODE_LABELS = {ROLE_LABEL: "system"}
 ZONE_LABEL = "topology.kubernetes.io/zone"  # set by kubelet/the cloud provider on every node
+# The Cluster Autoscaler's GPU node label on AWS: a node carrying it counts as GPU-ready only
+# once the device plugin advertises its GPUs, so no extra node is bought while drivers load
+# (cluster-autoscaler cloudprovider/aws/aws_cloud_provider.go GPULabel). Value: the GPU type.
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+# Labels that differ between the otherwise identical per-AZ GPU node groups (ours, and the one
+# EKS adds to nodes of a group with a custom launch template): the autoscaler's
+# balance-similar-node-groups must ignore them (--balancing-ignore-label).
+EKS_LAUNCH_TEMPLATE_LABELS = ("eks.amazonaws.com/sourceLaunchTemplateId", "eks.amazonaws.com/sourceLaunchTemplateVersion")
+
+# The benchmark: an in-cluster load-test Job runs in its own namespace and authenticates as
+# this tenant (the JWT tenant claim), which has its own rate-limit bucket at the gateway.
+BENCH_NAMESPACE = f"{PROJECT}-bench"
+BENCH_TENANT = f"{PROJECT}-bench"
 
 # Annotations on the hydrator's objects.
 MODEL_ANNOTATION = k8s_key("model")

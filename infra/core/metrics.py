@@ -18,7 +18,11 @@ VLLM_REQUEST_SUCCESS = "vllm:request_success_total"  # counter (label finished_r
 VLLM_GENERATION_TOKENS = "vllm:generation_tokens_total"  # counter
 
 # --- DCGM exporter ---------------------------------------------------------------------------
-DCGM_XID_ERRORS = "DCGM_FI_DEV_XID_ERRORS"  # gauge: last Xid error code, 0 when none
+DCGM_XID_ERRORS = "DCGM_FI_DEV_XID_ERRORS"  # gauge: the LAST Xid error code (0 when none): it stays set
+# dcgm-exporter labels the node `Hostname` up to 4.8.2 and `hostname` after: queries copy the old
+# label into the new one, so alerts and panels group by `hostname` on either version.
+DCGM_HOST_LABEL = "hostname"
+DCGM_HOST_LABEL_OLD = "Hostname"
 DCGM_GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 DCGM_FB_USED = "DCGM_FI_DEV_FB_USED"
 DCGM_GPU_TEMP = "DCGM_FI_DEV_GPU_TEMP"
@@ -101,8 +105,20 @@ def engine_up(served_name: str) -> str:
     return f"{VLLM_REQUESTS_RUNNING}{_selector(served_name)}"
 
 
-def xid_errors() -> str:
-    return f"max by (Hostname, gpu) ({DCGM_XID_ERRORS}) > 0"
+def dcgm_host(expr: str) -> str:
+    """`expr` with the node name in `hostname` whichever label the exporter version sets."""
+    return f'label_replace({expr}, "{DCGM_HOST_LABEL}", "$1", "{DCGM_HOST_LABEL_OLD}", "(.+)")'
+
+
+def xid_errors(window: str) -> str:
+    """A GPU reported a new Xid within `window`: the gauge holds the last code, so a change of
+    it (not its value) is the event; the code itself is in the alert's annotation query."""
+    return f"max by ({DCGM_HOST_LABEL}, gpu) ({dcgm_host(f'changes({DCGM_XID_ERRORS}[{window}])')}) > 0"
+
+
+def by_host(agg: str, metric: str, *extra: str) -> str:
+    """`agg by (hostname, ...) (metric)`, the node name normalised (dcgm_host)."""
+    return f"{agg} by ({', '.join((DCGM_HOST_LABEL,) + extra)}) ({dcgm_host(metric)})"
 
 
 def gpu_nodes_not_ready(role_label: str, role_value: str) -> str:

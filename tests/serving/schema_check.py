@@ -1,10 +1,15 @@
-"""Validate the objects the serving layer authors against vendored schemas (schemas/README.md).
+"""Validate the objects the serving layer authors against the vendored upstream schemas
+(schemas/README.md, schemas/MANIFEST.json: verbatim copies at our pinned versions).
 
 Two checks per object:
   * JSON Schema validation (types, enums, required fields, bounds) with jsonschema;
   * a strict unknown-field walk: structural CRD schemas rarely say `additionalProperties:
     false`, so any key not listed in a level's `properties` is reported, which turns a misspelt
     field name into a failing test instead of a field the API server silently drops.
+
+CRDs are read from their CustomResourceDefinition documents: the `openAPIV3Schema` of the
+version the object's apiVersion names (it must be served). CEL rules (`x-kubernetes-validations`)
+are not evaluated here.
 """
 from __future__ import annotations
 
@@ -17,19 +22,28 @@ import jsonschema
 import yaml
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
-K8S_SCHEMA_FILE = SCHEMAS / "kubernetes-v1.33-strict.json"
+MANIFEST_FILE = SCHEMAS / "MANIFEST.json"
+K8S_SCHEMA_FILE = SCHEMAS / "kubernetes" / "_definitions.json"
 
 # apiVersion/kind -> definition in the Kubernetes OpenAPI.
 K8S_DEFINITIONS = {
     ("apps/v1", "Deployment"): "io.k8s.api.apps.v1.Deployment",
     ("apps/v1", "DaemonSet"): "io.k8s.api.apps.v1.DaemonSet",
+    ("batch/v1", "Job"): "io.k8s.api.batch.v1.Job",
     ("policy/v1", "PodDisruptionBudget"): "io.k8s.api.policy.v1.PodDisruptionBudget",
     ("scheduling.k8s.io/v1", "PriorityClass"): "io.k8s.api.scheduling.v1.PriorityClass",
+    ("storage.k8s.io/v1", "StorageClass"): "io.k8s.api.storage.v1.StorageClass",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "io.k8s.api.networking.v1.NetworkPolicy",
     ("v1", "ConfigMap"): "io.k8s.api.core.v1.ConfigMap",
     ("v1", "Namespace"): "io.k8s.api.core.v1.Namespace",
     ("v1", "ServiceAccount"): "io.k8s.api.core.v1.ServiceAccount",
 }
-CLUSTER_SCOPED = {"PriorityClass", "Namespace", "GatewayClass"}
+CLUSTER_SCOPED = {"PriorityClass", "Namespace", "GatewayClass", "StorageClass"}
+
+
+@functools.lru_cache(maxsize=1)
+def manifest() -> list[dict]:
+    return json.loads(MANIFEST_FILE.read_text())
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,18 +51,35 @@ def _k8s_defs() -> dict:
     return json.loads(K8S_SCHEMA_FILE.read_text())
 
 
+def _crd_documents(path: Path) -> list[dict]:
+    """The CustomResourceDefinitions of a vendored file. Chart-templated CRDs (KEDA's) carry
+    Helm directives on lines of their own in metadata: those lines are skipped when reading."""
+    text = "\n".join(line for line in path.read_text().splitlines() if "{{" not in line)
+    return [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "CustomResourceDefinition"]
+
+
 @functools.lru_cache(maxsize=1)
 def crd_kinds() -> dict[str, dict]:
+    """kind -> {apiVersion (the storage version's), versions: {name: spec schema}, file}."""
     kinds: dict[str, dict] = {}
-    for path in sorted((SCHEMAS / "crds").glob("*.yaml")):
-        for kind, entry in (yaml.safe_load(path.read_text())["kinds"]).items():
-            kinds[kind] = {**entry, "file": path.name}
+    for path in sorted((SCHEMAS / "crds").rglob("*.yaml")):
+        for crd in _crd_documents(path):
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            served = {v["name"]: v["schema"]["openAPIV3Schema"]["properties"]["spec"]
+                      for v in crd["spec"]["versions"] if v.get("served")}
+            storage = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+            kinds[kind] = {"group": group, "apiVersion": f"{group}/{storage}", "versions": served,
+                           "file": path.relative_to(SCHEMAS).as_posix()}
     return kinds
 
 
 @functools.lru_cache(maxsize=4)
 def chart_values_schema(chart: str) -> dict:
-    return yaml.safe_load((SCHEMAS / "charts" / f"{chart}.yaml").read_text())["schema"]
+    return json.loads((SCHEMAS / "charts" / chart / "values.schema.json").read_text())
+
+
+def chart_file(chart: str, path: str) -> str:
+    return (SCHEMAS / "charts" / chart / path).read_text()
 
 
 def _resolve(schema: dict, defs: dict) -> dict:
@@ -58,8 +89,8 @@ def _resolve(schema: dict, defs: dict) -> dict:
 
 
 def unknown_fields(instance: Any, schema: dict, path: str = "", defs: dict | None = None) -> list[str]:
-    """Keys not declared at their level. `$ref`s point into the Kubernetes definitions (CRDs
-    embed core types such as TopologySpreadConstraint; the trimmed copies reference them)."""
+    """Keys not declared at their level. `$ref`s point into `defs` (the Kubernetes
+    definitions by default; CRD and chart schemas are self-contained)."""
     problems: list[str] = []
     defs = defs if defs is not None else _k8s_defs()["$defs"]
     schema = _resolve(schema, defs)
@@ -108,7 +139,7 @@ def _metadata_problems(obj: dict) -> list[str]:
 
 
 def validate_k8s(obj: dict, definition: str | None = None) -> list[str]:
-    """A built-in kind against the strict Kubernetes v1.33 OpenAPI (or one `definition` of it)."""
+    """A built-in kind against the strict Kubernetes v1.35 OpenAPI (or one `definition` of it)."""
     doc = _k8s_defs()
     name = definition or K8S_DEFINITIONS[(obj["apiVersion"], obj["kind"])]
     schema = {"$schema": doc["$schema"], "$defs": doc["$defs"], "$ref": f"#/$defs/{name}"}
@@ -122,25 +153,74 @@ def validate_crd(obj: dict) -> list[str]:
     kinds = crd_kinds()
     kind = obj.get("kind")
     if kind not in kinds:
-        return [f"{kind}: no vendored schema (add one under schemas/crds/)"]
+        return [f"{kind}: no vendored CRD (add one to schemas/vendor.py)"]
     entry = kinds[kind]
+    group, _, version = str(obj.get("apiVersion")).rpartition("/")
+    if group != entry["group"] or version not in entry["versions"]:
+        return [f"{kind}.apiVersion: {obj.get('apiVersion')!r}, the CRD serves "
+                f"{sorted(entry['group'] + '/' + v for v in entry['versions'])}"]
     problems = []
-    if obj.get("apiVersion") != entry["apiVersion"]:
-        problems.append(f"{kind}.apiVersion: {obj.get('apiVersion')!r}, the CRD serves {entry['apiVersion']!r}")
     extra = set(obj) - {"apiVersion", "kind", "metadata", "spec"}
     if extra:
         problems.append(f"{kind}: unexpected top-level keys {sorted(extra)}")
     problems += _metadata_problems(obj)
-    k8s = _k8s_defs()
-    schema = {**entry["spec"], "$schema": k8s["$schema"], "$defs": k8s["$defs"]}
+    schema = entry["versions"][version]
     problems += _schema_errors(obj.get("spec"), schema, f"{kind}.spec")
-    problems += unknown_fields(obj.get("spec"), entry["spec"], f"{kind}.spec")
+    problems += unknown_fields(obj.get("spec"), schema, f"{kind}.spec", defs={})
     return problems
 
 
+# Chart values the vllm-stack template copies with `toYaml` into a Kubernetes field, where the
+# chart's schema lists less than Kubernetes accepts: validated as that Kubernetes type instead
+# (path in the values -> definition; the template line is checked by test_charts.py).
+CHART_PASSTHROUGH = {
+    "vllm-stack": {
+        ("servingEngineSpec", "containerSecurityContext"): "io.k8s.api.core.v1.SecurityContext",
+        ("servingEngineSpec", "securityContext"): "io.k8s.api.core.v1.PodSecurityContext",
+    },
+}
+# Values a chart template reads that its schema does not list (path -> the template text that
+# reads it, checked by test_charts.py against the vendored template).
+CHART_TEMPLATE_ONLY = {
+    "vllm-stack": {
+        ("servingEngineSpec", probe, "timeoutSeconds"): ("templates/_helpers.tpl", "{{- if .timeoutSeconds }}")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    },
+}
+
+
+# Per-model values whose schema entry is not what the chart accepts: `modelSpec[].keda` is the
+# ScaledObject's spec, which the template copies key by key (triggers as a list, although the
+# schema, which Helm never sees, says object); the rendered ScaledObject is validated against
+# KEDA's CRD instead (test_charts.py).
+CHART_MODEL_RENDERED = {"vllm-stack": ("keda",)}
+
+
+def _pop(values: dict, path: tuple[str, ...]) -> tuple[dict, Any]:
+    node = values
+    for key in path[:-1]:
+        if not isinstance(node.get(key), dict):
+            return values, None
+        node = node[key]
+    return values, node.pop(path[-1], None)
+
+
 def validate_chart_values(chart: str, values: dict) -> list[str]:
+    import copy
+
+    values = copy.deepcopy(values)
+    problems: list[str] = []
+    for path, definition in CHART_PASSTHROUGH.get(chart, {}).items():
+        _, sub = _pop(values, path)
+        if sub is not None:
+            problems += [f"{chart}.{'.'.join(path)}: {p}" for p in validate_k8s(sub, definition)]
+    for path in CHART_TEMPLATE_ONLY.get(chart, {}):
+        _pop(values, path)
+    for model in (values.get("servingEngineSpec") or {}).get("modelSpec") or []:
+        for key in CHART_MODEL_RENDERED.get(chart, ()):
+            model.pop(key, None)
     schema = chart_values_schema(chart)
-    return _schema_errors(values, schema, chart) + unknown_fields(values, schema, chart)
+    return problems + _schema_errors(values, schema, chart) + unknown_fields(values, schema, chart, defs={})
 
 
 def validate(obj: dict) -> list[str]:

@@ -43,9 +43,24 @@ def make_spec(cfg: StackConfig, stack: str = "variant") -> ServingSpec:
 _SPECS: dict[str, ServingSpec] = {}
 
 
+def slow_burst_config() -> StackConfig:
+    """prod with a 2x burst that ramps over 15 minutes and one warm spare node per AZ: a plan
+    with burst headroom (replicas_max above the baseline)."""
+    doc = copy.deepcopy(prod_config().model_dump(mode="json"))
+    doc["workload"].update(burst_factor=2.0, burst_ramp_s=900, burst_hold_s=120, output_tokens_per_s=None)
+    doc["fleet"]["warm_spares_per_az"] = 1
+    return StackConfig.model_validate(doc)
+
+
 def spec_for(name: str) -> ServingSpec:
+    """"prod", "8b-tp1" (variant_config) or "slow-burst" (slow_burst_config)."""
     if name not in _SPECS:
-        _SPECS[name] = make_spec(prod_config(), "prod") if name == "prod" else make_spec(variant_config())
+        if name == "prod":
+            _SPECS[name] = make_spec(prod_config(), "prod")
+        elif name == "slow-burst":
+            _SPECS[name] = make_spec(slow_burst_config(), "slow-burst")
+        else:
+            _SPECS[name] = make_spec(variant_config())
     return _SPECS[name]
 
 

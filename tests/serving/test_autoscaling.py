@@ -21,7 +21,7 @@ def test_scaled_object_matches_plan_and_chart(any_spec: ServingSpec):
     (model,) = values["servingEngineSpec"]["modelSpec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
                                       "name": f"vllm-{model['name']}-deployment-vllm"}
-    assert spec["minReplicaCount"] == model["replicaCount"] == plan.replicas_baseline
+    assert spec["minReplicaCount"] == plan.replicas_baseline
     assert spec["maxReplicaCount"] == plan.replicas_max
     assert so["metadata"]["namespace"] == any_spec.namespace
     (trigger,) = spec["triggers"]
@@ -92,7 +92,7 @@ def test_hpa_behaviour_is_paced_for_gpu_start_times(any_spec: ServingSpec):
     cold_s = warm_pool.total_s(warm_pool.time_to_serve(any_spec)["cold"])
     assert down["stabilizationWindowSeconds"] >= cold_s
     assert down["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
-    assert spec["initialCooldownPeriod"] == math.ceil(vllm.expected_load_s(any_spec))
+    assert spec["initialCooldownPeriod"] == math.ceil(any_spec.expected_load_s)
 
 
 def test_cluster_autoscaler_values(prod_spec: ServingSpec):
@@ -103,7 +103,10 @@ def test_cluster_autoscaler_values(prod_spec: ServingSpec):
     assert values["awsRegion"] == prod_spec.config.region
     assert values["image"]["tag"] == image("cluster-autoscaler").tag_for_kubernetes(prod_spec.config.cluster.kubernetes_version)
     assert values["image"]["tag"].startswith("v" + prod_spec.config.cluster.kubernetes_version + ".")
-    assert args["balancing-ignore-label_1"] == "llm-fleet/az"
+    # The labels that differ between the per-AZ groups: ours and EKS's launch-template ones.
+    ignored = {v for k, v in args.items() if k.startswith("balancing-ignore-label_")}
+    assert ignored == {"llm-fleet/az", "eks.amazonaws.com/sourceLaunchTemplateId",
+                       "eks.amazonaws.com/sourceLaunchTemplateVersion"}
     # Placeholders must be able to trigger scale-ups.
     assert warm_pool.placeholder_priority_class(prod_spec)["value"] > args["expendable-pods-priority-cutoff"]
     assert values["rbac"]["serviceAccount"] == {"create": False, "name": prod_spec.defaults.autoscaler_service_account}
@@ -133,9 +136,11 @@ def test_registered_autoscaling(serving_run, prod_spec: ServingSpec):
     association_id = ca.inputs["values"]["podAnnotations"][autoscaling.ASSOCIATION_ANNOTATION]
     assert association_id.startswith("a-")
     assert ca.inputs["values"] == autoscaling.cluster_autoscaler_values(prod_spec, CLUSTER, association_id)
-    so = serving_run.custom("ScaledObject")
-    assert so.inputs["spec"] == autoscaling.scaled_object(prod_spec)["spec"]
-    assert serving_run.depends_on(so, rels["keda"])  # the chart installs the CRD
+    # The ScaledObject is the vllm-stack release's (its modelSpec.keda), after KEDA's CRDs.
+    assert not serving_run.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    (model,) = rels["vllm"].inputs["values"]["servingEngineSpec"]["modelSpec"]
+    assert model["keda"] == autoscaling.keda_chart_values(prod_spec)
+    assert serving_run.depends_on(rels["vllm"], rels["keda"])
     # The chart's AWS identity is the base project's (identities.py): nothing AWS here.
     assert not [r for r in serving_run.resources if r.type.startswith("aws:")]
 
@@ -173,11 +178,26 @@ def test_project_policy_pack_accepts_the_serving_resources(serving_run):
     assert violations == []
 
 
-def _control_as_rendered(so: dict, control):
-    """The control block read back from a rendered ScaledObject (what KEDA and the HPA will run)."""
+def _control_as_rendered(spec_: ServingSpec):
+    """The control block read back from the rendered objects (what KEDA, the HPA and Envoy will
+    run): the ScaledObject's trigger, bounds and behaviour, and the admission limit per engine
+    from the per-endpoint circuit breaker and the Envoy replicas."""
     import dataclasses
 
+    from infra.program.serving import ingress
+
+    from .support import TAGS
+
+    from infra.program.serving import vllm
+
+    from . import chart_render
+
+    control = spec_.plan.control
+    rendered = chart_render.render(vllm.vllm_stack_values(spec_), spec_.defaults.vllm_release, spec_.namespace)
+    (so,) = rendered["vllm-stack/templates/scaledobject-vllm.yaml"]
     spec = so["spec"]
+    cb = ingress.backend_traffic_policy(spec_)["spec"]["circuitBreaker"]
+    proxies = ingress.envoy_proxy(spec_, TAGS)["spec"]["provider"]["kubernetes"]["envoyDeployment"]["replicas"]
     (trigger,) = spec["triggers"]
     beh = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     pods, percent = beh["scaleUp"]["policies"]
@@ -191,29 +211,30 @@ def _control_as_rendered(so: dict, control):
         control, scale_query=trigger["metadata"]["query"], scale_metrics=tuple(re.findall(r"(vllm:[a-z_]+)\{",
                                                                                             trigger["metadata"]["query"])),
         scale_threshold_per_replica=int(trigger["metadata"]["threshold"]), polling_interval_s=spec["pollingInterval"],
-        min_replicas=spec["minReplicaCount"], max_replicas=spec["maxReplicaCount"], hpa=hpa)
+        min_replicas=spec["minReplicaCount"], max_replicas=spec["maxReplicaCount"], hpa=hpa,
+        gateway_proxies=proxies, admission_connections_per_proxy=cb["perEndpoint"]["maxConnections"],
+        admission_limit_per_replica=cb["perEndpoint"]["maxConnections"] * proxies)
+
+
+def test_the_rendered_objects_are_the_control_block(any_spec: ServingSpec):
+    assert _control_as_rendered(any_spec) == any_spec.plan.control
 
 
 def test_in_a_burst_replicas_rise_above_baseline_before_attainment_falls_under_the_rendered_trigger():
     """A burst that ramps slower than a warm spare takes to serve (one spare node per AZ, so the
     plan keeps burst headroom): the fleet, run with the trigger read back from the rendered
     ScaledObject, adds replicas before any interval's joint attainment drops below 95 %."""
-    import copy
     import dataclasses
 
-    from infra.core.config import StackConfig
     from infra.core.sizing.simulate.scenarios import run_scenario
     from infra.core.sizing.simulate.workload import Lengths
 
-    from .support import make_spec, prod_config
+    from .support import spec_for
 
-    doc = copy.deepcopy(prod_config().model_dump(mode="json"))
-    doc["workload"].update(burst_factor=2.0, burst_ramp_s=900, burst_hold_s=120, output_tokens_per_s=None)
-    doc["fleet"]["warm_spares_per_az"] = 1
-    spec = make_spec(StackConfig.model_validate(doc), "slow-burst")
+    spec = spec_for("slow-burst")
     plan = spec.plan
     assert plan.replicas_max > plan.replicas_baseline, "the plan must keep headroom for this burst"
-    rendered = _control_as_rendered(autoscaling.scaled_object(spec), plan.control)
+    rendered = _control_as_rendered(spec)
     assert rendered == plan.control
     w = spec.config.workload
     run = run_scenario(dataclasses.replace(plan, control=rendered), w, "burst",

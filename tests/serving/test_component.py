@@ -7,7 +7,8 @@ from infra.core.catalog.charts import load_chart_catalog
 from infra.program.serving import gpu_plumbing
 from infra.program.serving.spec import ServingSpec
 
-SUB_COMPONENTS = {"GpuPlumbing", "WeightsTier", "VllmServing", "Ingress", "Autoscaling", "WarmPool", "Observability"}
+SUB_COMPONENTS = {"GpuPlumbing", "WeightsTier", "VllmServing", "Ingress", "Autoscaling", "WarmPool", "Observability",
+                  "NetworkPolicies"}
 
 
 def test_component_tree(serving_run):

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from infra.core.config import load_stack_config
+from infra.core.labels import BENCH_TENANT
 from infra.program.serving import ingress, vllm
 from infra.program.serving.spec import ServingSpec
 
@@ -83,37 +84,102 @@ def test_jwt_from_config(any_spec: ServingSpec):
     assert sp["targetRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": ingress.ROUTE_NAME}]
     (claim,) = provider["claimToHeaders"]
     # The rate-limit key is the verified claim's header.
-    rule = _btp(any_spec)["rateLimit"]["local"]["rules"][0]
-    assert rule["clientSelectors"] == [{"headers": [{"name": claim["header"], "type": "Distinct"}]}]
+    tenants = _btp(any_spec)["rateLimit"]["local"]["rules"][1]
+    assert {"name": claim["header"], "type": "Distinct"} in tenants["clientSelectors"][0]["headers"]
+
+
+def _applies(rule: dict, headers: dict[str, str]) -> bool:
+    """Envoy Gateway's rate-limit rule matching (api/v1alpha1/ratelimit_types.go, v1.9.0): every
+    header match of a client selector must hold; Distinct holds when the header is present,
+    Exact when it equals the value; `invert` negates."""
+    def holds(m: dict) -> bool:
+        value = headers.get(m["name"])
+        hit = value is not None if m.get("type") == "Distinct" else value == m["value"]
+        return hit != bool(m.get("invert"))
+    return all(holds(m) for sel in rule.get("clientSelectors", []) for m in sel["headers"])
 
 
 def test_per_tenant_rate_limit_from_config(any_spec: ServingSpec):
     rl = _btp(any_spec)["rateLimit"]
     assert rl["type"] == "Local"
-    (rule,) = rl["local"]["rules"]
-    assert rule["limit"] == {"requests": any_spec.config.ingress.rate_limit_requests_per_minute, "unit": "Minute"}
+    bench, tenants = rl["local"]["rules"]
+    ing = any_spec.config.ingress
+    assert tenants["limit"] == {"requests": ing.rate_limit_requests_per_minute, "unit": "Minute"}
+    assert bench["limit"] == {"requests": ing.bench_rate_limit_requests_per_minute, "unit": "Minute"}
 
 
-def test_circuit_breaker_at_the_plans_admission_limit(any_spec: ServingSpec):
-    plan = any_spec.plan
+@pytest.mark.parametrize("tenant, bucket", [(BENCH_TENANT, 0), ("acme", 1), ("llm-fleet-bench-2", 1)])
+def test_the_benchmark_tenant_has_a_bucket_of_its_own(prod_spec: ServingSpec, tenant, bucket):
+    """Every rule whose selectors hold applies (each its own bucket): the benchmark tenant
+    meets only its rule, any other tenant only the per-tenant one."""
+    rules = _btp(prod_spec)["rateLimit"]["local"]["rules"]
+    headers = {prod_spec.defaults.tenant_header: tenant}
+    assert [i for i, r in enumerate(rules) if _applies(r, headers)] == [bucket]
+
+
+@pytest.mark.parametrize("claim_semantics", ["overwrite", "append"])
+def test_a_client_cannot_pick_its_rate_limit_bucket(prod_spec: ServingSpec, claim_semantics):
+    """The tenant header reaching the rate limiter is the JWT claim, whatever the client sent
+    and whether Envoy's claim-to-header overwrites or appends: the ClientTrafficPolicy's
+    `headers.earlyRequestHeaders` removes it "before envoy performs routing, tracing and
+    built-in header manipulation" (api/v1alpha1/clienttrafficpolicy_types.go, v1.9.0; an HCM
+    early header mutation, internal/xds/translator/listener.go), i.e. before the JWT filter."""
+    header = prod_spec.defaults.tenant_header
+    early = ingress.client_traffic_policy(prod_spec)["spec"]["headers"]["earlyRequestHeaders"]
+    (provider,) = ingress.security_policy(prod_spec)["spec"]["jwt"]["providers"]
+    (claim,) = provider["claimToHeaders"]
+    assert claim["header"] == header
+    request = {header: "someone-else", "authorization": "Bearer ..."}
+    after_early = {k: v for k, v in request.items() if k not in early["remove"]}
+    verified = "acme"  # the token's claim
+    value = after_early.get(header)
+    after_jwt = {**after_early, header: verified if value is None or claim_semantics == "overwrite"
+                 else f"{value},{verified}"}
+    assert after_jwt[header] == verified
+
+
+def test_admission_is_per_engine_at_the_plans_limit(any_spec: ServingSpec):
+    """Each Envoy opens at most `admission_connections_per_proxy` connections to one engine,
+    one HTTP/1.1 request each: with every Envoy at its cap an engine holds exactly the control
+    block's admission limit, at any fleet size; the cluster-wide budgets never bind first."""
+    c = any_spec.plan.control
     cb = _btp(any_spec)["circuitBreaker"]
-    fleet_limit = plan.control.admission_limit_per_replica * plan.replicas_max
-    per_proxy = math.ceil(fleet_limit / any_spec.envoy_replicas)
-    assert cb["maxConnections"] == cb["maxParallelRequests"] == per_proxy
-    assert per_proxy * any_spec.envoy_replicas >= fleet_limit > (per_proxy - 1) * any_spec.envoy_replicas
-    # The connection-pool queue is too small to be a queue.
-    assert cb["maxPendingRequests"] <= max(any_spec.defaults.pending_min, 0.05 * per_proxy + 1)
     proxy = ingress.envoy_proxy(any_spec, TAGS)["spec"]["provider"]["kubernetes"]["envoyDeployment"]
-    assert proxy["replicas"] == any_spec.envoy_replicas
+    assert proxy["replicas"] == c.gateway_proxies == any_spec.envoy_replicas
+    assert cb["perEndpoint"] == {"maxConnections": c.admission_connections_per_proxy}
+    assert cb["perEndpoint"]["maxConnections"] * proxy["replicas"] == c.admission_limit_per_replica
+    assert c.admission_limit_per_replica > c.max_num_seqs  # a few may wait for a slot
+    for replicas in range(c.min_replicas, c.max_replicas + 1):
+        assert cb["maxConnections"] >= cb["perEndpoint"]["maxConnections"] * replicas
+    assert cb["maxParallelRequests"] == cb["maxConnections"]
+    # The pending queue is too small to be a queue (the simulator takes it as none).
+    assert cb["maxPendingRequests"] == any_spec.defaults.pending_requests_per_proxy
+    assert cb["maxPendingRequests"] * proxy["replicas"] < 0.1 * c.admission_limit_per_replica * c.min_replicas
 
 
-def test_overload_answers_503_with_retry_after(any_spec: ServingSpec):
-    (override,) = _btp(any_spec)["responseOverride"]
-    assert override["match"]["statusCodes"] == [{"type": "Value", "value": 503}]
-    (header,) = override["response"]["responseHeaderModifier"]["set"]
-    assert header == {"name": "Retry-After", "value": str(math.ceil(any_spec.e2e_p95_s))}
+@pytest.mark.parametrize("status, code", [(503, "overloaded"), (429, "rate_limit_exceeded")])
+def test_shed_and_rate_limited_answers_carry_retry_after(any_spec: ServingSpec, status, code):
+    """Both are Envoy's local replies (the router's circuit-breaker overflow, the local rate
+    limit), and Envoy Gateway puts the custom-response filter first in the HTTP filter chain
+    (internal/xds/translator/httpfilters.go, v1.9.0: custom response 0, JWT 10, local rate
+    limit 302, router 310), so a local reply passes through it on the way out."""
+    overrides = {o["match"]["statusCodes"][0]["value"]: o for o in _btp(any_spec)["responseOverride"]}
+    override = overrides[status]
+    assert override["match"]["statusCodes"] == [{"type": "Value", "value": status}]
+    (header,) = override["response"]["header"]["set"]
+    expected = math.ceil(any_spec.e2e_p95_ms / 1000) if status == 503 else 60
+    assert header == {"name": "Retry-After", "value": str(expected)}
+    assert "statusCode" not in override["response"]  # the status stays
+    assert override["response"]["contentType"] == "application/json"
     body = json.loads(override["response"]["body"]["inline"])
-    assert body["error"]["code"] == "overloaded"
+    assert set(body["error"]) == {"message", "type", "code"} and body["error"]["code"] == code
+
+
+def test_the_simulator_retries_after_what_the_gateway_sends(prod_spec: ServingSpec):
+    from infra.cli.simulate import _retry_after_s
+    from infra.core.resolve import resolve
+
+    assert _retry_after_s(resolve("prod")) == ingress.retry_after_overloaded_s(prod_spec)
 
 
 def test_retries_connect_failure_only_and_least_request(any_spec: ServingSpec):

@@ -44,7 +44,10 @@ def test_queue_kv_xid_and_node_alerts(any_spec: ServingSpec):
         f"> {any_spec.plan.control.admission_limit_per_replica - any_spec.plan.control.max_num_seqs}")
     assert rules["VllmQueueSustained"]["for"] == "15m"
     assert rules["VllmKvCacheNearlyFull"]["expr"] == f"max by (pod) (vllm:kv_cache_usage_perc{sel}) > 0.9"
-    assert rules["GpuXidError"]["expr"] == "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0"
+    assert rules["GpuXidError"]["expr"] == (
+        'max by (hostname, gpu) (label_replace(changes(DCGM_FI_DEV_XID_ERRORS[10m]), "hostname", "$1", '
+        '"Hostname", "(.+)")) > 0')
+    assert rules["GpuXidError"]["for"] == "1m"  # test_alert_rules.py runs it
     assert rules["GpuNodeNotReady"]["expr"] == (
         '(kube_node_status_condition{condition="Ready",status="true"} == 0) '
         'and on (node) kube_node_labels{label_llm_fleet_role="gpu"}')

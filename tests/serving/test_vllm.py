@@ -16,10 +16,21 @@ from infra.program.serving import vllm
 from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec
 from infra.program.serving.hydrator import CONTAINER_MODELS_DIR, MODELS_VOLUME
 
+from . import chart_render, schema_check
+from .support import spec_for
+
 
 def _model(values: dict) -> dict:
     (model,) = values["servingEngineSpec"]["modelSpec"]
     return model
+
+
+def _without_nulls(node):
+    if isinstance(node, dict):
+        return {k: _without_nulls(v) for k, v in node.items() if v is not None}
+    if isinstance(node, list):
+        return [_without_nulls(v) for v in node]
+    return node
 
 
 def _flag(args: list[str], flag: str) -> str:
@@ -45,9 +56,9 @@ def test_engine_settings_are_the_plans(any_spec: ServingSpec):
         assert _flag(args, "--quantization") == v.quantization
     else:
         assert "--quantization" not in args
-    # GPUs requested = TP; replicas start at the plan's baseline.
+    # GPUs requested = TP; the replica count is the HPA's alone (test_charts.py).
     assert model["requestGPU"] == plan.tensor_parallel
-    assert model["replicaCount"] == plan.replicas_per_az * plan.azs
+    assert "replicaCount" not in model and model["keda"]["enabled"] is True
 
 
 def test_model_is_read_from_the_node_local_nvme_copy(any_spec: ServingSpec):
@@ -93,11 +104,21 @@ def test_resources_are_proportional_to_the_gpus(any_spec: ServingSpec):
     assert model["requestCPU"] < inst.vcpu * tp / inst.gpu_count
 
 
+def test_the_startup_budget_reads_the_checkpoint_on_nvme():
+    """Online FP8 (`--quantization fp8`) loads the BF16 checkpoint the hydrator copied: a 70B
+    model reads ~131 GiB from NVMe, twice its FP8 weights in HBM."""
+    spec = spec_for("prod")
+    assert spec.plan.precision == "fp8" and spec.plan.vllm.quantization == "fp8"
+    assert 128 < spec.checkpoint_gib < 134
+    assert spec.checkpoint_gib > 1.9 * spec.weights_gib
+    assert spec_for("8b-tp1").checkpoint_gib == pytest.approx(spec_for("8b-tp1").weights_gib, rel=0.01)
+
+
 def test_probes_size_the_startup_for_the_model_load(any_spec: ServingSpec):
     p = vllm.probes(any_spec)
     d = any_spec.defaults
     tts = time_to_serve.ASSUMPTIONS
-    load_s = any_spec.weights_gib / tts.nvme_load_gib_per_s + tts.engine_init_s
+    load_s = any_spec.checkpoint_gib / tts.nvme_load_gib_per_s + tts.engine_init_s
     startup = p["startupProbe"]
     budget_s = startup["periodSeconds"] * startup["failureThreshold"]
     assert load_s * d.startup_safety_factor <= budget_s < load_s * d.startup_safety_factor + startup["periodSeconds"]
@@ -107,6 +128,10 @@ def test_probes_size_the_startup_for_the_model_load(any_spec: ServingSpec):
     assert (p["livenessProbe"]["periodSeconds"] * p["livenessProbe"]["failureThreshold"]
             > p["readinessProbe"]["periodSeconds"] * p["readinessProbe"]["failureThreshold"])
     assert vllm.vllm_stack_values(any_spec)["servingEngineSpec"]["startupProbe"] == startup
+    # The chart renders a delay of 0 as 15 (`| default 15`): every delay is one that survives.
+    helpers = chart_render.template("templates/_helpers.tpl")
+    assert "initialDelaySeconds: {{ .initialDelaySeconds | default 15 }}" in helpers
+    assert all(p[name]["initialDelaySeconds"] == vllm.PROBE_INITIAL_DELAY_S > 0 for name in p)
 
 
 def test_drain_sequence_fits_in_the_grace_period(any_spec: ServingSpec):
@@ -116,9 +141,34 @@ def test_drain_sequence_fits_in_the_grace_period(any_spec: ServingSpec):
     pre_stop_s = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     drain_s = int(_flag(_model(vllm.vllm_stack_values(any_spec))["vllmConfig"]["extraArgs"], "--shutdown-timeout"))
     assert container["name"] == vllm.CONTAINER_NAME
-    assert drain_s == vllm.drain_timeout_s(any_spec) >= any_spec.defaults.drain_min_s
-    assert drain_s >= math.ceil(any_spec.e2e_p95_s)  # a request admitted at SIGTERM can finish
+    # The requests in flight at SIGTERM finish: the drain covers the plan's simulated e2e p99.
+    p99_ms = max(v.e2e_p99_ms for v in any_spec.plan.verification if v.e2e_p99_ms is not None)
+    assert drain_s == vllm.drain_timeout_s(any_spec) == math.ceil(p99_ms / 1000)
     assert pod["terminationGracePeriodSeconds"] > pre_stop_s + drain_s
+
+
+def test_a_plan_without_simulated_scenarios_has_no_drain_window(prod_spec):
+    spec = ServingSpec(plan=dataclasses.replace(prod_spec.plan, verification=()), config=prod_spec.config,
+                       weights_bucket=prod_spec.weights_bucket)
+    with pytest.raises(Exception, match="plan.verification"):
+        vllm.drain_timeout_s(spec)
+
+
+def test_every_engine_flag_exists_in_the_pinned_vllm(any_spec: ServingSpec):
+    """Every flag of the engine's command as the chart renders it for our values, against the
+    CLI of the vLLM the image runs (schemas/vllm/flags-<tag>.json, from the release's sdist).
+    vLLM's parser reads `_` in a flag as `-` (vllm/utils/argparse_utils.py)."""
+    import json
+
+    known = json.loads((schema_check.SCHEMAS / "vllm" / f"flags-{image('vllm').tag.lstrip('v')}.json").read_text())
+    deployment = chart_render.engine_deployment(vllm.vllm_stack_values(any_spec), vllm.deployment_patch(any_spec),
+                                                any_spec.defaults.vllm_release, any_spec.namespace)
+    (engine,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == vllm.CONTAINER_NAME]
+    assert engine["command"][:2] == ["vllm", "serve"]
+    used = {a.split("=", 1)[0].replace("_", "-") for a in engine["command"] if a.startswith("--")}
+    assert used - set(known["flags"]) == set()
+    assert {"--shutdown-timeout", "--served-model-name", "--max-num-seqs", "--tensor-parallel-size"} <= used
+    assert _flag(engine["command"], "--shutdown-timeout") == str(vllm.drain_timeout_s(any_spec))
 
 
 def test_zone_spread_and_patch_target(any_spec: ServingSpec):
@@ -127,8 +177,28 @@ def test_zone_spread_and_patch_target(any_spec: ServingSpec):
     assert patch["metadata"]["name"] == f"vllm-{_model(vllm.vllm_stack_values(any_spec))['name']}-deployment-vllm"
     (spread,) = patch["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert spread["maxSkew"] == 1 and spread["topologyKey"] == ZONE_KEY
-    assert spread["whenUnsatisfiable"] == "DoNotSchedule" and spread["minDomains"] == any_spec.plan.azs
+    # Soft: a lost AZ never leaves planned replicas pending (test_placement.py).
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway" and "minDomains" not in spread
     assert spread["labelSelector"]["matchLabels"] == any_spec.vllm_pod_labels
+    assert patch["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_engine_pod_security(any_spec: ServingSpec):
+    engine = vllm.vllm_stack_values(any_spec)["servingEngineSpec"]
+    assert engine["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    c = engine["containerSecurityContext"]
+    assert c["allowPrivilegeEscalation"] is False and c["capabilities"] == {"drop": ["ALL"]}
+    assert c["privileged"] is False
+    # The chart copies both (test_charts.py renders them), the container one onto the init container too.
+
+
+def test_the_engine_pod_is_guaranteed_qos(any_spec: ServingSpec):
+    """Guaranteed: every container, init containers included, has CPU and memory requests equal
+    to its limits (Kubernetes docs, "Configure Quality of Service for Pods")."""
+    model = _model(vllm.vllm_stack_values(any_spec))
+    init = model["initContainer"]["resources"]
+    assert init["requests"] == init["limits"] and set(init["limits"]) == {"cpu", "memory"}
+    assert str(model["requestCPU"]) == model["limitCPU"] and model["requestMemory"] == model["limitMemory"]
 
 
 def test_pdb_covers_the_engine_pods(any_spec: ServingSpec):
@@ -149,7 +219,9 @@ def test_registered_release_carries_the_values(serving_run, prod_spec):
     assert (rel.inputs["chart"], rel.inputs["version"]) == (ref.chart, ref.version)
     assert rel.inputs["repositoryOpts"]["repo"] == ref.repository
     assert rel.inputs["namespace"] == prod_spec.namespace
-    assert rel.inputs["values"] == vllm.vllm_stack_values(prod_spec)
+    # The mocks drop nulls; the release keeps them (allowNullValues), which Helm reads as deletions.
+    assert rel.inputs["values"] == _without_nulls(vllm.vllm_stack_values(prod_spec))
+    assert rel.inputs["allowNullValues"] is True
     assert rel.inputs["skipAwait"] is True
     patch = serving_run.one("kubernetes:apps/v1:DeploymentPatch")
     assert patch.inputs["spec"] == vllm.deployment_patch(prod_spec)["spec"]
@@ -173,12 +245,11 @@ def test_any_plan_maps_consistently(prod_spec, tp, replicas_per_az, extra, spare
     model = _model(vllm.vllm_stack_values(spec))
     assert model["requestGPU"] == model["vllmConfig"]["tensorParallelSize"] == tp
     assert model["vllmConfig"]["maxNumSeqs"] == seqs
-    assert model["replicaCount"] == replicas_per_az * plan.azs
 
     from infra.program.serving import autoscaling, warm_pool
 
     so = autoscaling.scaled_object(spec)["spec"]
-    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (model["replicaCount"], new.replicas_max)
+    assert (so["minReplicaCount"], so["maxReplicaCount"]) == (replicas_per_az * plan.azs, new.replicas_max)
     assert so["triggers"][0]["metadata"]["threshold"] == str(threshold)
     assert warm_pool.placeholder_deployment(spec)["spec"]["replicas"] == spares * plan.azs
 

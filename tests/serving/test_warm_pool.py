@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from infra.core.catalog import HOURS_PER_MONTH
 from infra.core.catalog.charts import image
+from infra.core.sizing import time_to_serve
 from infra.program.serving import vllm, warm_pool
 from infra.program.serving.spec import GPU_NODE_SELECTOR, ZONE_KEY, ServingSpec, gpu_toleration
 
@@ -23,8 +24,9 @@ def test_placeholders_hold_whole_nodes_spread_per_az(any_spec: ServingSpec):
     gpus = hold["resources"]["requests"]["nvidia.com/gpu"]
     assert gpus == hold["resources"]["limits"]["nvidia.com/gpu"] == plan.gpus_per_node
     (spread,) = pod["topologySpreadConstraints"]
-    assert (spread["maxSkew"], spread["topologyKey"], spread["whenUnsatisfiable"]) == (1, ZONE_KEY, "DoNotSchedule")
-    assert spread["minDomains"] == plan.azs
+    # Soft, as the engines': with an AZ lost the spares stay schedulable in the others.
+    assert (spread["maxSkew"], spread["topologyKey"], spread["whenUnsatisfiable"]) == (1, ZONE_KEY, "ScheduleAnyway")
+    assert "minDomains" not in spread
     assert pod["nodeSelector"] == GPU_NODE_SELECTOR and pod["tolerations"] == [gpu_toleration()]
     assert hold["image"] == image("vllm").ref  # keeps the engine image on the warm node
     assert pod["initContainers"][0]["name"] == "wait-for-weights"  # Running = weights on NVMe
@@ -49,7 +51,8 @@ def test_time_to_serve_orders_the_paths(prod_spec: ServingSpec):
     assert paths["placeholder"] < paths["warm_reused"] < paths["warm_node"] < paths["cold"]
     cold = warm_pool.time_to_serve(prod_spec)["cold"]
     assert round(cold["S3 hydration of the weights"], 1) == round(prod_spec.weights_gib / 1.0, 1)
-    assert cold["vLLM load from NVMe + engine init"] == vllm.expected_load_s(prod_spec)
+    # The simulator's time-to-serve model loads the weights as they sit in HBM.
+    assert cold["vLLM load from NVMe + engine init"] == time_to_serve.expected_load_s(prod_spec.weights_gib)
 
 
 def test_cost_is_spares_times_node_price_times_hours_plus_stopped_pool_ebs():

@@ -15,8 +15,13 @@ the highest Poisson rate per replica at which every declared p95 holds):
   sustained load's and the knee's. It is at least the sustained per-replica load plus the HPA's
   tolerance and a margin (no scale-out at sustained load) and at most the knee concurrency.
 - The admission limit per ready replica: max_num_seqs plus the requests that can wait for a
-  slot and still get their first token within the TTFT target (slack at the knee x knee rate).
-  The gateway sheds beyond limit x ready replicas, so it holds at every fleet size.
+  slot and still get their first token within the TTFT target (slack at the knee x knee rate),
+  rounded up to a multiple of the gateway's proxies. The mechanism is Envoy's per-endpoint
+  circuit breaker (`circuitBreaker.perEndpoint.maxConnections`, the only per-endpoint limit
+  Envoy Gateway v1.9 offers): each Envoy replica opens at most limit / proxies connections to
+  one engine, and vLLM speaks HTTP/1.1 (one request per connection), so an engine never holds
+  more than the limit, at every fleet size from min to max. The overflow waits in a pending
+  queue kept small, then answers 503 with Retry-After (`retry_after_s`).
 - HPA behaviour: scale up at once (no stabilization), by the warm spares' replicas or 100 % per
   period, whichever is more; scale down after a window longer than a cold node takes to serve,
   one replica per period (a replica costs minutes to bring back).
@@ -42,6 +47,25 @@ SUSTAINED_MARGIN = 0.15
 # New replicas should serve before the per-replica rate reaches this share of the knee rate (the
 # knee is where the p95s just hold over a run; intervals near it already dip).
 KNEE_HEADROOM = 0.9
+# Envoy replicas of the gateway: one per AZ, at least two (a proxy restart must not drop the
+# endpoint). Per-endpoint circuit-breaker budgets are counted per proxy, so the admission limit
+# is split across them.
+GATEWAY_PROXIES_MIN = 2
+# The per-tenant rate limit's bucket refills every this many seconds (Envoy Gateway's unit
+# "Minute"): a 429 says to come back after one refill.
+RATE_LIMIT_UNIT = "Minute"
+RATE_LIMIT_WINDOW_S = 60
+
+
+def gateway_proxies(azs: int) -> int:
+    return max(GATEWAY_PROXIES_MIN, azs)
+
+
+def retry_after_s(e2e_p95_ms: float) -> int:
+    """The Retry-After of a shed request (503): about one request's lifetime (the end-to-end
+    p95 target), whole seconds, at least 1. The gateway sends it; the simulator's retrying
+    clients wait it."""
+    return max(1, math.ceil(e2e_p95_ms / 1e3))
 
 
 @dataclass(frozen=True)
@@ -54,7 +78,8 @@ class KneeFigures:
 
 def derive_control(*, served_name: str, knee: KneeFigures, ttft_target_ms: float, sustained_rate_per_replica: float,
                    sustained_latency_s: float, burst_factor: float, burst_ramp_s: float, scale_up_lag_s: float,
-                   min_replicas: int, max_replicas: int, warm_replicas: int, max_num_batched_tokens: int) -> Control:
+                   min_replicas: int, max_replicas: int, warm_replicas: int, max_num_batched_tokens: int,
+                   azs: int) -> Control:
     """The control block for one plan (see the module docstring for each figure)."""
     mns = max(1, min(knee.max_num_seqs, max_num_batched_tokens))
     rate0, w0 = sustained_rate_per_replica, sustained_latency_s
@@ -74,7 +99,9 @@ def derive_control(*, served_name: str, knee: KneeFigures, ttft_target_ms: float
     threshold = min(ceiling, max(floor_, math.floor(lead)))
     slack_s = max(0.0, (ttft_target_ms - knee.ttft_p95_ms) / 1e3)
     queue = math.floor(slack_s * knee.rate_per_replica)
-    admission = mns + max(1, queue)
+    proxies = gateway_proxies(azs)
+    per_proxy = math.ceil((mns + max(1, queue)) / proxies)  # up: at least one may wait
+    admission = per_proxy * proxies
     derivation = (
         f"max_num_seqs {mns}: the most requests a replica can run at once (closed loop) within every p95",
         (f"threshold {threshold} in flight per replica: the ramp ({growth_per_s:.3f} req/s per replica per s) is "
@@ -85,7 +112,8 @@ def derive_control(*, served_name: str, knee: KneeFigures, ttft_target_ms: float
          "lag + poll + scrape), so the signal is set as low as sustained load allows")
         + f"; within [{floor_} (sustained {sustained_per_replica:.1f} + tolerance + margin), {ceiling} (knee)]",
         f"admission {admission} per ready replica: max_num_seqs {mns} + {max(1, queue)} waiting "
-        f"({slack_s * 1e3:.0f} ms TTFT slack at the knee x {knee.rate_per_replica:.2f} req/s)",
+        f"({slack_s * 1e3:.0f} ms TTFT slack at the knee x {knee.rate_per_replica:.2f} req/s), rounded up to "
+        f"{per_proxy} connections per engine from each of {proxies} Envoy replicas",
     )
     return Control(
         knee_rate_per_replica=round(knee.rate_per_replica, 4),
@@ -100,6 +128,8 @@ def derive_control(*, served_name: str, knee: KneeFigures, ttft_target_ms: float
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         admission_limit_per_replica=admission,
+        gateway_proxies=proxies,
+        admission_connections_per_proxy=per_proxy,
         hpa=HpaBehavior(
             scale_up_stabilization_s=0,
             scale_up_pods=max(1, warm_replicas),

@@ -94,6 +94,10 @@ class Control:
     min_replicas: int
     max_replicas: int
     admission_limit_per_replica: int  # requests in flight per ready replica past which the gateway sheds (503)
+    # The mechanism (control.py): each of `gateway_proxies` Envoy replicas opens at most
+    # `admission_connections_per_proxy` connections to one engine; their product is the limit.
+    gateway_proxies: int
+    admission_connections_per_proxy: int
     hpa: HpaBehavior
     derivation: tuple[str, ...] = field(default_factory=tuple)  # how each figure was set, in words
 
@@ -110,6 +114,8 @@ class ScenarioResult:
     ttft_p95_ms: float | None
     tpot_p95_ms: float | None
     e2e_p95_ms: float | None
+    # The long tail of requests in flight (e2e p99): the serving layer's drain window covers it.
+    e2e_p99_ms: float | None
     replicas_min: int
     replicas_max: int
     why: str = ""  # the scenario and figure that failed, when not passed

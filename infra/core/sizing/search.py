@@ -33,6 +33,9 @@ from infra.core.sizing.verified import WARM_SPARE_SHARE, CandidateKnee, Proposal
 MAX_NUM_SEQS_CHOICES = (16, 32, 64, 128, 256, 512)
 MAX_NUM_BATCHED_TOKENS_CHOICES = (2048, 8192)  # a small budget trims TPOT spikes from long prompts
 QUANTIZATION_FLAG = {"bf16": None, "fp8": "fp8", "int8": "compressed-tensors", "int4": "awq_marlin"}
+# What the checkpoint on disk holds for each serving precision: vLLM's `--quantization fp8`
+# quantises the BF16 checkpoint as it loads (dynamic FP8), the others read pre-quantised checkpoints.
+CHECKPOINT_PRECISION = {"bf16": "bf16", "fp8": "bf16", "int8": "int8", "int4": "int4"}
 SLO_LABELS = {
     "ttft_p95_ms": "TTFT p95",
     "tpot_p95_ms": "TPOT p95",
@@ -470,7 +473,7 @@ def _closed_form_proposal(spec: SizingSpec, arch: ModelArch, e: Evaluation) -> P
         / max(e.concurrency_per_replica, 1), sustained_latency_s=r.e2e_ms_mean / 1e3,
         burst_factor=w.burst_factor, burst_ramp_s=w.burst_ramp_s, scale_up_lag_s=lag, min_replicas=baseline,
         max_replicas=sh.replicas_max, warm_replicas=sh.warm * rpn * f.azs,
-        max_num_batched_tokens=e.cand.max_num_batched_tokens,
+        max_num_batched_tokens=e.cand.max_num_batched_tokens, azs=f.azs,
     )
     rate = w.output_tokens_per_s / w.output_tokens if w.output_tokens_per_s else r.requests_per_s * baseline
     return Proposal(_group_key(e) + (e.cand.max_num_batched_tokens,), sh, control, rate,

@@ -291,7 +291,7 @@ class VerifiedSearch:
             sustained_latency_s=mean_e2e_s, burst_factor=w.burst_factor,
             burst_ramp_s=w.burst_ramp_s, scale_up_lag_s=lag, min_replicas=replicas_baseline,
             max_replicas=shape.replicas_max, warm_replicas=shape.warm * rpn * f.azs,
-            max_num_batched_tokens=cand.max_num_batched_tokens,
+            max_num_batched_tokens=cand.max_num_batched_tokens, azs=f.azs,
         )
         usd = self.node_price(cand) * shape.baseline * f.azs
         return Proposal(group_key(cand), shape, control, rate, usd, mean_e2e_s=mean_e2e_s, note=note)

@@ -8,7 +8,7 @@ an explicit access entry and an AmazonEKSClusterAdminPolicy association, named b
 ARN so that adding or removing one never renames the others. `deployer_access` is the
 association the workloads' Kubernetes provider must wait for.
 
-Add-ons: vpc-cni, kube-proxy, the Pod Identity agent, CoreDNS, the EKS node monitoring agent
+Add-ons: vpc-cni (with its network policy agent on), kube-proxy, the Pod Identity agent, CoreDNS, the EKS node monitoring agent
 (what lets node auto-repair see GPU, NVLink, kernel and network failures instead of only the
 Ready condition: EKS user guide, "Enable node auto repair and investigate node health issues")
 and the EBS CSI driver (Prometheus' volume), whose controller assumes a role through a Pod
@@ -38,6 +38,13 @@ CORE_ADDONS = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns")
 # Installed once nodes exist: node health for auto repair, and EBS volumes.
 NODE_MONITORING_ADDON = "eks-node-monitoring-agent"
 EBS_CSI_ADDON = "aws-ebs-csi-driver"
+# The VPC CNI enforces Kubernetes NetworkPolicies only when asked (its network policy agent is
+# off by default): EKS user guide, "Limit pod traffic with Kubernetes network policies" (set the
+# add-on's configuration value `enableNetworkPolicy` to "true"; VPC CNI >= 1.14, the add-on's
+# default for every Kubernetes version we allow). The serving namespaces' default-deny policies
+# (infra/program/serving/network.py) rely on it.
+VPC_CNI_CONFIGURATION = {"enableNetworkPolicy": "true"}
+ADDON_EXTRA: dict[str, dict[str, object]] = {"vpc-cni": {"configuration_values": json.dumps(VPC_CNI_CONFIGURATION)}}
 ADDONS = (*CORE_ADDONS, NODE_MONITORING_ADDON, EBS_CSI_ADDON)
 # The EBS CSI controller's service account (the add-on creates it in kube-system).
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
@@ -226,7 +233,7 @@ class Cluster(pulumi.ComponentResource):
 
         self.addons = {}
         for addon in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent"):
-            self.addons[addon] = self._addon(name, addon, tags, child)
+            self.addons[addon] = self._addon(name, addon, tags, child, **ADDON_EXTRA.get(addon, {}))
         # What every node group waits for, and outlives on destroy: without the role's policies
         # or the CNI, nodes never join (and a destroy that strips them first hangs).
         self.node_prerequisites: list[pulumi.Resource] = [*node_policies, self.addons["vpc-cni"]]

@@ -52,7 +52,15 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.core.config import CapacityType, WarmPoolState
-from infra.core.labels import AZ_LABEL, AZ_TAG, CAPACITY_TYPE_LABEL, GPU_LABEL, GPU_NODE_LABELS, gpu_taint_eks
+from infra.core.labels import (
+    ACCELERATOR_LABEL,
+    AZ_LABEL,
+    AZ_TAG,
+    CAPACITY_TYPE_LABEL,
+    GPU_LABEL,
+    GPU_NODE_LABELS,
+    gpu_taint_eks,
+)
 from infra.program.components.cluster import encrypted_root_volume, imdsv2_metadata_options
 from infra.program.components.common import merge_tags
 
@@ -246,6 +254,9 @@ class GpuNodeGroup(pulumi.ComponentResource):
             **GPU_NODE_LABELS,
             AZ_LABEL: args.az,
             GPU_LABEL: args.gpu,
+            # The autoscaler waits for the device plugin on nodes with this label instead of
+            # buying more while GPUs initialise.
+            ACCELERATOR_LABEL: args.gpu,
             CAPACITY_TYPE_LABEL: args.capacity_type,
             "nvidia.com/gpu.present": "true",
             **({"vpc.amazonaws.com/efa.present": "true"} if efa else {}),

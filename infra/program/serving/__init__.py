@@ -9,7 +9,7 @@
 
 Children (each a `llm-fleet:serving:<Type>` component, everything parented and bound to the
 cluster's provider): namespaces, GpuPlumbing, WeightsTier, VllmServing, Ingress, Autoscaling,
-WarmPool, Observability. Every count, threshold and engine flag comes from the fleet plan;
+WarmPool, Observability, NetworkPolicies. Every count, threshold and engine flag comes from the fleet plan;
 chart versions from infra/core/catalog/charts.yaml; metric names from metrics.py. Only
 Kubernetes resources: the AWS identities the charts assume are the base project's
 (`identities.py`, the WeightStore).
@@ -29,6 +29,7 @@ from infra.program.serving.autoscaling import Autoscaling, AutoscalingArgs
 from infra.program.serving.defaults import ServingDefaults
 from infra.program.serving.gpu_plumbing import GpuPlumbing, GpuPlumbingArgs
 from infra.program.serving.ingress import Ingress, IngressArgs
+from infra.program.serving.network import NetworkPolicies, NetworkPoliciesArgs
 from infra.program.serving.observability import Observability, ObservabilityArgs
 from infra.program.serving.spec import ServingSpec, common_labels
 from infra.program.serving.vllm import VllmArgs, VllmServing
@@ -89,14 +90,16 @@ class Serving(pulumi.ComponentResource):
         self.gpu = GpuPlumbing(f"{name}-gpu", GpuPlumbingArgs(spec, spec.defaults.gpu_namespace), in_namespaces)
         self.weights = WeightsTier(f"{name}-weights", WeightsTierArgs(spec), in_namespaces)
         self.observability = Observability(f"{name}-observability", ObservabilityArgs(spec), in_namespaces)
-        self.vllm = VllmServing(f"{name}-vllm", VllmArgs(spec), kube.with_deps(in_namespaces, [self.weights]))
-        self.ingress = Ingress(f"{name}-ingress", IngressArgs(spec, tags), in_namespaces)
         self.autoscaling = Autoscaling(
             f"{name}-autoscaling",
             AutoscalingArgs(spec, args.cluster_name, args.autoscaler_role_arn, args.autoscaler_association_id),
-            kube.with_deps(in_namespaces, [self.observability]),
-            scale_target=self.vllm.release,
+            in_namespaces,
         )
+        # The chart renders the engines' ScaledObject (KEDA's CRD), whose trigger asks Prometheus.
+        self.vllm = VllmServing(f"{name}-vllm", VllmArgs(spec, (self.autoscaling.keda, self.observability.release)),
+                                kube.with_deps(in_namespaces, [self.weights]))
+        self.ingress = Ingress(f"{name}-ingress", IngressArgs(spec, tags), in_namespaces)
+        self.network = NetworkPolicies(f"{name}-network", NetworkPoliciesArgs(spec), in_namespaces)
         self.warm_pool = WarmPool(f"{name}-warm-pool", WarmPoolArgs(spec), kube.with_deps(in_namespaces, [self.weights]))
 
         self.register_outputs({

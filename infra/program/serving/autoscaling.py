@@ -4,30 +4,21 @@ Pods: a ScaledObject on the vLLM Deployment rendered from the plan's control blo
 (`plan.control`, the block the fleet simulator ran): its Prometheus query (running + waiting
 requests, `infra/core/metrics.py`), AverageValue threshold per replica, polling interval,
 min/max replicas and HPA behaviour (scale-up at once by the warm spares or 100 % per period,
-scale-down after a long window one replica per period). (The chart's own KEDA block filters on
-label `model`, which vLLM does not set.) If Prometheus cannot answer, KEDA's fallback keeps the
-current replicas (never scales down on missing data) and brings the fleet to at least the
-baseline.
+scale-down after a long window one replica per period). If Prometheus cannot answer, KEDA's
+fallback keeps the current replicas (never scales down on missing data) and brings the fleet to
+at least the baseline.
 
-Nodes: the Cluster Autoscaler follows pending GPU pods. It discovers the per-AZ managed node
-groups by the tags EKS puts on their Auto Scaling groups, balances similar groups (one per AZ,
-so scale-ups stay spread) and expands with least-waste. Its IAM role is assumed through EKS Pod
-Identity (trust pinned to this account and cluster) and may only change the desired capacity
-of, or terminate instances in, Auto Scaling groups tagged as owned by this cluster. That role
-and its association are AWS resources, so they live in the base project
-(`identities.ClusterAutoscalerIdentity`); this component installs the service account, the
-credentials check and the chart, and reads the role and the association from the base.
-
-Credentials gate. A Pod Identity association is eventually consistent (EKS user guide, "Learn
-how EKS Pod Identity grants pods access to AWS services"), and EKS injects the credential
-variables into a pod only when it is admitted: a pod created before the association is visible
-never gets credentials, however often its container restarts. So the autoscaler's pods are
-created only after a Job, running as the autoscaler's service account (ours, created before
-the chart), has proven the association effective: each attempt is a new pod (restartPolicy
-Never), so a pod admitted too early fails and the next one is admitted afresh, until one sees
-the injected variables and STS answers as the autoscaler's role. `pulumi up` waits for the Job
-to complete before it installs the chart. The association's id is in both pod templates, so a
-replaced association re-runs the check and rolls the autoscaler.
+One owner of the replica count: the HPA, through the vllm-stack chart's KEDA integration. The
+chart renders `replicas` in the engine Deployment unless `modelSpec.keda.enabled`
+(templates/deployment-vllm-multi.yaml: `{{- if not (and $modelSpec.keda $modelSpec.keda.enabled)
+}} replicas: ...`), and Helm's three-way merge would write that count back on every upgrade,
+during a burst too. So the ScaledObject below is handed to the chart as `modelSpec.keda`
+(`keda_chart_values`; templates/scaledobject-vllm.yaml copies each key, with our trigger
+instead of its default on `vllm:num_requests_waiting{model=...}`, a label vLLM does not set), and
+the chart renders it with the Deployment, without `replicas`. (The chart's values.schema.json
+types `keda.triggers` as an object, but its .helmignore leaves that file out of the package, so
+Helm does not validate against it.) tests/serving/test_charts.py renders the chart with Helm's
+library and compares.
 """
 from __future__ import annotations
 
@@ -38,11 +29,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
-from infra.core.labels import AZ_LABEL
+from infra.core.labels import AZ_LABEL, EKS_LAUNCH_TEMPLATE_LABELS
 from infra.program.components.common import AwsContext, policy_json
 from infra.program.serving import kube
 from infra.program.serving.spec import SYSTEM_NODE_SELECTOR, ServingSpec, common_labels
-from infra.program.serving.vllm import expected_load_s
 
 ASSOCIATION_ANNOTATION = "llm-fleet/pod-identity-association"
 CREDENTIALS_CHECK = "cluster-autoscaler-credentials"
@@ -60,8 +50,9 @@ print("pod identity effective:", arn)
 """
 PROMETHEUS_SERVICE = "prometheus-operated"  # created by the Prometheus operator for every Prometheus
 PROMETHEUS_PORT = 9090
-# Node-group labels that differ between otherwise identical per-AZ groups.
-BALANCING_IGNORED_LABELS = (AZ_LABEL,)
+# Node-group labels that differ between otherwise identical per-AZ groups: ours, and the launch
+# template labels EKS puts on nodes of groups with custom (per-AZ) templates.
+BALANCING_IGNORED_LABELS = (AZ_LABEL, *EKS_LAUNCH_TEMPLATE_LABELS)
 
 
 def prometheus_address(spec: ServingSpec) -> str:
@@ -101,7 +92,8 @@ def scaled_object(spec: ServingSpec) -> dict:
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": {"name": spec.deployment_name, "namespace": spec.namespace, "labels": common_labels("autoscaling")},
+        # As the chart names it ("{{ .Release.Name }}-{{$modelSpec.name}}-scaledobject").
+        "metadata": {"name": spec.scaled_object_name, "namespace": spec.namespace},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.deployment_name},
             "minReplicaCount": control.min_replicas,
@@ -109,7 +101,7 @@ def scaled_object(spec: ServingSpec) -> dict:
             "pollingInterval": control.polling_interval_s,
             "cooldownPeriod": d.keda_cooldown_s,
             # Do not judge a fresh fleet before its engines could have loaded.
-            "initialCooldownPeriod": math.ceil(expected_load_s(spec)),
+            "initialCooldownPeriod": math.ceil(spec.expected_load_s),
             "fallback": {
                 "failureThreshold": d.keda_fallback_failure_threshold,
                 "replicas": control.min_replicas,
@@ -138,6 +130,12 @@ def scaled_object(spec: ServingSpec) -> dict:
     }
 
 
+def keda_chart_values(spec: ServingSpec) -> dict:
+    """vllm-stack's `modelSpec.keda`: the ScaledObject's spec, which the chart renders."""
+    so = scaled_object(spec)["spec"]
+    return {"enabled": True, **{k: v for k, v in so.items() if k != "scaleTargetRef"}}
+
+
 # --- Cluster Autoscaler --------------------------------------------------------------------------
 
 def credentials_check_job(spec: ServingSpec, role_name: str, association_id: str) -> dict:
@@ -157,6 +155,7 @@ def credentials_check_job(spec: ServingSpec, role_name: str, association_id: str
                 "spec": {
                     "serviceAccountName": d.autoscaler_service_account,
                     "restartPolicy": "Never",  # every attempt a new pod, admitted afresh
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                     "nodeSelector": dict(SYSTEM_NODE_SELECTOR),
                     "containers": [{
                         "name": "check",
@@ -259,18 +258,16 @@ class AutoscalingArgs:
 
 
 class Autoscaling(pulumi.ComponentResource):
-    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions,
-                 *, scale_target: pulumi.Resource | None = None) -> None:
+    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__("llm-fleet:serving:Autoscaling", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         spec, d = args.spec, args.spec.defaults
 
+        # KEDA and its CRDs: the vllm-stack release, which renders the ScaledObject, waits for it.
         self.keda = kube.release(
             f"{name}-keda", chart("keda"), release_name="keda", namespace=d.keda_namespace,
             values=keda_values(spec), opts=child,
         )
-        deps: list[pulumi.Resource] = [self.keda] + ([scale_target] if scale_target is not None else [])
-        self.scaled_object = kube.custom_resource(f"{name}-scaledobject", scaled_object(spec), kube.with_deps(child, deps))
 
         cluster_name = pulumi.Output.from_input(args.cluster_name)
         # The role and its Pod Identity association are the base project's (identities.py),

@@ -55,23 +55,21 @@ class ServingDefaults:
     # --- drain --------------------------------------------------------------------------------
     # preStop sleep: time for Envoy Gateway to drop the pod from its endpoints before SIGTERM.
     endpoint_propagation_s: int = 10
-    # vLLM --shutdown-timeout: in-flight requests get this long to finish after SIGTERM.
-    drain_min_s: int = 30
-    drain_e2e_multiple: float = 3.0  # ... or this multiple of the end-to-end p95, if longer
+    # vLLM --shutdown-timeout (the requests in flight get this long to finish after SIGTERM) is
+    # the plan's simulated e2e p99 (ServingSpec.e2e_p99_s), not a tunable.
     termination_margin_s: int = 15  # grace period = preStop + drain + margin
 
     # --- ingress ------------------------------------------------------------------------------
     tenant_claim: str = "sub"  # JWT claim naming the tenant (per-tenant rate limit key)
     tenant_header: str = "x-llm-fleet-tenant"  # set from the claim by the JWT filter
-    envoy_replicas_min: int = 2
     # Modern TLS on the NLB listener (CKV_AWS_103): TLS 1.3 with 1.2 fallback.
     nlb_tls_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
     connect_timeout_s: int = 5
     connect_retries: int = 2
-    # Envoy's connection-pool queue, as a share of the per-proxy admission limit: enough for
-    # connection set-up, too small to be a queue.
-    pending_share: float = 0.05
-    pending_min: int = 16
+    # Envoy's pending queue per proxy (requests waiting for a connection to the engine Envoy
+    # picked): enough for connection set-up, too small to be a queue (the fleet simulator takes
+    # it as none); past it the circuit breaker answers 503 at once.
+    pending_requests_per_proxy: int = 16
     client_request_received_timeout_s: int = 30  # whole request body received (slow clients)
     client_idle_timeout_s: int = 900
     # The unauthenticated /health route (the rollout's HTTP gate, DNS health checks): a short
@@ -111,6 +109,10 @@ class ServingDefaults:
     kv_cache_alert_ratio: float = 0.90
     kv_cache_alert_for: str = "10m"
     node_not_ready_for: str = "5m"
+    # A new Xid (the gauge changed) within the window, seen on two evaluations: it fires once
+    # per event and resolves when the window has passed (a benign Xid does not page forever).
+    xid_window: str = "10m"
+    xid_alert_for: str = "1m"
     metrics_absent_for: str = "10m"
     # Size-based retention stops this short of the volume (retention days and volume: config).
     prometheus_retention_size_fraction: float = 0.85

@@ -125,9 +125,12 @@ def container_marker_path(params: HydratorParams) -> str:
     return posixpath.join(container_model_dir(params), MARKER_NAME)
 
 
+APP_NAME = "weights-hydrator"  # the hydrator pods' app.kubernetes.io/name (NetworkPolicies select it)
+
+
 def _labels(params: HydratorParams) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "weights-hydrator",
+        "app.kubernetes.io/name": APP_NAME,
         "app.kubernetes.io/instance": params.name,
         "app.kubernetes.io/part-of": PROJECT,
         "app.kubernetes.io/component": "weights",
@@ -304,12 +307,14 @@ def wait_for_weights_init_container(params: HydratorParams) -> dict:
         "command": list(ENTRYPOINT),
         "args": wait_args(params),
         "volumeMounts": [models_volume_mount(read_only=True)],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "64Mi"},
-            "limits": {"cpu": "500m", "memory": "256Mi"},
-        },
+        # requests = limits: an init container counts for the pod's QoS class, and the vLLM
+        # pod must be Guaranteed.
+        "resources": {"requests": dict(WAIT_RESOURCES), "limits": dict(WAIT_RESOURCES)},
         "securityContext": _restricted_security_context(run_as_root=False),
     }
+
+
+WAIT_RESOURCES = {"cpu": "100m", "memory": "128Mi"}
 
 
 def manifests(params: HydratorParams, role_arn: str | None = None) -> list[dict]:

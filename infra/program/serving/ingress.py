@@ -6,12 +6,22 @@ the OpenAI route:
 
   SecurityPolicy        JWT from the configured issuer (remote JWKS); the tenant claim is
                         copied into a header for the rate limiter.
-  BackendTrafficPolicy  per-tenant local rate limit (429); a circuit breaker at the plan's
-                        admission limit so overload answers 503 + Retry-After at once instead
-                        of queueing in vLLM; retries on connect failure only (a generation is
-                        not idempotent); least-request balancing; timeouts long enough for the
-                        longest answer the context allows.
-  ClientTrafficPolicy   client-side timeouts (slow request bodies, idle keep-alives).
+  BackendTrafficPolicy  per-tenant local rate limit (429 + Retry-After), the benchmark tenant
+                        in a bucket of its own; admission at the plan's limit per engine: a
+                        per-endpoint circuit breaker (`perEndpoint.maxConnections`, per Envoy
+                        replica, one HTTP/1.1 request per connection) with a small pending
+                        queue, so an engine past its limit answers 503 + Retry-After at once
+                        instead of queueing in vLLM, at every fleet size; retries on connect
+                        failure only (a generation is not idempotent); least-request balancing;
+                        timeouts long enough for the longest answer the context allows.
+  ClientTrafficPolicy   client-side timeouts (slow request bodies, idle keep-alives), and the
+                        tenant header removed from every client request before any filter runs
+                        (`headers.earlyRequestHeaders`), so only the JWT claim can set it.
+
+Error responses (503 at admission, 429 at the rate limit) carry an OpenAI-style JSON body and a
+`Retry-After` header: `responseOverride[].response.header` (an HTTPHeaderFilter;
+envoyproxy/gateway#6308, first in v1.6.0: api/v1alpha1/shared_types.go CustomResponse.Header
+at v1.9.0). 503 says one e2e p95 (`control.retry_after_s`); 429 one rate-limit window.
 
 Load balancer: the NLB is requested with annotations on the Envoy Service (through the
 EnvoyProxy resource), which the in-tree AWS service controller of EKS honours with the cluster
@@ -22,8 +32,10 @@ read that Service back for the NLB's DNS name, which the global stack's alias re
 certificate (tls_certificate_arn) or at Envoy with a Kubernetes secret (tls_secret_name).
 Limits of that choice (instance targets, no access logs) are in docs/serving.md.
 
-Envoy counts circuit-breaker and local rate-limit budgets per proxy replica, so the fleet-wide
-admission limit is divided by the number of Envoy replicas.
+Envoy counts circuit-breaker and local rate-limit budgets per proxy replica: the admission
+limit per engine is `control.admission_connections_per_proxy` x `control.gateway_proxies`
+Envoy replicas (the control block rounds it to a multiple), and the cluster-wide budgets are
+set above what the per-endpoint ones allow at the largest fleet, so they never bind first.
 
 Health: a second HTTPRoute serves `GET /health` on both hostnames without JWT (no
 SecurityPolicy targets it, none targets the Gateway) from the engines' own `/health`. Envoy
@@ -47,6 +59,8 @@ import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart
 from infra.core.config import LISTENER_PORT
+from infra.core.labels import BENCH_TENANT
+from infra.core.sizing.control import RATE_LIMIT_UNIT, RATE_LIMIT_WINDOW_S, retry_after_s
 from infra.program.serving import kube
 from infra.program.serving.spec import (
     SYSTEM_NODE_SELECTOR,
@@ -79,14 +93,14 @@ NLB = "service.beta.kubernetes.io/aws-load-balancer-"
 
 # --- numbers derived from the plan ---------------------------------------------------------------
 
-def admission_per_proxy(spec: ServingSpec) -> int:
-    """The plan's admission limit for the burst fleet, split across the Envoy replicas."""
-    return math.ceil(spec.admission_limit_total / spec.envoy_replicas)
+def connections_per_endpoint(spec: ServingSpec) -> int:
+    """Each Envoy's share of an engine's admission limit (the control block's)."""
+    return spec.plan.control.admission_connections_per_proxy
 
 
-def pending_per_proxy(spec: ServingSpec) -> int:
-    d = spec.defaults
-    return max(d.pending_min, math.ceil(d.pending_share * admission_per_proxy(spec)))
+def connections_per_proxy(spec: ServingSpec) -> int:
+    """Cluster-wide budget per Envoy: every engine of the largest fleet at its per-endpoint cap."""
+    return connections_per_endpoint(spec) * spec.plan.control.max_replicas
 
 
 def request_timeout_s(spec: ServingSpec) -> int:
@@ -97,9 +111,14 @@ def request_timeout_s(spec: ServingSpec) -> int:
     return math.ceil(2 * longest_s)
 
 
-def retry_after_s(spec: ServingSpec) -> int:
-    """When shed, come back after about one request's lifetime (end-to-end p95)."""
-    return max(1, math.ceil(spec.e2e_p95_s))
+def retry_after_overloaded_s(spec: ServingSpec) -> int:
+    """503 at admission: come back after about one request's lifetime (control.retry_after_s)."""
+    return retry_after_s(spec.e2e_p95_ms)
+
+
+def retry_after_rate_limited_s(spec: ServingSpec) -> int:
+    """429: the tenant's bucket refills within one rate-limit window."""
+    return RATE_LIMIT_WINDOW_S
 
 
 # --- chart and proxy ---------------------------------------------------------------------------
@@ -321,33 +340,59 @@ def security_policy(spec: ServingSpec) -> dict:
                 "name": JWT_PROVIDER,
                 "issuer": ing.jwt_issuer,
                 "remoteJWKS": {"uri": ing.jwks_uri},
-                # Overwrites any client-sent value: the rate-limit key is the verified claim.
+                # The rate-limit key is the verified claim: the ClientTrafficPolicy removes any
+                # client-sent value before this filter runs (client_traffic_policy).
                 "claimToHeaders": [{"claim": d.tenant_claim, "header": d.tenant_header}],
             }]},
         },
     }
 
 
+def rate_limit_rules(spec: ServingSpec) -> list[dict]:
+    """One bucket per tenant (distinct header values), and the benchmark tenant's own, larger
+    one: every rule whose selectors all match applies, so the tenants' rule excludes it."""
+    ing, header = spec.config.ingress, spec.defaults.tenant_header
+    return [
+        {"clientSelectors": [{"headers": [{"name": header, "type": "Exact", "value": BENCH_TENANT}]}],
+         "limit": {"requests": ing.bench_rate_limit_requests_per_minute, "unit": RATE_LIMIT_UNIT}},
+        {"clientSelectors": [{"headers": [
+            {"name": header, "type": "Distinct"},
+            {"name": header, "type": "Exact", "value": BENCH_TENANT, "invert": True},
+        ]}],
+         "limit": {"requests": ing.rate_limit_requests_per_minute, "unit": RATE_LIMIT_UNIT}},
+    ]
+
+
+def error_override(status: int, message: str, code: str, retry_after: int) -> dict:
+    """A responseOverride: the status keeps, the body is OpenAI's error shape, plus Retry-After."""
+    return {
+        "match": {"statusCodes": [{"type": "Value", "value": status}]},
+        "response": {
+            "contentType": "application/json",
+            "body": {"type": "Inline", "inline": json_error(message, code)},
+            "header": {"set": [{"name": "Retry-After", "value": str(retry_after)}]},
+        },
+    }
+
+
 def backend_traffic_policy(spec: ServingSpec) -> dict:
     d = spec.defaults
-    per_proxy = admission_per_proxy(spec)
+    per_proxy = connections_per_proxy(spec)
     return {
         "apiVersion": f"{EG_API}/v1alpha1",
         "kind": "BackendTrafficPolicy",
         "metadata": {"name": f"{ROUTE_NAME}-backend", "namespace": spec.namespace, "labels": common_labels("ingress")},
         "spec": {
             "targetRefs": _route_target(),
-            "rateLimit": {"type": "Local", "local": {"rules": [{
-                # One bucket per tenant (distinct header values); 429 when it is empty.
-                "clientSelectors": [{"headers": [{"name": d.tenant_header, "type": "Distinct"}]}],
-                "limit": {"requests": spec.config.ingress.rate_limit_requests_per_minute, "unit": "Minute"},
-            }]}},
-            # vLLM speaks HTTP/1.1: one request per upstream connection, so connections bound the
-            # requests in flight; the pending queue only covers connection set-up.
+            "rateLimit": {"type": "Local", "local": {"rules": rate_limit_rules(spec)}},
+            # vLLM speaks HTTP/1.1: one request per upstream connection, so an engine's
+            # connections from this Envoy bound its requests in flight from it. Past the cap
+            # a request waits in the small pending queue, then fails at once (503).
             "circuitBreaker": {
+                "perEndpoint": {"maxConnections": connections_per_endpoint(spec)},
                 "maxConnections": per_proxy,
                 "maxParallelRequests": per_proxy,
-                "maxPendingRequests": pending_per_proxy(spec),
+                "maxPendingRequests": d.pending_requests_per_proxy,
                 "maxParallelRetries": max(1, math.ceil(per_proxy / 10)),
             },
             "retry": {
@@ -360,17 +405,14 @@ def backend_traffic_policy(spec: ServingSpec) -> dict:
                 "tcp": {"connectTimeout": seconds(d.connect_timeout_s)},
                 "http": {"connectionIdleTimeout": "3600s"},
             },
-            # Overflow (circuit breaker) and draining engines answer 503: tell clients when to
-            # come back. responseHeaderModifier: envoyproxy/gateway#6308 (Envoy Gateway >= 1.5).
-            "responseOverride": [{
-                "match": {"statusCodes": [{"type": "Value", "value": 503}]},
-                "response": {
-                    "contentType": "application/json",
-                    "body": {"type": "Inline", "inline": json_error(
-                        "The service is at capacity; retry after the Retry-After delay.", "overloaded")},
-                    "responseHeaderModifier": {"set": [{"name": "Retry-After", "value": str(retry_after_s(spec))}]},
-                },
-            }],
+            # Overflow (circuit breaker) and draining engines answer 503, the rate limit 429:
+            # tell clients when to come back.
+            "responseOverride": [
+                error_override(503, "The service is at capacity; retry after the Retry-After delay.", "overloaded",
+                               retry_after_overloaded_s(spec)),
+                error_override(429, "Rate limit exceeded for this tenant; retry after the Retry-After delay.",
+                               "rate_limit_exceeded", retry_after_rate_limited_s(spec)),
+            ],
         },
     }
 
@@ -388,6 +430,10 @@ def client_traffic_policy(spec: ServingSpec) -> dict:
         "metadata": {"name": f"{GATEWAY_NAME}-clients", "namespace": spec.namespace, "labels": common_labels("ingress")},
         "spec": {
             "targetRefs": [{"group": GATEWAY_API, "kind": "Gateway", "name": GATEWAY_NAME}],
+            # Before routing and every HTTP filter (Envoy's early header mutation,
+            # internal/xds/translator/listener.go buildEarlyHeaderMutation): a client cannot
+            # pick its rate-limit bucket; the JWT filter sets the header from the claim.
+            "headers": {"earlyRequestHeaders": {"remove": [d.tenant_header]}},
             "timeout": {"http": {
                 "requestReceivedTimeout": seconds(d.client_request_received_timeout_s),
                 "idleTimeout": seconds(d.client_idle_timeout_s),
@@ -439,7 +485,7 @@ class Ingress(pulumi.ComponentResource):
             "regional_hostname": spec.config.regional_hostname,
             "paths": list(OPENAI_PATHS),
             "health_path": HEALTH_PATH,
-            "admission_per_proxy": admission_per_proxy(spec),
+            "connections_per_endpoint": connections_per_endpoint(spec),
         })
 
 

@@ -19,7 +19,10 @@ from infra.program.serving.defaults import ServingDefaults
 from infra.core.config import StackConfig
 from infra.core.errors import InputError
 from infra.core.labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS, ZONE_LABEL, common_labels, gpu_toleration
+from infra.core.sizing import time_to_serve
+from infra.core.sizing.memory import weight_bytes
 from infra.core.sizing.plan import FleetPlan
+from infra.core.sizing.search import CHECKPOINT_PRECISION
 from infra.program.serving import hydrator as weights_k8s
 
 # Node labels set by the GPU node groups and the system node group (infra/core/labels.py).
@@ -85,6 +88,11 @@ class ServingSpec:
         return f"{self.defaults.vllm_release}-{self.model_key}-deployment-vllm"
 
     @property
+    def scaled_object_name(self) -> str:
+        # production-stack: "{{ .Release.Name }}-{{$modelSpec.name}}-scaledobject"
+        return f"{self.defaults.vllm_release}-{self.model_key}-scaledobject"
+
+    @property
     def engine_service_name(self) -> str:
         # production-stack: "{{ .Release.Name }}-{{ $modelSpec.name }}-engine-service"
         return f"{self.defaults.vllm_release}-{self.model_key}-engine-service"
@@ -121,14 +129,9 @@ class ServingSpec:
         return self.plan.warm_spares_per_az * self.plan.azs
 
     @property
-    def admission_limit_total(self) -> int:
-        """In-flight requests the whole fleet admits at its largest (burst) size."""
-        return self.plan.control.admission_limit_per_replica * self.plan.replicas_max
-
-    @property
     def envoy_replicas(self) -> int:
-        """One Envoy per AZ the system nodes can hold, at least two."""
-        return max(self.defaults.envoy_replicas_min, min(self.plan.azs, self.config.cluster.system_node_count))
+        """The gateway's proxies: the control block's (its admission limit is split across them)."""
+        return self.plan.control.gateway_proxies
 
     # --- images -------------------------------------------------------------------------
     def image_repository(self, key: str) -> str:
@@ -175,8 +178,30 @@ class ServingSpec:
     def weights_gib(self) -> float:
         return self.plan.weights_gib_per_gpu * self.plan.tensor_parallel
 
+    @property
+    def expected_load_s(self) -> float:
+        """Seconds from container start to ready: the checkpoint from NVMe into HBM, then engine init."""
+        return time_to_serve.expected_load_s(self.checkpoint_gib)
+
+    @cached_property
+    def checkpoint_gib(self) -> float:
+        """What vLLM reads from NVMe at start: the checkpoint the hydrator copied, which for
+        online FP8 is the BF16 one (twice the FP8 weights in HBM)."""
+        arch = load_catalog().model(self.plan.model)
+        return weight_bytes(arch, CHECKPOINT_PRECISION[self.plan.precision]) / 2**30
+
     # --- SLOs -----------------------------------------------------------------------------
     @property
-    def e2e_p95_s(self) -> float:
+    def e2e_p95_ms(self) -> float:
         declared = self.config.workload.e2e_p95_ms
-        return (declared if declared is not None else self.plan.predicted.e2e_p95_ms) / 1000.0
+        return declared if declared is not None else self.plan.predicted.e2e_p95_ms
+
+    @property
+    def e2e_p99_s(self) -> float:
+        """The long tail of a request's lifetime: the largest finite e2e p99 of the fleet
+        simulator's scenarios for this plan (what a draining engine must let finish)."""
+        p99s = [v.e2e_p99_ms for v in self.plan.verification if v.e2e_p99_ms is not None]
+        if not p99s:
+            raise InputError("plan.verification", "none", "a plan verified in the fleet simulator (its scenarios "
+                             "give the e2e p99 the drain window covers): `python -m infra size` verifies every plan")
+        return max(p99s) / 1000.0

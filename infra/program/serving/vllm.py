@@ -3,12 +3,26 @@
 Every engine flag the plan decides (TP, max-num-seqs, max-num-batched-tokens, max-model-len,
 gpu-memory-utilization, KV-cache dtype, quantization, prefix caching, chunked prefill) and the
 GPUs per pod (= TP) come from `plan.vllm`; the model is read from the node-local NVMe copy that
-the weights hydrator wrote (init container waits for its marker).
+the weights hydrator wrote (init container waits for its marker). Every flag we pass exists in
+the pinned vLLM's CLI (tests/serving/schemas/vllm/: the flags of `vllm/engine/arg_utils.py` and
+the OpenAI server's `cli_args.py` at the image's tag).
+
+Replicas: the HPA owns them. The chart renders autoscaling.py's ScaledObject from
+`modelSpec.keda`, and with it enabled renders no `replicas`, so a Helm upgrade cannot reset
+the count.
 
 What the chart cannot express is added by a server-side-apply patch of the Deployment it
-renders: zone topology spread (maxSkew 1), the drain sequence (preStop sleep, then vLLM's
-`--shutdown-timeout`, inside a termination grace period above both). The PodDisruptionBudget
-and the serving PriorityClass are ours too (the chart's PDB template arrived after 0.1.12).
+renders: zone topology spread (maxSkew 1, ScheduleAnyway: with an AZ lost the planned replicas
+still schedule in the others), no service-account token, and the drain sequence (preStop sleep,
+then vLLM's `--shutdown-timeout` = the plan's simulated e2e p99, inside a termination grace
+period above both). The PodDisruptionBudget and the serving PriorityClass are ours too (the
+chart's PDB template arrived after 0.1.12).
+
+Pod security: seccomp RuntimeDefault, no privilege escalation, every capability dropped, no
+service-account token (the engine calls no Kubernetes API). It runs as root: the vLLM image
+declares no other user, writes its caches (Triton, torch.compile, Hugging Face) under /root, and
+reads the checkpoint from a hostPath the hydrator wrote. Guaranteed QoS: every container,
+the wait-for-weights init container included, has requests equal to limits.
 
 Router: disabled. The gateway routes straight to the engine Service so that Envoy's
 least-request balancing, circuit breaker and retries see every engine pod; the chart's router
@@ -23,9 +37,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.core.catalog.charts import chart, image
-from infra.core.labels import PROJECT
-from infra.core.sizing import time_to_serve
 from infra.program.serving import kube
+from infra.program.serving.autoscaling import keda_chart_values
 from infra.program.serving.spec import (
     GPU_NODE_SELECTOR,
     ZONE_KEY,
@@ -45,15 +58,10 @@ PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 # --- timings derived from the plan ---------------------------------------------------------------
 
-def expected_load_s(spec: ServingSpec) -> float:
-    """Seconds from container start to ready: weights from NVMe into HBM, then engine init."""
-    return time_to_serve.expected_load_s(spec.weights_gib)
-
-
 def drain_timeout_s(spec: ServingSpec) -> int:
-    """vLLM `--shutdown-timeout`: long enough for the requests in flight at SIGTERM to finish."""
-    d = spec.defaults
-    return max(d.drain_min_s, math.ceil(d.drain_e2e_multiple * spec.e2e_p95_s))
+    """vLLM `--shutdown-timeout`: the requests in flight at SIGTERM finish within the plan's
+    simulated e2e p99 (the rare longer one is cut, and the client retries)."""
+    return math.ceil(spec.e2e_p99_s)
 
 
 def termination_grace_s(spec: ServingSpec) -> int:
@@ -62,15 +70,21 @@ def termination_grace_s(spec: ServingSpec) -> int:
     return d.endpoint_propagation_s + drain_timeout_s(spec) + d.termination_margin_s
 
 
+# The chart renders `initialDelaySeconds: {{ .initialDelaySeconds | default 15 }}` (_helpers.tpl,
+# chart.templateProbe): 0 is empty to Go templates and becomes 15. The smallest delay that
+# renders as written is 1 s.
+PROBE_INITIAL_DELAY_S = 1
+
+
 def probes(spec: ServingSpec) -> dict[str, dict]:
     d = spec.defaults
     http = {"path": HEALTH_PATH, "port": d.vllm_container_port}
-    startup_budget_s = d.startup_safety_factor * expected_load_s(spec)
+    startup_budget_s = d.startup_safety_factor * spec.expected_load_s
     return {
         # Liveness and readiness wait for this one: a 70B load never trips them.
         "startupProbe": {
             "httpGet": dict(http),
-            "initialDelaySeconds": 0,
+            "initialDelaySeconds": PROBE_INITIAL_DELAY_S,
             "periodSeconds": d.startup_probe_period_s,
             "timeoutSeconds": d.probe_timeout_s,
             "failureThreshold": math.ceil(startup_budget_s / d.startup_probe_period_s),
@@ -78,14 +92,14 @@ def probes(spec: ServingSpec) -> dict[str, dict]:
         # /health turns 503 while vLLM drains, which takes the pod out of Envoy's endpoints.
         "readinessProbe": {
             "httpGet": dict(http),
-            "initialDelaySeconds": 0,
+            "initialDelaySeconds": PROBE_INITIAL_DELAY_S,
             "periodSeconds": d.readiness_period_s,
             "timeoutSeconds": d.probe_timeout_s,
             "failureThreshold": d.readiness_failure_threshold,
         },
         "livenessProbe": {
             "httpGet": dict(http),
-            "initialDelaySeconds": 0,
+            "initialDelaySeconds": PROBE_INITIAL_DELAY_S,
             "periodSeconds": d.liveness_period_s,
             "timeoutSeconds": d.probe_timeout_s,
             "failureThreshold": d.liveness_failure_threshold,
@@ -125,7 +139,8 @@ def pod_resources(spec: ServingSpec) -> dict[str, object]:
 
 def wait_for_weights_init(spec: ServingSpec) -> dict:
     """The weights module's init container, in the chart's `initContainer` shape (the chart
-    renders name/image/command/args/env/resources/extraVolumeMounts only)."""
+    renders name/image/command/args/env/resources/extraVolumeMounts, and the engine's
+    containerSecurityContext)."""
     c = weights_k8s.wait_for_weights_init_container(spec.hydrator)
     return {
         "name": c["name"],
@@ -137,6 +152,17 @@ def wait_for_weights_init(spec: ServingSpec) -> dict:
     }
 
 
+# The engine's pod and container security contexts (the chart copies them with toYaml; the
+# container one goes on the init container too).
+POD_SECURITY_CONTEXT = {"seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "privileged": False,
+                              "capabilities": {"drop": ["ALL"]}}
+# The chart's example labels (values.yaml: servingEngineSpec.labels) land in the Deployment's
+# immutable selector; a null deletes a default key in Helm's values merge. Our own labels would
+# repeat the chart's app.kubernetes.io/* ones, so none are added there.
+CHART_EXAMPLE_LABELS = ("environment", "release")
+
+
 def vllm_stack_values(spec: ServingSpec) -> dict:
     d, v = spec.defaults, spec.plan.vllm
     img = image("vllm")
@@ -145,7 +171,8 @@ def vllm_stack_values(spec: ServingSpec) -> dict:
         "repository": spec.image_repository("vllm"),
         "tag": img.tag + (f"@{img.digest}" if img.digest else ""),
         "modelURL": spec.model_dir,
-        "replicaCount": spec.replicas_min,
+        # The ScaledObject, rendered by the chart; then the Deployment has no `replicas`.
+        "keda": keda_chart_values(spec),
         **pod_resources(spec),
         "shmSize": f"{d.shm_size_gib}Gi",
         "priorityClassName": SERVING_PRIORITY_CLASS,
@@ -176,9 +203,10 @@ def vllm_stack_values(spec: ServingSpec) -> dict:
             # No RuntimeClass: nvidia is containerd's default runtime on the AL2023 NVIDIA AMI
             # (gpu_plumbing.py). The chart's default "nvidia" exists only with the GPU Operator.
             "runtimeClassName": "",
-            # Replace the chart's example labels (environment/release: test); they also land in
-            # the Deployment's immutable selector, so they must be right from the first install.
-            "labels": {"app.kubernetes.io/part-of": PROJECT, "app.kubernetes.io/component": "vllm"},
+            # Drop the chart's example labels (environment/release: test) from the selector.
+            "labels": dict.fromkeys(CHART_EXAMPLE_LABELS),
+            "securityContext": POD_SECURITY_CONTEXT,
+            "containerSecurityContext": CONTAINER_SECURITY_CONTEXT,
             "containerPort": d.vllm_container_port,
             "servicePort": d.vllm_service_port,
             "imagePullPolicy": "IfNotPresent",  # the tag is pinned
@@ -226,13 +254,13 @@ def pod_disruption_budget(spec: ServingSpec) -> dict:
 
 
 def zone_spread(spec: ServingSpec) -> list[dict]:
+    """Even across AZs where nodes allow, never a reason to leave a replica pending: with
+    DoNotSchedule (and minDomains = AZs) a lost AZ counts as a domain with no replicas, so no
+    new replica could land anywhere (tests/serving/test_placement.py shows both)."""
     return [{
         "maxSkew": 1,
         "topologyKey": ZONE_KEY,
-        "whenUnsatisfiable": "DoNotSchedule",
-        # Count every AZ of the plan even before it has a node, so the autoscaler adds nodes
-        # in the empty AZ instead of the scheduler stacking pods in the others.
-        "minDomains": spec.plan.azs,
+        "whenUnsatisfiable": "ScheduleAnyway",
         "labelSelector": {"matchLabels": dict(spec.vllm_pod_labels)},
         # Spread each rollout revision on its own.
         "matchLabelKeys": ["pod-template-hash"],
@@ -240,7 +268,7 @@ def zone_spread(spec: ServingSpec) -> list[dict]:
 
 
 def deployment_patch(spec: ServingSpec) -> dict:
-    """Server-side-apply patch of the chart's Deployment: spread and drain."""
+    """Server-side-apply patch of the chart's Deployment: spread, token and drain."""
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -251,6 +279,8 @@ def deployment_patch(spec: ServingSpec) -> dict:
         },
         "spec": {"template": {"spec": {
             "terminationGracePeriodSeconds": termination_grace_s(spec),
+            # The engine calls no Kubernetes API (the chart has no value for this).
+            "automountServiceAccountToken": False,
             "topologySpreadConstraints": zone_spread(spec),
             "containers": [{
                 "name": CONTAINER_NAME,
@@ -266,6 +296,8 @@ def deployment_patch(spec: ServingSpec) -> dict:
 @dataclass(frozen=True)
 class VllmArgs:
     spec: ServingSpec
+    # What the release waits for: the KEDA release (the ScaledObject's CRD) and Prometheus.
+    release_after: tuple[pulumi.Resource, ...]
 
 
 class VllmServing(pulumi.ComponentResource):
@@ -283,12 +315,12 @@ class VllmServing(pulumi.ComponentResource):
         )
         self.release = kube.release(
             f"{name}-stack", chart("vllm-stack"), release_name=spec.defaults.vllm_release,
-            namespace=spec.namespace, values=vllm_stack_values(spec),
+            namespace=spec.namespace, values=vllm_stack_values(spec), allow_null_values=True,
             # A 70B engine takes minutes to load; waiting here would also leave the spread and
             # drain patch unapplied for that long. The patch follows immediately instead, and
             # readiness is watched by the startup probe, the PDB and the alerts.
             atomic=False, skip_await=True,
-            opts=kube.with_deps(child, [priority]),
+            opts=kube.with_deps(child, [priority, *args.release_after]),
         )
         patch = deployment_patch(spec)
         self.patch = k8s.apps.v1.DeploymentPatch(

@@ -91,11 +91,11 @@ def placeholder_deployment(spec: ServingSpec) -> dict:
                     "automountServiceAccountToken": False,
                     "nodeSelector": dict(GPU_NODE_SELECTOR),
                     "tolerations": [gpu_toleration()],
+                    # Soft, as the engines' (vllm.zone_spread): with an AZ lost, spares stay in the others.
                     "topologySpreadConstraints": [{
                         "maxSkew": 1,
                         "topologyKey": ZONE_KEY,
-                        "whenUnsatisfiable": "DoNotSchedule",
-                        "minDomains": spec.plan.azs,
+                        "whenUnsatisfiable": "ScheduleAnyway",
                         "labelSelector": {"matchLabels": selector},
                     }],
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},

@@ -2,26 +2,29 @@
 
 What it models, in the order a request meets it:
 
-- Gateway: a request is shed (503, a miss) when the ready replicas' requests in flight reach
-  `admission_limit_per_replica` x ready replicas; otherwise Envoy's least-request balancer
-  (power of two random choices, its default) picks the replica. Rejected requests are not
-  retried unless `retry_after_s` is set (then up to `max_attempts` sends, each after the
-  Retry-After delay, latency counted from the first).
+- Gateway: Envoy's least-request balancer (power of two random choices, its default) picks
+  a ready replica; the request is shed (503, a miss) when that replica already holds
+  `admission_limit_per_replica` requests: the per-endpoint circuit breaker as deployed
+  (`gateway_proxies` Envoys x `admission_connections_per_proxy` connections per engine, one
+  HTTP/1.1 request per connection; Envoy's pending queue is kept to a few requests, so it
+  is taken as none). Rejected requests are not retried unless `retry_after_s` is set (then
+  up to `max_attempts` sends, each after the Retry-After delay, latency counted from the first).
 - Replicas: one vLLM V1 engine each (engine.py), per AZ.
 - Autoscaling: Prometheus scrapes the engines every `metrics_scrape_interval_s`; every
   `polling_interval_s` the HPA reads the control block's signal (the sum of the gauges it
   names over the ready replicas), computes ceil(signal / threshold) (AverageValue), skips
   changes within its tolerance, applies the scale-up policies (Pods or Percent per period,
   the larger) and the scale-down stabilization window and policy, and clamps to min/max.
-- A new replica lands on the AZ with the fewest replicas (zone spread, maxSkew 1): on a warm
-  spare node if that AZ has one free (ready after the placeholder path), else on a node from
-  the node tier (ready after that path) while the AZ is below its node ceiling. A consumed
-  spare is replaced from the node tier. Paths come from the time-to-serve model, without its
-  scale-signal step (the loop above is that step).
+- A new replica lands on an AZ with the fewest replicas among those that can take it (the
+  deployed zone spread is maxSkew 1 with `ScheduleAnyway`: the scheduler prefers the emptiest
+  AZ but never leaves a replica pending for the spread's sake): on a warm spare node if that AZ
+  has one free (ready after the placeholder path), else on a node from the node tier (ready
+  after that path) while the AZ is below its node ceiling. A consumed spare is replaced from
+  the node tier. Paths come from the time-to-serve model, without its scale-signal step (the
+  loop above is that step).
 - AZ loss at `az_loss_at_s`: the AZ with the most replicas loses its replicas, their requests
-  in flight (misses), its spares and its pending nodes. The zone spread (`DoNotSchedule`,
-  `minDomains` = AZs) then admits no new replica anywhere while the lost AZ's nodes still count
-  as a domain with none, so the survivors carry the load alone (the plan's N+1 sizing).
+  in flight (misses), its spares and its pending nodes. New replicas then land in the
+  surviving AZs, within their node ceilings.
 
 Routing sees a replica's in-flight count as of its last step end (one step, ~10-50 ms, stale).
 """
@@ -202,10 +205,7 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
     def place(t: float) -> bool:
         """One more replica where the zone spread allows; False when it cannot be placed now."""
         n = counts()
-        if not all(az_up):
-            return False  # minDomains: the lost AZ counts with no replicas; nothing can be placed
-        low = min(n)
-        allowed = [az for az in range(azs) if n[az] + 1 - low <= 1]
+        allowed = [az for az in range(azs) if az_up[az]]  # ScheduleAnyway: any AZ still up
         for az in sorted(allowed, key=lambda a: (spare_slots[a] == 0 and node_slots_free[a] == 0, n[a], a)):
             if node_slots_free[az]:
                 node_slots_free[az] -= 1
@@ -274,18 +274,19 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
     draws = rng.random(2 * n_arr + 64).tolist()
     di = 0
 
+    def shed(rid: int, t: float) -> None:
+        if retry_after_s is not None and attempt_of[rid] < max_attempts:
+            attempt_of[rid] += 1
+            heapq.heappush(retries, (t + retry_after_s, rid))
+        else:
+            R.state[rid] = REJECTED
+            R.finish_t[rid] = t
+
     def route(rid: int, t: float) -> None:
         nonlocal di, draws
         n_ready = len(ready)
-        if n_ready and in_flight[0] >= limit * n_ready:
-            advance_all(t)  # the count only falls as engines catch up: exact when it matters
-        if n_ready == 0 or in_flight[0] >= limit * n_ready or (max_model_len and R.prompt[rid] + R.output[rid] > max_model_len):
-            if retry_after_s is not None and attempt_of[rid] < max_attempts:
-                attempt_of[rid] += 1
-                heapq.heappush(retries, (t + retry_after_s, rid))
-            else:
-                R.state[rid] = REJECTED
-                R.finish_t[rid] = t
+        if n_ready == 0 or (max_model_len and R.prompt[rid] + R.output[rid] > max_model_len):
+            shed(rid, t)
             return
         if n_ready == 1:
             pi = ready[0]
@@ -304,6 +305,9 @@ def simulate_fleet(rm: ReplicaModel, shape: FleetShape, control: Control, load: 
         if pi in active:
             advance(pi, t)
         e = pods[pi].engine
+        if e.in_flight >= limit:  # the per-endpoint circuit breaker is open for this engine
+            shed(rid, t)
+            return
         e.waiting.append(rid)
         R.replica[rid] = pi
         in_flight[0] += 1

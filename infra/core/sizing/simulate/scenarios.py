@@ -181,6 +181,7 @@ def run_scenario(plan: FleetPlan, w: Workload, name: str, *, lengths: Lengths, r
         ttft_p95_ms=_round(p95["ttft"]),
         tpot_p95_ms=_round(p95["tpot"]),
         e2e_p95_ms=_round(p95["e2e"]),
+        e2e_p99_ms=lat.summaries()["e2e_ms"]["p99"],
         replicas_min=run.replicas_min,
         replicas_max=run.replicas_max,
         why=why,
