@@ -461,6 +461,27 @@ def time_to_serve(f: Facts) -> str:
     return "\n".join(rows)
 
 
+def time_to_serve_steps(f: Facts) -> str:
+    """docs/serving.md: each path's steps in seconds, for prod's checkpoint, and each total."""
+    from infra.core.sizing import time_to_serve as tts
+    from infra.program.serving import warm_pool
+
+    paths = warm_pool.time_to_serve(f.serving)
+    steps = list(dict.fromkeys(step for path in tts.PATHS for step in paths[path]))
+    gib = f.serving.checkpoint_gib
+    where = {"S3 hydration of the weights": f" ({gib:.1f} GiB at {tts.ASSUMPTIONS.s3_hydration_gib_per_s:g} GiB/s)",
+             tts.LOAD_STEP: f" ({gib:.1f} GiB at {tts.ASSUMPTIONS.nvme_load_gib_per_s:g} GiB/s + "
+                            f"{tts.ASSUMPTIONS.engine_init_s} s init)"}
+    rows = ["| step (s) | " + " | ".join(f"`{p}`" for p in tts.PATHS) + " |", "|---|" + "---:|" * len(tts.PATHS)]
+    for step in steps:
+        cells = [f"{paths[p][step]:.0f}" if step in paths[p] else "–" for p in tts.PATHS]
+        rows.append(f"| {step}{where.get(step, '')} | " + " | ".join(cells) + " |")
+    rows.append("")
+    rows += [f"- `{p}`: {warm_pool.total_s(paths[p]):.0f} s = {warm_pool.total_s(paths[p]) / 60:.1f} min"
+             for p in tts.PATHS]
+    return "\n".join(rows)
+
+
 def warm_pool_cost(f: Facts) -> str:
     from infra.core.catalog import HOURS_PER_MONTH
     from infra.program.serving import warm_pool
@@ -737,6 +758,7 @@ BLOCKS = (
     Generated("docs/cost-and-policy.md", "prod-cost", prod_cost_table),
     Generated("docs/cost-and-policy.md", "cost-diff-sample", cost_diff_sample),
     Generated("docs/serving.md", "warm-pool-cost", warm_pool_cost),
+    Generated("docs/serving.md", "time-to-serve-steps", time_to_serve_steps),
     Generated("docs/calibration-report.md", None, calibration_report),
 )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import pytest
+
 from infra.core.catalog import HOURS_PER_MONTH
 from infra.core.catalog.charts import image
 from infra.core.sizing import time_to_serve
@@ -50,9 +52,10 @@ def test_time_to_serve_orders_the_paths(prod_spec: ServingSpec):
     paths = {k: warm_pool.total_s(v) for k, v in warm_pool.time_to_serve(prod_spec).items()}
     assert paths["placeholder"] < paths["warm_reused"] < paths["warm_node"] < paths["cold"]
     cold = warm_pool.time_to_serve(prod_spec)["cold"]
-    assert round(cold["S3 hydration of the weights"], 1) == round(prod_spec.weights_gib / 1.0, 1)
-    # The simulator's time-to-serve model loads the weights as they sit in HBM.
-    assert cold["vLLM load from NVMe + engine init"] == time_to_serve.expected_load_s(prod_spec.weights_gib)
+    # Hydration and load move the checkpoint on disk (BF16 for online FP8), not the FP8 weights in HBM.
+    assert prod_spec.checkpoint_gib == pytest.approx(2 * prod_spec.weights_gib, rel=0.05)
+    assert round(cold["S3 hydration of the weights"], 1) == round(prod_spec.checkpoint_gib / 1.0, 1)
+    assert cold["vLLM load from NVMe + engine init"] == time_to_serve.expected_load_s(prod_spec.checkpoint_gib)
 
 
 def test_cost_is_spares_times_node_price_times_hours_plus_stopped_pool_ebs():

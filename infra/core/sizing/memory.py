@@ -92,6 +92,16 @@ def weight_bytes(m: ModelArch, precision: str) -> int:
     return int(p.linear * WEIGHT_BYTES[precision] + (p.embedding + p.lm_head + p.norms) * 2)
 
 
+# What the checkpoint on disk holds for each serving precision: vLLM's `--quantization fp8`
+# quantises the BF16 checkpoint as it loads (dynamic FP8), the others read pre-quantised checkpoints.
+CHECKPOINT_PRECISION = {"bf16": "bf16", "fp8": "bf16", "int8": "int8", "int4": "int4"}
+
+
+def checkpoint_gib(m: ModelArch, precision: str) -> float:
+    """GiB the hydrator copies to NVMe and vLLM reads at start (time to serve, startup probe)."""
+    return weight_bytes(m, CHECKPOINT_PRECISION[precision]) / 2**30
+
+
 def kv_values_per_token_per_layer(m: ModelArch, tp: int = 1) -> int:
     """K and V values one token stores per layer on one rank. MLA stores one latent of
     `kv_lora_rank + qk_rope_head_dim` values, the same on every rank (vLLM replicates it)."""

@@ -33,9 +33,6 @@ from infra.core.sizing.verified import WARM_SPARE_SHARE, CandidateKnee, Proposal
 MAX_NUM_SEQS_CHOICES = (16, 32, 64, 128, 256, 512)
 MAX_NUM_BATCHED_TOKENS_CHOICES = (2048, 8192)  # a small budget trims TPOT spikes from long prompts
 QUANTIZATION_FLAG = {"bf16": None, "fp8": "fp8", "int8": "compressed-tensors", "int4": "awq_marlin"}
-# What the checkpoint on disk holds for each serving precision: vLLM's `--quantization fp8`
-# quantises the BF16 checkpoint as it loads (dynamic FP8), the others read pre-quantised checkpoints.
-CHECKPOINT_PRECISION = {"bf16": "bf16", "fp8": "bf16", "int8": "int8", "int4": "int4"}
 SLO_LABELS = {
     "ttft_p95_ms": "TTFT p95",
     "tpot_p95_ms": "TPOT p95",
@@ -458,14 +455,14 @@ def _closed_form_proposal(spec: SizingSpec, arch: ModelArch, e: Evaluation) -> P
     """The pre-filter's shape and a control block from its own figures (no simulation)."""
     from infra.core.sizing.control import KneeFigures, derive_control
     from infra.core.sizing.time_to_serve import after_signal_s, time_to_serve
-    from infra.core.sizing.verified import weights_gib
+    from infra.core.sizing.verified import checkpoint_gib_of
 
     f, w = spec.fleet, spec.workload
     sh = _shape(e, spec)
     rpn = e.cand.replicas_per_node
     baseline = sh.serving * rpn * f.azs
     r = e.at_best
-    lag = after_signal_s(time_to_serve(weights_gib(e.cand.rm))["placeholder" if sh.warm else "warm_node"])
+    lag = after_signal_s(time_to_serve(checkpoint_gib_of(e.cand.rm))["placeholder" if sh.warm else "warm_node"])
     control = derive_control(
         served_name=spec.model.served_name or arch.hf_id or arch.key,
         knee=KneeFigures(r.requests_per_s, e.concurrency_per_replica, e.concurrency_per_replica, r.ttft_ms_p95),

@@ -22,6 +22,7 @@ from infra.core.catalog import ModelArch
 from infra.core.config import SizingSpec
 from infra.core.sizing.control import KneeFigures, derive_control
 from infra.core.sizing.load import steady_state
+from infra.core.sizing.memory import checkpoint_gib
 from infra.core.sizing.perf import ReplicaModel
 from infra.core.sizing.plan import Control, FleetPlan, ScenarioResult
 from infra.core.sizing.simulate.memo import memoised
@@ -280,7 +281,7 @@ class VerifiedSearch:
         f, w = self.spec.fleet, self.spec.workload
         rpn = cand.replicas_per_node
         replicas_baseline = shape.serving * rpn * f.azs
-        paths = time_to_serve(weights_gib(ck.rm))
+        paths = time_to_serve(checkpoint_gib_of(ck.rm))
         lag_path = "placeholder" if shape.warm else "warm_node"
         lag = after_signal_s(paths[lag_path])
         run = ck.knee.run
@@ -348,9 +349,9 @@ def group_key(cand) -> tuple:
     return (cand.instance.name, cand.tp, cand.precision, cand.max_num_batched_tokens)
 
 
-def weights_gib(rm: ReplicaModel) -> float:
-    """The plan's figure (weights_gib_per_gpu, rounded as the plan prints it) x TP."""
-    return round(rm.memory.weights_bytes / 2**30, 2) * rm.tp
+def checkpoint_gib_of(rm: ReplicaModel) -> float:
+    """What a new replica of `rm` hydrates and loads: its checkpoint, not its weights in HBM."""
+    return checkpoint_gib(rm.arch, rm.precision)
 
 
 def fluid_burst_miss(spec: SizingSpec, p: Proposal, ck: CandidateKnee, rpn: int) -> float:
@@ -366,7 +367,7 @@ def fluid_burst_miss(spec: SizingSpec, p: Proposal, ck: CandidateKnee, rpn: int)
     t = np.arange(WARMUP_S, end, dt)
     mult = np.interp(t, [BURST_START_S, BURST_START_S + max(w.burst_ramp_s, 1e-9)], [1.0, w.burst_factor])
     offered = p.rate_per_s * mult
-    paths = time_to_serve(weights_gib(ck.rm))
+    paths = time_to_serve(checkpoint_gib_of(ck.rm))
     warm_s = after_signal_s(paths["placeholder"]) + c.polling_interval_s
     cold_s = after_signal_s(paths["warm_node"]) + c.polling_interval_s
     base = c.min_replicas

@@ -20,9 +20,8 @@ from infra.core.config import StackConfig
 from infra.core.errors import InputError
 from infra.core.labels import GPU_NODE_LABELS, SYSTEM_NODE_LABELS, ZONE_LABEL, common_labels, gpu_toleration
 from infra.core.sizing import time_to_serve
-from infra.core.sizing.memory import weight_bytes
+from infra.core.sizing.memory import checkpoint_gib
 from infra.core.sizing.plan import FleetPlan
-from infra.core.sizing.search import CHECKPOINT_PRECISION
 from infra.program.serving import hydrator as weights_k8s
 
 # Node labels set by the GPU node groups and the system node group (infra/core/labels.py).
@@ -187,8 +186,7 @@ class ServingSpec:
     def checkpoint_gib(self) -> float:
         """What vLLM reads from NVMe at start: the checkpoint the hydrator copied, which for
         online FP8 is the BF16 one (twice the FP8 weights in HBM)."""
-        arch = load_catalog().model(self.plan.model)
-        return weight_bytes(arch, CHECKPOINT_PRECISION[self.plan.precision]) / 2**30
+        return checkpoint_gib(load_catalog().model(self.plan.model), self.plan.precision)
 
     # --- SLOs -----------------------------------------------------------------------------
     @property

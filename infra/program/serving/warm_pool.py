@@ -124,7 +124,7 @@ def placeholder_deployment(spec: ServingSpec) -> dict:
 def time_to_serve(spec: ServingSpec) -> dict[str, dict[str, float]]:
     """Seconds per step from "the queue grows" to "a new replica is ready", for each path
     (the model and its assumptions: infra/core/sizing/time_to_serve.py)."""
-    return ttsmodel.time_to_serve(spec.weights_gib)
+    return ttsmodel.time_to_serve(spec.checkpoint_gib)
 
 
 total_s = ttsmodel.total_s

@@ -21,6 +21,7 @@ import numpy as np
 from infra.core.catalog import Catalog, load_catalog
 from infra.core.config import Workload
 from infra.core.sizing.measured import engine_for
+from infra.core.sizing.memory import checkpoint_gib
 from infra.core.sizing.perf import ReplicaModel, engine_params
 from infra.core.sizing.plan import FleetPlan, ScenarioResult
 from infra.core.sizing.simulate.engine import DONE
@@ -82,8 +83,9 @@ def replica_model(plan: FleetPlan, catalog: Catalog | None = None) -> ReplicaMod
     )
 
 
-def fleet_shape(plan: FleetPlan, warm_pool_state: str = "STOPPED") -> FleetShape:
-    paths = time_to_serve(plan.weights_gib_per_gpu * plan.tensor_parallel)
+def fleet_shape(plan: FleetPlan, rm: ReplicaModel, warm_pool_state: str = "STOPPED") -> FleetShape:
+    """The plan's nodes and replicas; new replicas start after the time to serve `rm`'s checkpoint."""
+    paths = time_to_serve(checkpoint_gib(rm.arch, rm.precision))
     return FleetShape(
         azs=plan.azs,
         replicas_per_node=plan.replicas_per_node,
@@ -153,7 +155,7 @@ def run_scenario(plan: FleetPlan, w: Workload, name: str, *, lengths: Lengths, r
     rng = np.random.default_rng(seed)
     load = open_loop(rng, lengths, rate_per_s, win.arrivals_until_s, win.profile)
     run = simulate_fleet(
-        rm, fleet_shape(plan, warm_pool_state), plan.control, load, seed=seed,
+        rm, fleet_shape(plan, rm, warm_pool_state), plan.control, load, seed=seed,
         until_s=win.arrivals_until_s + drain_s(w), az_loss_at_s=win.az_loss_at_s,
         prefix_hit_fraction=prefix_hit_fraction, retry_after_s=retry_after_s,
         max_model_len=plan.vllm.max_model_len, progress=progress,
@@ -209,6 +211,6 @@ def verify(plan: FleetPlan, w: Workload, *, lengths: Lengths, rate_per_s: float,
         return tuple(out)
 
     # What the fleet simulation reads of the plan: its shape, control block and context window.
-    inputs = ("verify", rm.identity, fleet_shape(plan), plan.control, plan.vllm.max_model_len, w, lengths.digest(),
+    inputs = ("verify", rm.identity, fleet_shape(plan, rm), plan.control, plan.vllm.max_model_len, w, lengths.digest(),
               rate_per_s, seed, stop_at_first_failure, names)
     return memoised(inputs, run)
