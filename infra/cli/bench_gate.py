@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from infra.core import deploy
-from infra.core.bench.job import BenchJob, GatewayTarget, bench_job, token_secret_arn
+from infra.core.bench.job import BenchJob, GatewayTarget, bench_job, ensure_within_bench_bucket, token_secret_arn
 from infra.core.rollout.interfaces import BenchOutcome, InVpcRunner
 from infra.core.rollout.spec import BenchCheck, RolloutPlan, fill
 
@@ -44,6 +44,7 @@ def job_for(plan: RolloutPlan, stack: str, project_dir: Path, outputs: Mapping[s
     check = _check(plan)
     resolved = resolve(stack, project_dir)
     cfg = resolved.config
+    ensure_within_bench_bucket(check, cfg, resolved.plan.load)
     url = fill(check.url, stack=stack, region=cfg.region, environment=plan.environment) if check.url else None
     job = bench_job(check, stack=stack, environment=plan.environment, cfg=cfg, url=url,
                     served_name=resolved.plan.served_name, workload=resolved.spec.workload,

@@ -385,3 +385,36 @@ def test_the_build_role_may_read_the_bench_secret_only_when_configured():
     assert "BenchTenantToken" not in sids(build_role_policy(**kw))
     stmt = sids(build_role_policy(**kw, bench_secret_arn=ARN))["BenchTenantToken"]
     assert stmt["Action"] == ["secretsmanager:GetSecretValue"] and stmt["Resource"] == [ARN]
+
+
+@pytest.mark.parametrize("check, peak, fits", [
+    (BenchCheck(rate_per_s=200, requests=2000, duration_s=600), 2000, True),  # its 2,000 requests at most
+    (BenchCheck(rate_per_s=150, requests=2000, duration_s=30), 2000, True),  # 4,500 in its 30 s, capped by requests
+    (BenchCheck(concurrency=16, requests=200), 200, True),
+])
+def test_the_gates_peak_minute_is_its_rate_capped_by_what_it_sends(check, peak, fits):
+    from infra.core.bench.job import ensure_within_bench_bucket, peak_requests_per_minute
+
+    resolved = resolve("prod")
+    load = resolved.plan.load
+    latency_s = load["concurrent_requests"] / load["arrival_rate_per_s"]
+    assert peak_requests_per_minute(check, latency_s) == pytest.approx(min(peak, check.requests))
+    ensure_within_bench_bucket(check, resolved.config, load)  # prod's bench bucket: 6,000 a minute
+
+
+def test_a_gate_that_would_hit_the_bench_tenants_own_rate_limit_is_refused():
+    """Its 429s would read as misses and fail a healthy fleet: the dry run and the real run refuse it.
+    (A gate sends at most 2,000 requests, under the default bucket of 6,000 a minute: a smaller bucket.)"""
+    from infra.core.bench.job import ensure_within_bench_bucket
+
+    resolved = resolve("prod")
+    cfg = resolved.config
+    cfg = cfg.model_copy(update={"ingress": cfg.ingress.model_copy(update={"bench_rate_limit_requests_per_minute": 600})})
+    ensure_within_bench_bucket(BenchCheck(rate_per_s=10, requests=2000, duration_s=300), cfg, resolved.plan.load)
+    with pytest.raises(UserError) as err:
+        ensure_within_bench_bucket(BenchCheck(rate_per_s=15, requests=2000, duration_s=300), cfg, resolved.plan.load)
+    assert "bench_rate_limit_requests_per_minute 600" in str(err.value) and "900 requests a minute" in str(err.value)
+    # closed loop: Little's law at the plan's latency (prod: ~2.4 s, so 32 clients send ~810 a minute)
+    with pytest.raises(UserError):
+        ensure_within_bench_bucket(BenchCheck(concurrency=32, requests=2000, duration_s=300), cfg, resolved.plan.load)
+    ensure_within_bench_bucket(BenchCheck(concurrency=16, requests=2000, duration_s=300), cfg, resolved.plan.load)

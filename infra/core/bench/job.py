@@ -232,6 +232,29 @@ def token_secret_arn(check, cfg, stack: str) -> str:
     return arn
 
 
+def peak_requests_per_minute(check, mean_latency_s: float) -> float:
+    """The most requests the gate sends in one rate-limit window (a minute): open loop at its
+    rate, closed loop at `concurrency / mean latency` (Little's law), never more than it sends."""
+    rate_per_s = check.rate_per_s if check.rate_per_s is not None else check.load["concurrency"] / mean_latency_s
+    return min(float(check.requests), rate_per_s * min(60.0, check.duration_s))
+
+
+def ensure_within_bench_bucket(check, cfg, plan_load: Mapping[str, float]) -> None:
+    """Refuse a gate whose load would hit the bench tenant's own rate limit: its 429s would read
+    as misses and fail a healthy fleet. `plan_load`: the plan's `load` (Little's law latency)."""
+    from infra.core.errors import UserError
+
+    latency_s = plan_load["concurrent_requests"] / plan_load["arrival_rate_per_s"]
+    peak = peak_requests_per_minute(check, latency_s)
+    bucket = cfg.ingress.bench_rate_limit_requests_per_minute
+    if peak > bucket:
+        raise UserError(
+            f"gates.health.bench: {check.name} would send about {peak:,.0f} requests a minute "
+            f"({', '.join(f'{k} {v:g}' for k, v in check.load.items())}, at the plan's {latency_s:.2f} s mean latency), "
+            f"over the bench tenant's bucket of llm-fleet:ingress.bench_rate_limit_requests_per_minute {bucket}; "
+            "lower the gate's load or raise the bucket")
+
+
 def bench_job(check, *, stack: str, environment: str, cfg, served_name: str, workload, url: str | None,
               registry: str | None, gateway: GatewayTarget, run_id: str) -> BenchJob:
     """The Job of the gate `check` for one stack: its lengths and SLOs from the stack's workload,

@@ -249,10 +249,11 @@ def dry_run(
             row.steps = _steps(plan, stack, cfg.deploys_in_vpc)
             bench = plan.gates.health.bench if plan.gates.health is not None else None
             if bench is not None:
-                from infra.core.bench.job import token_secret_arn
+                from infra.core.bench.job import ensure_within_bench_bucket, token_secret_arn
 
                 try:
                     token_secret_arn(bench, cfg, stack)
+                    ensure_within_bench_bucket(bench, cfg, doc["plan"]["load"])
                 except UserError as exc:
                     row.error = str(exc)
                     continue
