@@ -37,7 +37,8 @@ class FakeEvaluator:
             "stack": stack, "region": resolved.region,
             "plan": {"instance_type": "p5.48xlarge", "gpus_per_node": 8, "azs": 3,
                      "nodes_per_az": {"min": 3, "desired": 3, "max": 5}, "warm_spares_per_az": 1,
-                     "gpus_baseline": 72, "replicas_baseline": 6, "replicas_max": 12},
+                     "gpus_baseline": 72, "replicas_baseline": 6, "replicas_max": 12,
+                     "load": {"concurrent_requests": 200, "arrival_rate_per_s": 84.3}},
             "resources": [{"urn": f"urn:{i}", "type": "aws:ec2/vpc:Vpc"} for i in range(77)],
         })
 
