@@ -97,6 +97,21 @@ def test_ctrl_c_anywhere_is_exit_130_with_a_json_summary(cli, bucket, uploaded, 
         assert read_marker(str(tmp_path / "dest")) is None
 
 
+def open_files(pid: int) -> set[str]:
+    """The paths a process holds open (none once it has exited); an fd closed while we list them is skipped."""
+    paths: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return paths
+    for fd in fds:
+        try:
+            paths.add(os.path.realpath(os.readlink(f"/proc/{pid}/fd/{fd}")))
+        except FileNotFoundError:
+            continue
+    return paths
+
+
 def test_a_real_sigint_while_waiting_for_the_lock_is_exit_130_with_json(s3_endpoint, bucket, uploaded, tmp_path):
     dest = tmp_path / "dest"
     code = ("import sys, infra.cli as c; c.COMMAND_MODULES = ('infra.cli.weights',); "
@@ -110,8 +125,7 @@ def test_a_real_sigint_while_waiting_for_the_lock_is_exit_130_with_json(s3_endpo
         lock = os.path.realpath(dest / STATE_DIR / LOCK_NAME)
         deadline = time.monotonic() + 60
         # The child opens the lock file only once it is inside the lock's wait loop.
-        while not any(os.path.realpath(f"/proc/{proc.pid}/fd/{fd}") == lock
-                      for fd in os.listdir(f"/proc/{proc.pid}/fd")):
+        while lock not in open_files(proc.pid):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
