@@ -1,4 +1,5 @@
-"""argparse `type=` validators shared by the commands: a bad value exits 2 naming the flag,
+"""argparse helpers shared by the commands: `command_parser` (one subcommand, its help from the
+module docstring, its exit codes), and `type=` validators: a bad value exits 2 naming the flag,
 the value and what is allowed (argparse prefixes the flag)."""
 from __future__ import annotations
 
@@ -6,7 +7,17 @@ import argparse
 import math
 from decimal import Decimal, InvalidOperation
 
-from infra.core.errors import shown
+from infra.core.errors import exit_code_epilog, shown
+
+
+def command_parser(subparsers: argparse._SubParsersAction, name: str, module_doc: str | None, *,
+                   help: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is its module docstring after the first paragraph and
+    whose epilog lists the exit codes in its own words."""
+    return subparsers.add_parser(
+        name, help=help, description=module_doc.split("\n\n", 1)[1] if module_doc else None,
+        epilog=exit_code_epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def positive_int(text: str) -> int:

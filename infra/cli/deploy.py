@@ -17,20 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.core.errors import EXIT_OK, UserError, WorkspaceError, exit_code_epilog
+from infra.cli.argtypes import command_parser
+from infra.core.errors import EXIT_OK, UserError, WorkspaceError
 from infra.core.paths import REPO_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from infra.cli.output import add_json_argument
 
-    p = subparsers.add_parser(
-        "deploy",
-        help="deploy a stack for real: its AWS base here, its workloads in the VPC (private endpoint) or here",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        epilog=exit_code_epilog("deploy"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "deploy", __doc__, help="deploy a stack for real: its AWS base here, its workloads in the VPC (private endpoint) or here")
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
     p.add_argument("--destroy", action="store_true", help="destroy the stack instead: workloads, load balancer, base")
     p.add_argument("--yes", action="store_true", help="confirm --destroy")

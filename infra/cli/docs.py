@@ -20,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.cli.argtypes import command_parser
 from infra.cli.output import add_json_argument, emit_json
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, UserError, exit_code_table
 from infra.core.files import atomic_write
@@ -608,7 +609,7 @@ def tco_assumptions(f: Facts) -> str:
            if fl.min_replicas == fl.max_replicas else
            f"so prod runs {min(t.day.nodes)}-{max(t.day.nodes)} nodes, {t.day.node_hours} node-hours a day. ")
         + f"Capacity within SLO: the simulated knee, {fl.knee_rate_per_replica:.2f} requests/s per replica.",
-        f"- Fixed infrastructure: the cost model's expected month less its GPU nodes (EKS, NAT, NLB, system nodes, "
+        "- Fixed infrastructure: the cost model's expected month less its GPU nodes (EKS, NAT, NLB, system nodes, "
         "storage, KMS).",
         f"- Staffing: `tco.oncall_fte` {cfg.oncall_fte:g} x `tco.usd_per_fte_year` {usd(cfg.usd_per_fte_year)} (seed "
         "000's one ML infra engineer on the pager; seed 003 costs 0.25 FTE at $3,000-5,000 a month).",
@@ -817,11 +818,7 @@ def stale(project_dir: Path = REPO_ROOT) -> dict[str, str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "docs", help="check (or --write) every generated README/docs block, report and policy config",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "docs", __doc__, help="check (or --write) every generated README/docs block, report and policy config")
     p.add_argument("--write", action="store_true", help="rewrite what is stale (atomically)")
     add_json_argument(p, "{written, stale: {path: diff}} of what is (or was) stale")
     p.add_argument("--project-dir", default=None, help="repository root (default: this repository)")

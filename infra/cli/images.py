@@ -13,17 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from infra.cli.argtypes import command_parser
 from infra.cli.output import add_json_argument, emit_json
 from infra.core.paths import REPO_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "images",
-        help="list the stack's images and how ECR serves them; --script prints the mirror step",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "images", __doc__, help="list the stack's images and how ECR serves them; --script prints the mirror step")
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
     p.add_argument("--script", action="store_true", help="print the mirror step as a bash script instead")
     p.add_argument("--project-dir", default=None, help="directory holding Pulumi.<stack>.yaml (default: repo root)")

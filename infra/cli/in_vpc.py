@@ -15,16 +15,13 @@ import os
 import sys
 from pathlib import Path
 
+from infra.cli.argtypes import command_parser
 from infra.core.errors import EXIT_OK, InputError
 from infra.core.paths import REPO_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "in-vpc", help="(run by the in-VPC deployer's build) report a preview or Prometheus answers back",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "in-vpc", __doc__, help="(run by the in-VPC deployer's build) report a preview or Prometheus answers back")
     sub = p.add_subparsers(dest="in_vpc_action", metavar="ACTION", required=True)
     emit = sub.add_parser("emit", help="print a JSON file back through the build log")
     emit.add_argument("file", help="a JSON document (e.g. `pulumi preview --json` output)")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.cli.argtypes import monthly_usd, positive_int
+from infra.cli.argtypes import command_parser, monthly_usd, positive_int
 from infra.cli.output import add_json_argument, emit_json
 from infra.core import patterns
 from infra.core.config import NAMESPACE, parse_stack_config, project_config_defaults, stack_file_config, stack_file_path
@@ -35,12 +35,7 @@ VPC_POOL = ipaddress.ip_network("10.0.0.0/8")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "new-stack",
-        help="a new stack from an existing one: Pulumi.NAME.yaml with region-scoped values blanked, its policy config",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "new-stack", __doc__, help="a new stack from an existing one: Pulumi.NAME.yaml with region-scoped values blanked, its policy config")
     p.add_argument("name", metavar="NAME", help="the new stack's name (writes Pulumi.NAME.yaml)")
     p.add_argument("--from", dest="source", required=True, metavar="STACK", help="the stack to copy, e.g. prod")
     p.add_argument("--region", default=None, help="AWS region of the new stack (default: SOURCE's)")
@@ -128,7 +123,7 @@ def build(args: argparse.Namespace, project_dir: Path) -> NewStack:
     if not patterns.matches(patterns.REGION, region):
         raise InputError("--region", region, "an AWS region name like us-east-2")
     workload, model, fleet = _section(entries, "workload"), _section(entries, "model"), _section(entries, "fleet")
-    ingress, tags, weights = _section(entries, "ingress"), _section(entries, "tags"), _section(entries, "weights")
+    ingress, tags = _section(entries, "ingress"), _section(entries, "tags")
     network = _section(entries, "network")
 
     if region != source_cfg.region:

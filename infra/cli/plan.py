@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from infra.cli.argtypes import command_parser
 from infra.cli.output import STDOUT, add_json_argument, emit_json, warn
 from infra.cli.tco import tco_of_resolved, vs_api_text
 from infra.core.cost.diff import failure_document
@@ -46,12 +47,7 @@ PROJECT_CHOICES = {"base": PROJECT, "workloads": WORKLOADS_PROJECT, "all": None,
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "plan",
-        help="offline plan: run the Pulumi program under mocks and show what it would create",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "plan", __doc__, help="offline plan: run the Pulumi program under mocks and show what it would create")
     p.add_argument("--stack", default="prod",
                    help="stack name: reads Pulumi.<stack>.yaml; with --project global an environment, "
                         "stacks/<stack>.yaml (default: prod)")

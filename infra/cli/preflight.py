@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from infra.cli.argtypes import endpoint_url
+from infra.cli.argtypes import command_parser, endpoint_url
 from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.errors import EXIT_OK, EXIT_PREFLIGHT, InputError
 from infra.core.files import read_json_file
@@ -34,12 +34,7 @@ MARKS = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "SKIP"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "preflight",
-        help="check capacity, quota, reservations and weights storage before a change (boto3)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "preflight", __doc__, help="check capacity, quota, reservations and weights storage before a change (boto3)")
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
     add_json_argument(p, "the checks")
     p.add_argument("--bucket", default=None, help="weights bucket (default: stack outputs, else the naming convention)")

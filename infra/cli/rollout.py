@@ -26,19 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from infra.cli.argtypes import command_parser
 from infra.cli.output import add_json_argument, emit_json
-from infra.core.errors import EXIT_OK, UserError, exit_code_epilog
+from infra.core.errors import EXIT_OK, UserError
 from infra.core.paths import REPO_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "rollout",
-        help="roll an environment's region stacks out in waves with gates (stacks/<env>.yaml)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        epilog=exit_code_epilog("rollout"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "rollout", __doc__, help="roll an environment's region stacks out in waves with gates (stacks/<env>.yaml)")
     p.add_argument("plan", metavar="PLAN.yaml", help="the environment's rollout plan, e.g. stacks/prod.yaml")
     p.add_argument("--dry-run", action="store_true", help="offline: plan, cost delta and policy per stack; change nothing")
     p.add_argument("--resume", action="store_true", help="continue the unfinished (halted or crashed) rollout")

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from infra.cli.argtypes import fraction, positive_float, positive_int
+from infra.cli.argtypes import command_parser, fraction, positive_float, positive_int
 from infra.cli.output import add_json_argument, emit_json
 from infra.cli.progress import DelayedStatus
 from infra.cli.size import add_trace_arguments, load_trace, replica_and_correction
@@ -31,12 +31,7 @@ REPLICA_FLAGS = ("model", "gpu", "tp", "input_tokens", "output_tokens")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "simulate",
-        help="simulate one vLLM replica (--model ...) or a stack's fleet (--stack) step by step",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "simulate", __doc__, help="simulate one vLLM replica (--model ...) or a stack's fleet (--stack) step by step")
     fleet = p.add_argument_group("fleet mode")
     fleet.add_argument("--stack", help="simulate this stack's resolved plan (Pulumi.<stack>.yaml)")
     fleet.add_argument("--scenario", choices=SCENARIO_CHOICES, default="all", help="which scenario (default: all)")

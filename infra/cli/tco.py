@@ -15,18 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from infra.cli.argtypes import command_parser
 from infra.cli.output import add_json_argument, emit_json, warn
 from infra.core.errors import EXIT_OK, InputError
 from infra.core.paths import REPO_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "tco",
-        help="self-host or API: total cost of ownership, $/1M tokens and the break-even against managed APIs",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(subparsers, "tco", __doc__, help="self-host or API: total cost of ownership, $/1M tokens and the break-even against managed APIs")
     p.add_argument("--stack", default="prod", help="stack name: reads Pulumi.<stack>.yaml (default: prod)")
     p.add_argument("--project-dir", metavar="DIR", default=None,
                    help="directory holding Pulumi.yaml and Pulumi.<stack>.yaml (default: the repository root)")

@@ -184,11 +184,6 @@ def urn_label(urn: str) -> str:
     return f"{name_of_urn(urn)} ({short_type(typ)})" if typ else name_of_urn(urn)
 
 
-def type_of_urn(urn: str) -> str:
-    parts = urn.split("::")
-    return parts[2].rsplit("$", 1)[-1] if len(parts) >= 4 else ""
-
-
 # --- the graph ------------------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 
-import pytest
 
 from infra.cli import main
 from infra.core.catalog.charts import load_chart_catalog

@@ -11,7 +11,6 @@ import jsonschema
 import pytest
 
 from infra.cli import main
-from infra.core.config import load_stack_config
 from infra.cli.output import emit_json
 from infra.cli.plan import short_type
 from tests.money_rule import assert_money_rule

@@ -5,10 +5,9 @@ Regenerate the golden file with `UPDATE_GOLDEN=1 pytest tests/rollout/test_dryru
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 from infra.cli import main

@@ -19,7 +19,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Protocol
 

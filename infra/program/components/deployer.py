@@ -58,7 +58,7 @@ def buildspec(cfg: DeployerConfig) -> str:
         f'case "${deploy.ACTION_ENV}" in',
         f"  {deploy.UP}) {pulumi_cli} up --yes {pack} ;;",
         f"  {deploy.PREVIEW}) rc=0; {pulumi_cli} preview --json {pack} > /tmp/preview.json || rc=$?",
-        f"    .venv/bin/python -m infra in-vpc emit /tmp/preview.json; exit $rc ;;",
+        "    .venv/bin/python -m infra in-vpc emit /tmp/preview.json; exit $rc ;;",
         f"  {deploy.REFRESH}) {pulumi_cli} refresh --yes ;;",
         f"  {deploy.DESTROY}) {pulumi_cli} destroy --yes ;;",
         f'  {deploy.PROMETHEUS}) .venv/bin/python -m infra in-vpc prometheus --stack "${deploy.STACK_ENV}" ;;',
