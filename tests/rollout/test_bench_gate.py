@@ -2,18 +2,15 @@
 fake API server, the runner's step and journal, and the dry run."""
 from __future__ import annotations
 
-import functools
 import json
-from pathlib import Path
 from typing import Any, Mapping
 
-import jsonschema
 import pytest
 
 from infra.cli import main
 from infra.cli.bench_gate import StackBench, gateway_target, job_for
 from infra.core import deploy
-from infra.core.bench.job import (BENCH_NAMESPACE, JOB_LABEL, TOKEN_ENV, TOKEN_SECRET_NAME, GatewayTarget,
+from infra.core.bench.job import (BENCH_NAMESPACE, JOB_LABEL, TOKEN_ENV, TOKEN_SECRET_NAME,
                                   bench_job, manifests, token_secret, token_secret_arn)
 from infra.core.errors import UserError
 from infra.core.labels import BENCH_TENANT
@@ -24,29 +21,14 @@ from infra.core.rollout.journal import parse_journal
 from infra.core.rollout.report import render_text
 from infra.core.rollout.spec import BenchCheck, load_rollout_plan, parse_rollout_plan
 from infra.ops.bench.job import KubeBenchRunner, collection
+from tests.serving.schema_check import validate_k8s
 from tests.rollout.rollout_support import REPO, FakeClock, Harness, plan_doc
 
-SCHEMA = REPO / "tests" / "bench" / "schemas" / "kubernetes-v1.33-bench-strict.json"
-DEFINITIONS = {"Job": "io.k8s.api.batch.v1.Job", "NetworkPolicy": "io.k8s.api.networking.v1.NetworkPolicy",
-               "Namespace": "io.k8s.api.core.v1.Namespace", "ServiceAccount": "io.k8s.api.core.v1.ServiceAccount",
-               "Secret": "io.k8s.api.core.v1.Secret"}
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:llm-fleet/bench-tenant-jwt-Xy34Zw"
 RESULT = {"attainment_pct": 98.5, "requests": {"sent": 200, "ok": 199, "failed": 1}, "errors": {"503": 1},
           "ttft_ms": {"p50": 210.0, "p95": 420.0, "p99": 500.0}, "tpot_ms": {"p50": 20.0, "p95": 28.0, "p99": 30.0},
           "e2e_ms": {"p50": 4100.0, "p95": 4800.0, "p99": 5000.0}, "output_tokens_per_s": 800.0, "wall_s": 60.0,
           "slo_ms": {"ttft": 600, "tpot": 40, "e2e": 6000}}
-
-
-@functools.lru_cache(maxsize=1)
-def _schema() -> dict:
-    return json.loads(SCHEMA.read_text())
-
-
-def schema_errors(obj: dict) -> list[str]:
-    doc = _schema()
-    schema = {"$schema": doc["$schema"], "$defs": doc["$defs"], "$ref": f"#/$defs/{DEFINITIONS[obj['kind']]}"}
-    return [f"{obj['kind']}.{'.'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in jsonschema.Draft202012Validator(schema).iter_errors(obj)]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +69,7 @@ def test_every_object_is_valid_against_the_kubernetes_schema(prod_job):
     objects = [*manifests(prod_job), token_secret(prod_job, "eyJ.x.y")]
     assert [o["kind"] for o in objects] == ["Namespace", "ServiceAccount", "NetworkPolicy", "Job", "Secret"]
     for obj in objects:
-        assert schema_errors(obj) == [], obj["kind"]
+        assert validate_k8s(obj) == [], obj["kind"]
         assert obj["metadata"].get("namespace", BENCH_NAMESPACE) == BENCH_NAMESPACE
 
 

@@ -37,6 +37,7 @@ K8S_DEFINITIONS = {
     ("v1", "ConfigMap"): "io.k8s.api.core.v1.ConfigMap",
     ("v1", "Namespace"): "io.k8s.api.core.v1.Namespace",
     ("v1", "ServiceAccount"): "io.k8s.api.core.v1.ServiceAccount",
+    ("v1", "Secret"): "io.k8s.api.core.v1.Secret",
 }
 CLUSTER_SCOPED = {"PriorityClass", "Namespace", "GatewayClass", "StorageClass"}
 
