@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, TextIO
 
-from infra.core.errors import UserError
-from infra.core.errors import WorkspaceError
+from infra.core.bench.results import attainment_target_pct
+from infra.core.errors import UserError, WorkspaceError
 from infra.core.rollout.gates import APPROVE_ALL, GateVerdict, bench_verdict, cost_verdict, policy_verdict
 from infra.core.rollout.interfaces import (BenchRunner, Clock, CostModel, HealthChecker, Preflight, SystemClock,
                                            Workspace)
@@ -92,7 +92,8 @@ class Runner:
     rollout_id: Callable[[str, float], str] = default_rollout_id
     global_workspace: Workspace | None = None  # the environment's global stack (waves with traffic steps)
     bench: BenchRunner | None = None  # the health gate's bench check (a Job in the region)
-    bench_target_pct: Callable[[str], float] = lambda stack: 95.0  # the stack's attainment target
+    # The stack's attainment target (the command layer reads it from the stack's workload).
+    bench_target_pct: Callable[[str], float] = lambda stack: attainment_target_pct(None)
 
     # --- progress ------------------------------------------------------------------------
 
